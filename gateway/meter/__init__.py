@@ -1,0 +1,1 @@
+"""The southbound side: the eGauge WebAPI client (the only httpx user)."""

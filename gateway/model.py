@@ -1,0 +1,87 @@
+"""The values that flow from the pollers through the hub to the outputs.
+
+These are the project's own types: outputs never see httpx, and pollers never see MQTT or
+Modbus. All are frozen; a new poll makes new objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterInfo:
+    """Metadata of one meter register (``/register`` without rows)."""
+
+    name: str
+    type_code: str
+    idx: int
+    did: int | None = None  # None for virtual registers
+    formula: str | None = None  # the virtual formula, when the meter gave one
+
+    @property
+    def virtual(self) -> bool:
+        return self.did is None
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterValue:
+    """One register at one meter timestamp, in physical units."""
+
+    name: str
+    type_code: str
+    unit: str  # unit of ``rate``
+    rate: float | None  # current rate (W, V, A, ...); None when the meter gave none
+    cumulative: float | None  # physical cumulative value in ``cumulative_unit``
+    cumulative_unit: str
+    raw: int | None = None  # the meter's raw int64 accumulator, exact
+
+
+@dataclass(frozen=True, slots=True)
+class LocalValue:
+    """One sensor of ``/local`` (``values`` section): rates n/m/f, type code."""
+
+    name: str
+    type_code: str
+    unit: str
+    normal: float | None = None
+    mean: float | None = None
+    freq: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One successful poll of one meter."""
+
+    meter: str
+    ts: float  # the meter's own timestamp (Unix seconds) of the values
+    registers: tuple[RegisterValue, ...]
+    local: tuple[LocalValue, ...] = ()
+    received: float = 0.0  # gateway wall clock when the reply arrived
+
+    def by_name(self) -> Mapping[str, RegisterValue]:
+        return {r.name: r for r in self.registers}
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a meter is (``/sys`` and ``/config/net/hostname``)."""
+
+    serial: str
+    model: str
+    firmware: str
+    hostname: str = ""
+    uptime_s: float | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    """Whether a meter currently answers; ``since`` is the wall clock of the last flip."""
+
+    meter: str
+    online: bool
+    since: float
+    reason: str = ""
+    failed_polls: int = 0
