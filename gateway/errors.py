@@ -14,7 +14,8 @@ No message ever contains a password, a password hash or a token.
     │   ├── MeterProtocolError   the reply is not what the WebAPI promises; ``field`` names where
     │   │   ├── NotAnEgauge      the host answers, but not as an eGauge meter
     │   │   └── MeterReportedError  HTTP 200 with an ``error`` member (or a non-auth HTTP error)
-    │   │       └── CallPending  /ctrl/call/{tid}: "EAGAIN: ..." (poll again)
+    │   │       ├── CallPending  /ctrl/call/{tid}: "EAGAIN: ..." (poll again)
+    │   │       └── ConfigConflict  HTTP 412: If-Match failed, the configuration changed
     └── CommandError             a command request refused or failed; ``code`` is machine-readable
 """
 
@@ -80,6 +81,10 @@ class MeterReportedError(MeterProtocolError):
 
 class CallPending(MeterReportedError):
     """A /ctrl call has not finished yet ("EAGAIN: Call is pending.")."""
+
+
+class ConfigConflict(MeterReportedError):
+    """A /config write was refused because its If-Match ETag is stale (HTTP 412)."""
 
 
 class CommandError(GatewayError):

@@ -1,0 +1,171 @@
+"""The HTTP channel to one meter: one ``httpx.AsyncClient``, errors converted at the edge.
+
+Transport problems become ``MeterUnavailable`` / ``MeterTimeout``, bodies that are not JSON
+become ``MeterProtocolError``, and an ``error`` member becomes ``MeterReportedError`` (or
+``CallPending`` for "EAGAIN: ..."). Nothing here knows about tokens: the caller passes the
+bearer token it wants sent.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from gateway.errors import (
+    CallPending,
+    ConfigConflict,
+    ConfigError,
+    MeterProtocolError,
+    MeterReportedError,
+    MeterTimeout,
+    MeterUnavailable,
+)
+from gateway.secret import Secret
+
+NO_BODY: Any = object()  # "send no request body" (``None`` would be the JSON value null)
+
+HTTP_PRECONDITION_FAILED = 412
+
+
+def api_url(meter: str, url: str) -> str:
+    """``scheme://host[:port]`` (optionally ending in /api) -> the WebAPI base URL."""
+    parts = urlsplit(url.strip())
+    problems = []
+    if parts.scheme not in ("http", "https"):
+        problems.append(f"url {url!r}: the scheme must be http or https")
+    if not parts.hostname:
+        problems.append(f"url {url!r}: no host")
+    if parts.username is not None or parts.password is not None:
+        problems.append("url: credentials belong in username/password, not in the URL")
+    if parts.query or parts.fragment:
+        problems.append(f"url {url!r}: no query or fragment allowed")
+    if problems:
+        raise ConfigError(problems, source=f"meter {meter}")
+    base = url.strip().rstrip("/")
+    return base if base.endswith("/api") else base + "/api"
+
+
+def tls_verify(meter: str, verify_tls: bool | str) -> bool | ssl.SSLContext:
+    """``True`` (system CAs), ``False`` (no verification) or an SSL context for a CA bundle."""
+    if isinstance(verify_tls, bool):
+        return verify_tls
+    try:
+        return ssl.create_default_context(cafile=verify_tls)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            [f"verify_tls: cannot load the CA bundle {verify_tls!r}: {exc}"],
+            source=f"meter {meter}",
+        ) from exc
+
+
+class Channel:
+    """Sends requests to one meter's ``/api`` and decodes its JSON replies."""
+
+    def __init__(
+        self,
+        meter: str,
+        url: str,
+        *,
+        verify_tls: bool | str = True,
+        timeout_s: float = 3.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.meter = meter
+        self.api = api_url(meter, url)
+        self.timeout_s = timeout_s
+        self._http = httpx.AsyncClient(
+            verify=tls_verify(meter, verify_tls),
+            timeout=httpx.Timeout(timeout_s, pool=None),
+            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+            transport=transport,
+            headers={"Accept": "application/json"},
+            follow_redirects=False,
+        )
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        query: str = "",
+        *,
+        body: Any = NO_BODY,
+        bearer: Secret | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """One request to ``/api<path>?<query>``; transport errors become meter errors."""
+        if self._http.is_closed:
+            raise MeterUnavailable(self.meter, f"{method} {path}: the client is closed")
+        url = self.api + path + ("?" + query if query else "")
+        hdrs = dict(headers) if headers else {}
+        if bearer is not None:
+            hdrs["Authorization"] = "Bearer " + bearer.reveal()
+        content: bytes | None = None
+        if body is not NO_BODY:
+            content = json.dumps(body, separators=(",", ":")).encode()
+            hdrs["Content-Type"] = "application/json"
+        try:
+            response = await self._http.request(method, url, content=content, headers=hdrs)
+        except httpx.TimeoutException as exc:
+            raise MeterTimeout(
+                self.meter, f"no answer within {self.timeout_s:g} s ({method} {path})"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise MeterUnavailable(self.meter, _transport_problem(exc, method, path)) from exc
+        except httpx.HTTPError as exc:  # invalid URL and the like
+            raise MeterUnavailable(self.meter, f"{method} {path}: {exc}") from exc
+        return response
+
+    def decode(self, response: httpx.Response, what: str) -> Any:
+        """The JSON value of ``response`` (raises if it is not JSON or carries ``error``)."""
+        try:
+            value = json.loads(response.content)
+        except (ValueError, UnicodeDecodeError) as exc:
+            if response.status_code != 200:
+                raise MeterReportedError(
+                    self.meter, f"HTTP {response.status_code} ({what})", field="status"
+                ) from exc
+            raise MeterProtocolError(
+                self.meter, f"the reply to {what} is not valid JSON ({exc})", field="body"
+            ) from exc
+        if type(value) is dict:
+            error = value.get("error")
+            if error:
+                text = str(error)
+                cls = CallPending if text.startswith("EAGAIN") else MeterReportedError
+                if response.status_code == HTTP_PRECONDITION_FAILED:
+                    cls = ConfigConflict
+                raise cls(self.meter, f"{text} ({what})", field="error")
+        if response.status_code == HTTP_PRECONDITION_FAILED:
+            raise ConfigConflict(self.meter, f"HTTP 412 ({what})", field="status")
+        if response.status_code != 200:
+            raise MeterReportedError(
+                self.meter, f"HTTP {response.status_code} ({what})", field="status"
+            )
+        return value
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _transport_problem(exc: httpx.TransportError, method: str, path: str) -> str:
+    """A one-line reason for a transport failure, naming TLS problems as such."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return (
+                f"TLS certificate verification failed ({cause.verify_message}); "
+                "give the meter's CA bundle (verify_tls: PATH) or turn verification off"
+            )
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS handshake failed ({cause.reason or cause})"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        cause = cause.__cause__ or cause.__context__
+    reason = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect ({reason})"
+    return f"{method} {path}: {reason}"
