@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password", default="default", help="password of every simulated meter")
     p.add_argument("--token-lifetime", type=float, default=600.0)
     p.add_argument("--nonce-lifetime", type=float, default=60.0)
+    p.add_argument("--control", action="store_true",
+                   help="serve the /__sim__/ fault-control endpoint (also EGAUGE_SIM_CONTROL=1)")
 
     p = add("map", "Modbus register maps", _lazy("gateway.modbus.cli", "main"))
     p.add_argument("action", choices=["export", "generate"])

@@ -1,0 +1,98 @@
+"""The simulator's own control endpoint ``/__sim__/...`` (off unless the server enables it),
+for tests that run the simulator in another process.
+
+``POST /__sim__/faults`` takes a JSON object: any of the :class:`Faults` switches, plus
+``down_s`` (go off the network once this reply is sent), ``revoke_tokens``,
+``expire_nonces``, ``clear`` (all switches back to off) and ``registers``:
+``{"order": [names], "remove": [names], "add": [{name, type, base, amp, period_s}]}``.
+``GET /__sim__/faults`` shows the switches, ``GET /__sim__/state`` the meter's counters,
+``GET /__sim__/calls`` the recorded calls (``DELETE`` forgets them).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from gateway.simulator import registers as regs
+from gateway.simulator.faults import Faults
+from gateway.simulator.registers import SimRegister
+from gateway.simulator.reply import QueryError, Reply, error_reply, json_reply
+from gateway.simulator.tree import Json
+from gateway.simulator.wave import Wave
+from gateway.simulator.wire import Request
+
+if TYPE_CHECKING:
+    from gateway.simulator.meter import SimMeter
+
+PREFIX = "/__sim__/"
+_ACTIONS = ("down_s", "revoke_tokens", "expire_nonces", "registers", "clear")
+
+
+def handle(meter: SimMeter, req: Request) -> Reply:
+    what = req.path[len(PREFIX):]
+    try:
+        if what == "faults" and req.method == "POST":
+            return _post_faults(meter, req)
+        if what == "faults" and req.method == "GET":
+            return json_reply(meter.faults.as_dict())
+        if what == "state" and req.method == "GET":
+            return json_reply(state(meter))
+        if what == "calls" and req.method == "GET":
+            return json_reply([{"method": c.method, "path": c.path, "query": c.query,
+                                "body": c.body, "time": c.time, "authorized": c.authorized,
+                                "status": c.status} for c in meter.calls])
+        if what == "calls" and req.method == "DELETE":
+            meter.clear_calls()
+            return json_reply({"status": "OK"})
+    except (QueryError, ValueError, KeyError, TypeError) as exc:
+        return error_reply(f"Invalid control request: {exc}", 400)
+    return error_reply("Not Found.", 404)
+
+
+def state(meter: SimMeter) -> dict[str, Json]:
+    return {"serial": meter.serial, "logins": meter.logins, "calls": meter.recorder.total,
+            "relay_mask": meter.relay_mask, "down": meter.is_down,
+            "registers": [{"name": r.name, "idx": r.idx} for r in meter.registers]}
+
+
+def _post_faults(meter: SimMeter, req: Request) -> Reply:
+    try:
+        changes = json.loads(req.body or b"{}")
+    except ValueError as exc:
+        raise QueryError("body is not JSON") from exc
+    if not isinstance(changes, dict):
+        raise QueryError("body must be a JSON object")
+    new_registers = _planned(meter, changes["registers"]) if "registers" in changes else None
+    switches = {k: v for k, v in changes.items() if k not in _ACTIONS}
+    Faults().update(switches)  # check everything before changing anything
+    if changes.get("clear"):
+        meter.faults.clear()
+    meter.faults.update(switches)
+    if new_registers is not None:
+        meter.set_registers(new_registers)
+    if changes.get("revoke_tokens"):
+        meter.revoke_tokens()
+    if changes.get("expire_nonces"):
+        meter.expire_nonces()
+    down = changes.get("down_s")
+    reply = json_reply({"status": "OK", "faults": meter.faults.as_dict()})
+    if isinstance(down, (int, float)) and down > 0:
+        return Reply(reply.status, reply.body, down_after_s=float(down))
+    return reply
+
+
+def _planned(meter: SimMeter, spec: Json) -> list[SimRegister]:
+    if not isinstance(spec, dict):
+        raise QueryError("registers must be an object")
+    planned = meter.registers
+    if "remove" in spec:
+        planned = regs.without(planned, spec["remove"])
+    for new in spec.get("add", []):
+        wave = Wave(float(new.get("base", 0.0)), float(new.get("amp", 0.0)),
+                    float(new.get("period_s", 600.0)))
+        planned = regs.with_added(planned, str(new["name"]), str(new.get("type", "P")), wave)
+    if "order" in spec:
+        planned = regs.reordered(planned, spec["order"])
+    regs.check_register_set(planned)
+    return planned

@@ -1,0 +1,334 @@
+"""SimMeter: one simulated eGauge meter, its state and the Python API tests use.
+
+Values are deterministic functions of the meter's clock (``clock() + set-time offset``):
+:meth:`SimMeter.rate`, :meth:`SimMeter.raw` and :meth:`SimMeter.cumulative` predict what
+``/register`` reports. The newest row is the whole second ``T = floor(now)``; the top-level
+``ts`` is ``T`` plus a fixed fraction (:data:`TS_FRACTION`) and rates are those at ``T``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+import structlog
+
+from gateway.secret import Secret
+from gateway.simulator import registers as regs
+from gateway.simulator.authority import Authority, ha1
+from gateway.simulator.configuration import ConfigStore
+from gateway.simulator.ctrl import Controller
+from gateway.simulator.database import Database, default_levels
+from gateway.simulator.faults import Faults
+from gateway.simulator.recorder import CallRecord, CallRecorder
+from gateway.simulator.registers import SimRegister
+from gateway.simulator.reply import ReplyCache
+from gateway.simulator.sensors import LocalSensors
+from gateway.simulator.timespec import TimeContext
+from gateway.simulator.timezone import PosixTz
+from gateway.simulator.tree import Json
+from gateway.simulator.wave import Wave
+
+log = structlog.get_logger(__name__)
+
+REALM = "eGauge Administration"
+TS_FRACTION = ".000420096"
+DownListener = Callable[["SimMeter", float], None]
+
+
+class SimMeter:
+    """A WebAPI-faithful eGauge meter (serve it with :class:`SimServer`)."""
+
+    def __init__(self, serial: str = "SIM0001", username: str = "owner",
+                 password: str | Secret = "default",  # noqa: S107 -- the demo password
+                 *, token_lifetime_s: float = 600.0,
+                 nonce_lifetime_s: float = 60.0, clock: Callable[[], float] = time.time,
+                 registers: Sequence[SimRegister] | None = None, model: str = "EG4115",
+                 hostname: str | None = None, rights: Iterable[str] = ("save", "ctrl"),
+                 fine_history_s: int = 7200, created: int | None = None,
+                 epoch: int | None = None, reboot_downtime_s: float = 20.0,
+                 seed: int | None = None, max_calls: int = 10_000) -> None:
+        self.serial = serial
+        self.model = model
+        self.username = username
+        self.password = password if isinstance(password, Secret) else Secret(password)
+        self.realm = REALM
+        self.clock = clock
+        self._time_offset = 0.0
+        self.reboot_downtime_s = reboot_downtime_s
+        self.fine_history_s = fine_history_s
+        self.faults = Faults()
+        self.rng = random.Random(seed)  # noqa: S311 -- fault dice, not secrets
+        self.recorder = CallRecorder(max_calls)
+        self.reply_cache = ReplyCache()
+        self.authority = Authority(REALM, self.now, nonce_lifetime_s, token_lifetime_s)
+        self.controller = Controller()
+        now = int(self.now())
+        self.created = (now // 86400 - 30) * 86400 if created is None else created
+        self.sensors = LocalSensors(self.created)
+        self.boot_time = float(max(self.created, now - 3 * 86400))
+        self.boot_reason = "general reset"
+        self.user_boot: float | None = None
+        self._volatile_since = int(self.boot_time)
+        self._state_version = 0
+        self._registers: list[SimRegister] = []
+        self._by_name: dict[str, SimRegister] = {}
+        self.set_registers(regs.default_registers() if registers is None else registers)
+        privs = ["view_settings"] + [{"save": "unlimited_save"}.get(r, r) for r in rights]
+        self.config = ConfigStore(
+            _config_defaults(
+                hostname or f"eGauge-{serial}", self.created + 86400 if epoch is None else epoch,
+                username, privs, ha1(username, REALM, self.password.reveal())),
+            self._register_config)
+        self._down_until = 0.0
+        self._listeners: list[DownListener] = []
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SimMeter(serial={self.serial!r}, username={self.username!r})"
+
+    # -- time and values ---------------------------------------------------------------
+    def now(self) -> float:
+        """The meter's clock (the injected clock plus any ``/cmd/set-time`` offset)."""
+        return self.clock() + self._time_offset
+
+    def latest(self) -> int:
+        """The newest stored second ``T``."""
+        return int(self.now() // 1)
+
+    def ts_text(self, t: int) -> str:
+        return f"{t}{TS_FRACTION}"
+
+    @property
+    def epoch(self) -> int:
+        return int(self.config.value("db", "epoch"))
+
+    @property
+    def hostname(self) -> str:
+        return str(self.config.value("net", "hostname"))
+
+    def register(self, name: str) -> SimRegister:
+        return self._by_name[name]
+
+    def rate(self, name: str, t: float) -> float:
+        """The rate of register ``name`` at ``t`` (virtual: the formula over rates)."""
+        reg = self._by_name[name]
+        if reg.wave is not None:
+            return reg.wave.rate(t)
+        return sum((1 if s == "+" else -1) * self.rate(n, t) for s, n in reg.formula)
+
+    def raw(self, name: str, t: float) -> int:
+        """The stored accumulator of ``name`` at ``t``, counted from database creation."""
+        reg = self._by_name[name]
+        if reg.wave is None:
+            return sum((1 if s == "+" else -1) * self.raw(n, t) for s, n in reg.formula)
+        if reg.type_code == "d":
+            return round(reg.wave.rate(t))
+        return round(reg.wave.integral(self.created, t) / reg.quantum)
+
+    def cumulative(self, name: str, t: float) -> float:
+        """The physical cumulative value (``raw * quantum``, e.g. W·s for power)."""
+        return self.raw(name, t) * self._by_name[name].quantum
+
+    def local_rate(self, sensor: str, t: float, measurement: str = "n",
+                   section: str = "values") -> float:
+        return self.sensors.rate(sensor, t, measurement, section)
+
+    def local_cumul(self, sensor: str, t: float, measurement: str = "n",
+                    section: str = "values") -> int:
+        return self.sensors.cumul(sensor, t, measurement, section)
+
+    def database(self) -> Database:
+        return Database(default_levels(self.fine_history_s), self.created,
+                        self._volatile_since, self.latest())
+
+    def time_context(self) -> TimeContext:
+        tz: dt.tzinfo
+        try:
+            tz = PosixTz(str(self.config.value("time", "zone")))
+        except ValueError:
+            tz = dt.UTC
+        start_day = str(self.config.value("var", "global", "billing.start_day"))
+        return TimeContext(self.latest(), self.epoch, tz,
+                           int(start_day) if start_day.isdigit() else 1)
+
+    @property
+    def state_version(self) -> tuple[int, int]:
+        """Changes whenever anything that shapes a data reply changes."""
+        return (self._state_version, self.config.version)
+
+    # -- registers ---------------------------------------------------------------------
+    @property
+    def registers(self) -> list[SimRegister]:
+        return list(self._registers)
+
+    def set_registers(self, registers: Sequence[SimRegister]) -> None:
+        """Replace the register set (idx values as given; values follow the names)."""
+        regs.check_register_set(registers)
+        self._registers = sorted(registers, key=lambda r: r.idx)
+        self._by_name = {r.name: r for r in self._registers}
+        self._state_version += 1
+
+    def reorder_registers(self, names: Iterable[str]) -> None:
+        self.set_registers(regs.reordered(self._registers, names))
+
+    def remove_registers(self, names: Iterable[str]) -> None:
+        self.set_registers(regs.without(self._registers, names))
+
+    def add_register(self, name: str, type_code: str, wave: Wave) -> None:
+        self.set_registers(regs.with_added(self._registers, name, type_code, wave))
+
+    def _register_config(self) -> Json:
+        return {
+            "physical": {r.name: {"dev": "local", "did": r.did, "type": r.type_code,
+                                  "value": f"S{(r.did or 0) + 1}*L1"}
+                         for r in self._registers if not r.virtual},
+            "virtual": {r.name: {"value": [{"op": s, "register": n} for s, n in r.formula]}
+                        for r in self._registers if r.virtual},
+        }
+
+    # -- auth --------------------------------------------------------------------------
+    @property
+    def logins(self) -> int:
+        """Successful logins so far."""
+        return self.authority.logins
+
+    @property
+    def token_lifetime_s(self) -> float:
+        return self.authority.token_lifetime_s
+
+    @token_lifetime_s.setter
+    def token_lifetime_s(self, value: float) -> None:
+        self.authority.token_lifetime_s = value
+
+    @property
+    def nonce_lifetime_s(self) -> float:
+        return self.authority.nonce_lifetime_s
+
+    @nonce_lifetime_s.setter
+    def nonce_lifetime_s(self, value: float) -> None:
+        self.authority.nonce_lifetime_s = value
+
+    def revoke_tokens(self) -> None:
+        self.authority.revoke_all()
+
+    def expire_nonces(self) -> None:
+        self.authority.expire_nonces()
+
+    def ha1_for(self, usr: str) -> str | None:
+        users = self.config.value("user")
+        entry = users.get(usr) if isinstance(users, dict) else None
+        stored = entry.get("hash") if isinstance(entry, dict) else None
+        return stored if isinstance(stored, str) and stored else None
+
+    def rights_of(self, usr: str) -> list[str]:
+        users = self.config.value("user")
+        entry = users.get(usr) if isinstance(users, dict) else None
+        privs = entry.get("priv", []) if isinstance(entry, dict) else []
+        rights = []
+        if "unlimited_save" in privs or "local_save" in privs:
+            rights.append("save")
+        if "ctrl" in privs:
+            rights.append("ctrl")
+        return rights
+
+    # -- calls -------------------------------------------------------------------------
+    @property
+    def calls(self) -> list[CallRecord]:
+        """The recorded WebAPI requests, oldest first."""
+        return self.recorder.records()
+
+    def calls_to(self, path: str, method: str | None = None) -> list[CallRecord]:
+        """Recorded requests to ``path`` (``/api/...`` or the short ``/register``)."""
+        full = path if path.startswith("/api/") else "/api" + path
+        return self.recorder.records(method, full)
+
+    def clear_calls(self) -> None:
+        self.recorder.clear()
+
+    # -- relays, time, reboot and downtime ---------------------------------------------
+    @property
+    def relay_mask(self) -> int:
+        return self.controller.relay_mask
+
+    @property
+    def relays(self) -> tuple[bool, ...]:
+        """Relay states by 0-based index (True: closed)."""
+        return tuple(bool(self.controller.relay_mask >> i & 1)
+                     for i in range(self.controller.relay_count))
+
+    def set_time(self, t: float) -> None:
+        self._time_offset = t - self.clock()
+        self._state_version += 1
+
+    def reboot_state(self) -> None:
+        """What a reboot does to the meter's state: tokens revoked, 1-second rows lost."""
+        now = self.now()
+        self.authority.revoke_all()
+        self.boot_time = self.user_boot = now
+        self.boot_reason = "software reset"
+        self._volatile_since = int(now // 1) + 1
+        self._state_version += 1
+        log.info("sim_meter_rebooted", meter=self.serial)
+
+    def reboot(self) -> None:
+        """Reboot now: the meter's state resets and it is off the network for
+        ``reboot_downtime_s``."""
+        self.reboot_state()
+        self.go_down(self.reboot_downtime_s)
+
+    @property
+    def is_down(self) -> bool:
+        return time.monotonic() < self._down_until
+
+    def go_down(self, seconds: float) -> None:
+        """Refuse connections for ``seconds`` (the server closes this meter's socket)."""
+        self._down_until = time.monotonic() + seconds
+        log.info("sim_meter_down", meter=self.serial, seconds=seconds)
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(self, seconds)
+
+    def add_listener(self, listener: DownListener) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: DownListener) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+
+def _config_defaults(hostname: str, epoch: int, username: str, privs: list[str],
+                     user_hash: str) -> dict[str, Json]:
+    return {
+        "net": {
+            "hostname": hostname,
+            "ipv4": {"dhcp": True, "address": "192.168.1.88", "broadcast": "192.168.1.255",
+                     "netmask": "255.255.255.0", "network": "192.168.1.0",
+                     "gateway": "192.168.1.1"},
+            "nameserver": {"server": ["192.168.1.1"]},
+            "ntp": {"server": ["pool.ntp.org"]},
+            "http": {"cgi-bin": "user-required", "client": {"insecure": False},
+                     "certificate": ""},
+            "option": {"secure_only": False},
+            "proxy": {"enable": False, "server": "d.egauge.net"},
+        },
+        "db": {"epoch": str(epoch)},
+        "time": {"zone": "UTC0"},
+        "local": {"gain": "normal", "update-interval": 1000},
+        "var": {"global": {"billing.start_day": "1", "billing.interval": "1",
+                           "default.currency_symbol": "$"}},
+        "user": {username: {"priv": privs, "hash": user_hash}},
+        "remote": {},
+        "modbus": {"server": {"enable": [], "id": 1, "tcp": {"port": 502}},
+                   "client": {"map": {}}},
+        "push": {"interval": 60, "options": "json,gzip,epoch,sec,skip=59", "service": "",
+                 "uri": "", "user": "", "password": ""},
+        "alert": {"custom": []},
+        "language_code": "en_GB",
+    }

@@ -1,0 +1,157 @@
+"""The simulated register set: names, type codes, idx/did, value functions, formulas.
+
+Each physical register's rate is a :class:`Wave`; its stored value is the meter's
+accumulator ``round(integral(created, t) / quantum)`` (egauge-webapi §2.4), except for
+discrete registers (``d``), which store the value itself. Virtual registers are sums and
+differences of physical ones. The quanta are the spec's own table, kept here on purpose:
+the simulator is the reference the gateway's unit handling is tested against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from gateway.simulator.wave import Wave
+
+QUANTA: dict[str, float] = {
+    "#": 1.0, "#3": 0.001, "%": 0.001, "$": 2.0**-29, "a": 0.001, "aq": 0.001, "d": 1.0,
+    "Ee": 1.0, "F": 0.001, "h": 0.001, "I": 0.001, "m": 0.001, "P": 1.0, "Pa": 1.0,
+    "ppm": 0.001, "var": 1.0, "PQ": 1.0, "Q": 1.0, "Qe": 0.001, "Qv": 1e-9, "R": 1.0,
+    "S": 1.0, "T": 0.001, "THD": 0.001, "V": 0.001, "v": 0.001, "Vdc": 0.001,
+    "Idc": 0.001, "dT": 0.001,
+}  # fmt: skip
+
+
+def quantum(type_code: str) -> float:
+    """The physical value of one raw count for ``type_code`` (1 for unknown codes)."""
+    return QUANTA.get(type_code, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class SimRegister:
+    """One register of a simulated meter.
+
+    Physical registers have a ``did`` and a ``wave``; virtual ones have a ``formula`` of
+    ``(sign, name)`` terms, e.g. ``(("+", "Grid"), ("+", "Solar+"))``.
+    """
+
+    name: str
+    type_code: str
+    idx: int
+    did: int | None = None
+    wave: Wave | None = None
+    formula: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.name or "," in self.name or not self.name.isprintable():
+            raise ValueError(f"invalid register name {self.name!r}")
+        if self.name.isdigit():
+            raise ValueError(f"register name {self.name!r} must not be all digits")
+        if self.idx < 0:
+            raise ValueError(f"register {self.name!r}: idx must not be negative")
+        if self.did is None:
+            if not self.formula or self.wave is not None:
+                raise ValueError(f"virtual register {self.name!r} needs a formula and no wave")
+            if any(sign not in "+-" or len(sign) != 1 for sign, _ in self.formula):
+                raise ValueError(f"virtual register {self.name!r}: signs must be + or -")
+        elif self.wave is None or self.formula:
+            raise ValueError(f"physical register {self.name!r} needs a wave and no formula")
+
+    @property
+    def virtual(self) -> bool:
+        return self.did is None
+
+    @property
+    def quantum(self) -> float:
+        return quantum(self.type_code)
+
+    def formula_text(self) -> str:
+        """The formula as the meter writes it: ``+"Grid"+"Solar+"`` (``\\"``, ``\\\\`` escaped)."""
+        return "".join(
+            sign + '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            for sign, name in self.formula
+        )
+
+
+def physical(name: str, type_code: str, idx: int, did: int, wave: Wave) -> SimRegister:
+    return SimRegister(name, type_code, idx, did, wave)
+
+
+def virtual(name: str, type_code: str, idx: int, *terms: str) -> SimRegister:
+    """A virtual register from terms such as ``"+Grid"``, ``"-Solar+"``."""
+    return SimRegister(name, type_code, idx, formula=tuple((t[0], t[1:]) for t in terms))
+
+
+def default_registers(phase: float = 0.0, reactive_code: str = "var") -> list[SimRegister]:
+    """The standard simulated register set (idx != did, gaps in idx, awkward names).
+
+    ``Grid`` runs backwards at times (net export); ``Panel A/B`` always reads negative, so
+    its cumulative value keeps decreasing. ``reactive_code`` may be ``"PQ"`` for clients that
+    only know egauge-python's code for reactive power.
+    """
+
+    def w(base: float, amp: float, period_s: float, ph: float = 0.0) -> Wave:
+        return Wave(base, amp, period_s, ph + phase)
+
+    return [
+        virtual("use", "P", 0, "+Grid", "+Solar+"),
+        virtual("gen", "P", 1, "+Solar+"),
+        physical("Grid", "P", 3, 0, w(400.0, 1500.0, 600.0)),
+        physical("Solar+", "P", 5, 1, w(1200.0, 900.0, 900.0, 1.0)),
+        physical("Panel A/B", "P", 6, 2, w(-350.0, 120.0, 300.0)),
+        physical("Amps #1", "I", 8, 3, w(12.5, 4.0, 120.0)),
+        physical("Temp Büro", "T", 9, 4, w(21.5, 1.5, 3600.0)),
+        physical("Voltage L1", "V", 11, 5, w(120.0, 1.2, 300.0, 0.5)),
+        physical("Frequency", "F", 12, 6, w(60.0, 0.05, 60.0)),
+        physical("Reactive", reactive_code, 14, 7, w(150.0, 80.0, 420.0)),
+        physical("Apparent", "S", 15, 8, w(2000.0, 600.0, 600.0, 0.3)),
+    ]
+
+
+def check_register_set(registers: Sequence[SimRegister]) -> None:
+    """Reject duplicate names, idx or did values and formulas naming unknown registers."""
+    for what, values in (
+        ("name", [r.name for r in registers]),
+        ("idx", [str(r.idx) for r in registers]),
+        ("did", [str(r.did) for r in registers if r.did is not None]),
+    ):
+        dupes = sorted({v for v in values if values.count(v) > 1})
+        if dupes:
+            raise ValueError(f"duplicate register {what}: {', '.join(dupes)}")
+    phys = {r.name for r in registers if not r.virtual}
+    for reg in registers:
+        missing = [n for _, n in reg.formula if n not in phys]
+        if missing:
+            raise ValueError(f"virtual register {reg.name!r} names unknown {missing}")
+
+
+def reordered(registers: Sequence[SimRegister], names: Iterable[str]) -> list[SimRegister]:
+    """The same registers with their idx values handed out again in the order ``names``
+    (registers not named keep their relative order after those named)."""
+    order = list(names)
+    by_name = {r.name: r for r in registers}
+    unknown = [n for n in order if n not in by_name]
+    if unknown:
+        raise ValueError(f"unknown registers {unknown}")
+    rest = [r.name for r in registers if r.name not in order]
+    pool = sorted(r.idx for r in registers)
+    return [replace(by_name[n], idx=i) for n, i in zip(order + rest, pool, strict=True)]
+
+
+def without(registers: Sequence[SimRegister], names: Iterable[str]) -> list[SimRegister]:
+    """The registers minus those named (and minus virtual registers that use them)."""
+    gone = set(names)
+    unknown = gone - {r.name for r in registers}
+    if unknown:
+        raise ValueError(f"unknown registers {sorted(unknown)}")
+    kept = [r for r in registers if r.name not in gone]
+    return [r for r in kept if not any(n in gone for _, n in r.formula)]
+
+
+def with_added(registers: Sequence[SimRegister], name: str, type_code: str,
+               wave: Wave) -> list[SimRegister]:
+    """The registers plus a new physical one at the next free idx and did."""
+    idx = max((r.idx for r in registers), default=-1) + 1
+    did = max((r.did for r in registers if r.did is not None), default=-1) + 1
+    return [*registers, physical(name, type_code, idx, did, wave)]
