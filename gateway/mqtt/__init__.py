@@ -1,0 +1,1 @@
+"""The northbound MQTT side: the only paho-mqtt user (connection, topics, discovery, output)."""

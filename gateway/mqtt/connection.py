@@ -1,0 +1,404 @@
+"""The one place that uses paho-mqtt: a connection that keeps itself connected.
+
+paho's network thread (``loop_start``) does the socket work; its callbacks reach the asyncio
+loop only through ``call_soon_threadsafe``. The reconnect loop is ours (paho's own is turned
+off) so that every failed attempt becomes one ``mqtt_connect_failed`` event with a reason, the
+attempt number and the delay before the next try (exponential, with jitter, capped).
+
+While the broker is unreachable, publishes wait in a bounded queue: when it is full the
+oldest *droppable* message (state, register values) goes first, then the oldest of the rest;
+drops are counted. On every connect the queue is flushed first and then the ``on_connected``
+hooks run, so re-announced state is always newer than anything queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+import structlog
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway.config import MqttConfig, MqttTls
+from gateway.errors import ConfigError
+from gateway.mqtt.message import Handler, InboundMessage
+from gateway.mqtt.outbox import Outbox, Outgoing
+
+log = structlog.get_logger(__name__)
+
+STABLE_S = 30.0  # a session that lasted this long resets the backoff
+_PROTOCOLS = {"3.1.1": MQTTProtocolVersion.MQTTv311, "5": MQTTProtocolVersion.MQTTv5}
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    """The message the broker publishes when the gateway vanishes without a goodbye."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+@dataclass(slots=True)
+class ConnectionStats:
+    """Counters for metrics and status pages."""
+
+    connected: bool = False
+    connects: int = 0
+    connect_failures: int = 0
+    published: int = 0
+    dropped: int = 0
+    received: int = 0
+    queued: int = 0
+
+
+def tls_context(tls: MqttTls) -> ssl.SSLContext:
+    """An SSL context for the broker; unreadable files are a :class:`ConfigError`."""
+    try:
+        ctx = ssl.create_default_context(cafile=tls.ca_file)
+        if tls.cert_file:
+            ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError([f"mqtt.tls: cannot load certificates: {describe(exc)}"]) from exc
+    if tls.insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def describe(exc: BaseException) -> str:
+    """A short, secret-free reason for a failed connection attempt."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"tls: certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"tls: {exc.reason or exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, socket.gaierror):
+        return f"name resolution failed: {exc.strerror}"
+    if isinstance(exc, OSError):
+        return (exc.strerror or str(exc) or type(exc).__name__).lower()
+    return str(exc) or type(exc).__name__
+
+
+class MqttConnection:
+    """A self-healing MQTT client: ``run()`` connects and reconnects until ``close()``."""
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        client_id: str,
+        will: Will | None = None,
+        *,
+        retry_min_s: float = 1.0,
+        retry_max_s: float = 60.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._cfg = cfg
+        self._retry = (retry_min_s, retry_max_s)
+        self._rng = rng or random.Random()  # noqa: S311  (jitter, not cryptography)
+        self._v5 = cfg.protocol == "5"
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=_PROTOCOLS.get(cfg.protocol, MQTTProtocolVersion.MQTTv311),
+            reconnect_on_failure=False,
+        )
+        self._client.max_inflight_messages_set(256)
+        if cfg.username is not None:
+            password = cfg.password.reveal() if cfg.password is not None else None
+            self._client.username_pw_set(cfg.username, password)
+        if cfg.tls is not None:
+            self._client.tls_set_context(tls_context(cfg.tls))
+            if cfg.tls.insecure:
+                self._client.tls_insecure_set(True)
+        if will is not None:
+            self._client.will_set(will.topic, will.payload, will.qos, will.retain)
+        self._client.on_connect = self._paho_connect
+        self._client.on_disconnect = self._paho_disconnect
+        self._client.on_message = self._paho_message
+        self._client.on_publish = self._paho_publish
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._hooks: list[Callable[[], None]] = []
+        self._subscriptions: dict[str, tuple[int, list[Handler]]] = {}
+        self._outbox = Outbox(cfg.queue_limit)
+        self._seq = 0
+        self._inflight: set[int] = set()
+        self._drained = asyncio.Event()
+        self._connack: asyncio.Future[str | None] | None = None
+        self._lost = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._lost_reason = ""
+        self._closing = False
+        self._network_lock = asyncio.Lock()
+        self._queue_full_logged = False
+        self.stats = ConnectionStats()
+
+    @property
+    def connected(self) -> bool:
+        return self.stats.connected
+
+    def on_connected(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` (on the loop, after the queue is flushed) on every (re)connect."""
+        self._hooks.append(hook)
+
+    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
+        """Deliver matching messages to ``handler``; kept across reconnects."""
+        known = topic_filter in self._subscriptions
+        self._subscriptions.setdefault(topic_filter, (qos, []))[1].append(handler)
+        if self.connected and not known:
+            self._client.subscribe(topic_filter, qos)
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes | str,
+        qos: int = 0,
+        retain: bool = False,
+        *,
+        droppable: bool = False,
+        correlation_data: bytes | None = None,
+    ) -> None:
+        """Hand a message to the network thread (or queue it while disconnected); never
+        blocks. ``droppable`` marks messages that a newer one replaces (state, values)."""
+        data = payload.encode("utf-8") if isinstance(payload, str) else payload
+        self._seq += 1
+        msg = Outgoing(self._seq, topic, data, qos, retain, correlation_data)
+        if self.connected and self._send(msg):
+            return
+        self._enqueue(msg, droppable)
+
+    async def run(self) -> None:
+        """Connect, and reconnect with backoff whenever the connection fails, until closed.
+
+        After a lost session the next attempt waits ``retry_min_s``; a session that ended
+        within ``STABLE_S`` counts as a failed attempt, so a connection that is accepted and
+        dropped at once (e.g. another client with the same id) backs off as well."""
+        self._loop = asyncio.get_running_loop()
+        attempt = 0
+        try:
+            while not self._closing:
+                attempt += 1
+                started = time.monotonic()
+                reason = await self._session()
+                if self._closing:
+                    break
+                if reason is None:
+                    if time.monotonic() - started >= STABLE_S:
+                        attempt = 0
+                    delay = self._delay(max(attempt, 1))
+                else:
+                    self.stats.connect_failures += 1
+                    delay = self._delay(attempt)
+                    log.warning(
+                        "mqtt_connect_failed",
+                        host=self._cfg.host,
+                        port=self._cfg.port,
+                        reason=reason,
+                        attempt=attempt,
+                        retry_in_s=round(delay, 3),
+                    )
+                await self._pause(delay)
+        finally:
+            self.stats.connected = False
+            await asyncio.shield(self._stop_network())
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when :meth:`close` is called."""
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Wait (up to ``grace_s``) until what was published is on the wire, then send
+        DISCONNECT (so the broker does not publish the will) and stop the network thread."""
+        self._closing = True
+        self._wake.set()
+        if self.connected:
+            try:
+                async with asyncio.timeout(grace_s):
+                    while self._inflight:
+                        self._drained.clear()
+                        await self._drained.wait()
+            except TimeoutError:
+                log.warning("mqtt_close_unflushed", inflight=len(self._inflight))
+            self._client.disconnect()
+            try:
+                async with asyncio.timeout(grace_s):
+                    await self._lost.wait()
+            except TimeoutError:
+                pass
+        self.stats.connected = False
+        await self._stop_network()
+        log.info("mqtt_closed", host=self._cfg.host, port=self._cfg.port)
+
+    # -- one connection attempt and the session that follows --------------------------------
+
+    async def _session(self) -> str | None:
+        """Connect once; return the failure reason, or ``None`` after a session that ended."""
+        loop = asyncio.get_running_loop()
+        self._connack = loop.create_future()
+        self._lost.clear()
+        try:
+            await asyncio.to_thread(self._connect)
+        except (OSError, ValueError) as exc:
+            return describe(exc)
+        if self._closing:
+            self._client.disconnect()
+            return None
+        self._client.loop_start()
+        try:
+            async with asyncio.timeout(max(5.0, float(self._cfg.keepalive_s))):
+                refused = await self._connack
+        except TimeoutError:
+            refused = "no CONNACK from the broker"
+        if refused is not None:
+            self._client.disconnect()
+            await self._stop_network()
+            return refused
+        self._start_session()
+        await self._lost.wait()
+        self.stats.connected = False
+        self._inflight.clear()
+        self._drained.set()
+        await self._stop_network()
+        if not self._closing:
+            log.warning("mqtt_disconnected", host=self._cfg.host, reason=self._lost_reason)
+        return None
+
+    async def _stop_network(self) -> None:
+        """Stop paho's network thread (one caller at a time: ``loop_stop`` is not reentrant)."""
+        async with self._network_lock:
+            await asyncio.to_thread(self._client.loop_stop)
+
+    def _connect(self) -> None:
+        kwargs: dict[str, Any] = {"clean_start": True} if self._v5 else {}
+        self._client.connect(self._cfg.host, self._cfg.port, self._cfg.keepalive_s, **kwargs)
+
+    def _start_session(self) -> None:
+        self.stats.connected = True
+        self.stats.connects += 1
+        self._queue_full_logged = False
+        log.info("mqtt_connected", host=self._cfg.host, port=self._cfg.port,
+                 protocol=self._cfg.protocol, queued=self.stats.queued)
+        for topic_filter, (qos, _) in self._subscriptions.items():
+            self._client.subscribe(topic_filter, qos)
+        self._flush()
+        for hook in self._hooks:
+            try:
+                hook()
+            except Exception as exc:
+                log.error("mqtt_hook_failed", hook=repr(hook), error=repr(exc), exc_info=exc)
+
+    def _delay(self, attempt: int) -> float:
+        low, high = self._retry
+        jitter: float = self._rng.uniform(0.8, 1.0)
+        return min(high, low * 2.0 ** min(attempt - 1, 30)) * jitter
+
+    # -- outgoing -------------------------------------------------------------------------------
+
+    def _send(self, msg: Outgoing) -> bool:
+        props = None
+        if self._v5 and msg.correlation_data is not None:
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.CorrelationData = msg.correlation_data
+        try:
+            info = self._client.publish(msg.topic, msg.payload, msg.qos, msg.retain, props)
+        except ValueError as exc:  # an invalid topic or an oversized payload
+            log.error("mqtt_publish_rejected", topic=msg.topic, error=str(exc))
+            return True
+        if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and msg.qos == 0:
+            return False  # lost the connection a moment ago: queue it
+        self.stats.published += 1
+        self._inflight.add(info.mid)
+        return True
+
+    def _enqueue(self, msg: Outgoing, droppable: bool) -> None:
+        if self._outbox.put(msg, droppable) and not self._queue_full_logged:
+            self._queue_full_logged = True
+            log.warning("mqtt_queue_full", limit=self._outbox.limit)
+        self.stats.dropped = self._outbox.dropped
+        self.stats.queued = len(self._outbox)
+
+    def _flush(self) -> None:
+        pending = self._outbox.drain()
+        self.stats.queued = 0
+        for msg in pending:
+            if not self._send(msg):
+                self._enqueue(msg, droppable=False)
+
+    # -- paho callbacks (network thread) -> the asyncio loop ----------------------------------
+
+    def _to_loop(self, func: Callable[..., None], *args: object) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # a closed loop: the process is ending
+            loop.call_soon_threadsafe(func, *args)
+
+    def _paho_connect(self, _c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        refused = str(reason).lower() if reason.is_failure else None
+        self._to_loop(self._connack_arrived, refused)
+
+    def _paho_disconnect(
+        self, _c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any
+    ) -> None:
+        self._to_loop(self._connection_lost, str(reason).lower())
+
+    def _paho_publish(self, _c: paho.Client, _u: Any, mid: int, _r: Any, _p: Any) -> None:
+        self._to_loop(self._published, mid)
+
+    def _paho_message(self, _c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
+        props = getattr(message, "properties", None)
+        inbound = InboundMessage(
+            topic=message.topic,
+            payload=bytes(message.payload),
+            qos=message.qos,
+            retain=bool(message.retain),
+            response_topic=getattr(props, "ResponseTopic", None),
+            correlation_data=getattr(props, "CorrelationData", None),
+        )
+        self._to_loop(self._dispatch, inbound)
+
+    # -- the same events, on the loop -----------------------------------------------------------
+
+    def _connack_arrived(self, refused: str | None) -> None:
+        if self._connack is not None and not self._connack.done():
+            self._connack.set_result(refused)
+
+    def _connection_lost(self, reason: str) -> None:
+        self._lost_reason = reason
+        self.stats.connected = False
+        self._lost.set()
+        self._connack_arrived("connection closed by the broker")
+
+    def _published(self, mid: int) -> None:
+        self._inflight.discard(mid)
+        if not self._inflight:
+            self._drained.set()
+
+    def _dispatch(self, message: InboundMessage) -> None:
+        self.stats.received += 1
+        for topic_filter, (_, handlers) in self._subscriptions.items():
+            if not paho.topic_matches_sub(topic_filter, message.topic):
+                continue
+            for handler in handlers:
+                try:
+                    handler(message)
+                except Exception as exc:
+                    log.error("mqtt_handler_failed", topic=message.topic, error=repr(exc),
+                              exc_info=exc)

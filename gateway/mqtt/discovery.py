@@ -1,0 +1,209 @@
+"""Home Assistant MQTT discovery payloads (northbound-conventions.md §2.1).
+
+One HA device per meter (identified by its serial number) with one sensor per register, plus
+an energy sensor (kWh) for every power register, and one device for the gateway itself (a
+connectivity binary sensor on ``bridge/state``) that the meters point to with ``via_device``.
+
+Energy state class: ``total_increasing`` treats any decrease as a meter reset, so it is used
+only for registers that cannot run backwards: names ending in ``+`` (eGauge's mark for a
+register that records positive values only) that are not a virtual formula with a minus and
+that were never seen with a negative rate or a falling cumulative value. Everything else is
+``total``, which the energy dashboard accepts for net (import - export) counters too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from gateway import __version__
+from gateway.config import MeterConfig, MqttConfig
+from gateway.meter.units import type_code
+from gateway.model import Identity, RegisterInfo, RegisterValue
+from gateway.mqtt.topics import Topics, safe_level
+
+MANUFACTURER = "eGauge Systems"
+ORIGIN = {"name": "egauge-gateway", "sw_version": __version__}
+
+
+@dataclass(frozen=True, slots=True)
+class SensorClass:
+    """How Home Assistant should treat one register's rate."""
+
+    device_class: str | None
+    unit: str | None
+    precision: int | None = None
+    state_class: str = "measurement"
+
+
+_CLASSES: dict[str, SensorClass] = {
+    "P": SensorClass("power", "W", 0),
+    "V": SensorClass("voltage", "V", 1),
+    "Vdc": SensorClass("voltage", "V", 1),
+    "I": SensorClass("current", "A", 2),
+    "Idc": SensorClass("current", "A", 2),
+    "F": SensorClass("frequency", "Hz", 2),
+    "S": SensorClass("apparent_power", "VA", 0),
+    "var": SensorClass("reactive_power", "var", 0),
+    "PQ": SensorClass("reactive_power", "var", 0),
+    "T": SensorClass("temperature", "°C", 1),
+    "h": SensorClass("humidity", "%", 1),
+    "Pa": SensorClass("pressure", "Pa", 0),
+    "Ee": SensorClass("irradiance", "W/m²", 0),
+}
+
+
+def sensor_class(type_code: str, unit: str) -> SensorClass:
+    """The HA class of a register's rate; unknown codes keep their unit and get no class."""
+    return _CLASSES.get(type_code) or SensorClass(None, unit or None)
+
+
+def has_energy(reg: RegisterInfo) -> bool:
+    """Power registers also get an energy sensor from their cumulative value."""
+    return reg.type_code == "P"
+
+
+def runs_backwards(value: RegisterValue, previous: RegisterValue | None) -> bool:
+    """Whether this reading shows the register running backwards (a net register)."""
+    if value.rate is not None and value.rate < 0:
+        return True
+    return (
+        previous is not None
+        and value.cumulative is not None
+        and previous.cumulative is not None
+        and value.cumulative < previous.cumulative
+    )
+
+
+def energy_state_class(reg: RegisterInfo, net: bool) -> str:
+    """``total_increasing`` only for a register that cannot run backwards (see above)."""
+    minus_formula = reg.formula is not None and "-" in reg.formula
+    if reg.name.endswith("+") and not minus_formula and not net:
+        return "total_increasing"
+    return "total"
+
+
+def expire_after(meter: MeterConfig, mqtt: MqttConfig) -> int:
+    """Seconds without an update after which HA shows an entity as unavailable: the
+    configured value, or the longest normal silence (heartbeat or offline detection) plus
+    two poll intervals and 10 s of margin."""
+    if mqtt.homeassistant.expire_after_s is not None:
+        return mqtt.homeassistant.expire_after_s
+    silence = mqtt.max_silence_s if mqtt.per_register_topics else meter.poll_interval_s
+    slowest = max(silence, meter.poll_interval_s * meter.offline_after)
+    return math.ceil(slowest + 2 * meter.poll_interval_s + 10)
+
+
+def bridge_identifier(gateway_id: str) -> str:
+    return f"egauge_gateway_{safe_level(gateway_id)}"
+
+
+def meter_identifier(identity: Identity) -> str:
+    return f"egauge_{safe_level(identity.serial)}"
+
+
+def _encode(payload: dict[str, object]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def bridge_config(topics: Topics, gateway_id: str) -> tuple[str, bytes]:
+    """The gateway's own device: a connectivity sensor on ``bridge/state``."""
+    ident = bridge_identifier(gateway_id)
+    payload: dict[str, object] = {
+        "name": "Bridge",
+        "unique_id": f"{ident}_bridge",
+        "state_topic": topics.bridge_state,
+        "payload_on": "online",
+        "payload_off": "offline",
+        "device_class": "connectivity",
+        "entity_category": "diagnostic",
+        "device": {
+            "identifiers": [ident],
+            "name": f"eGauge gateway {gateway_id}",
+            "manufacturer": "egauge-gateway",
+            "model": "egauge-gateway",
+            "sw_version": __version__,
+        },
+        "origin": ORIGIN,
+    }
+    return topics.discovery("binary_sensor", ident, "bridge"), _encode(payload)
+
+
+@dataclass(frozen=True, slots=True)
+class MeterDiscovery:
+    """Everything needed to describe one meter to Home Assistant."""
+
+    topics: Topics
+    gateway_id: str
+    meter: MeterConfig
+    identity: Identity
+    expire_after_s: int
+    per_register_topics: bool
+
+    def device(self) -> dict[str, object]:
+        ident = self.identity
+        return {
+            "identifiers": [meter_identifier(ident)],
+            "name": ident.hostname or self.meter.id,
+            "manufacturer": MANUFACTURER,
+            "model": ident.model,
+            "serial_number": ident.serial,
+            "sw_version": ident.firmware,
+            "configuration_url": self.meter.url,
+            "via_device": bridge_identifier(self.gateway_id),
+        }
+
+    def configs(
+        self, registers: Iterable[tuple[RegisterInfo, str]], net: frozenset[str] = frozenset()
+    ) -> dict[str, bytes]:
+        """Discovery topic -> retained payload for every sensor of these (register, slug)s."""
+        node = meter_identifier(self.identity)
+        meter = self.meter.id
+        common: dict[str, object] = {
+            "availability": [
+                {"topic": self.topics.bridge_state},
+                {"topic": self.topics.availability(meter)},
+            ],
+            "availability_mode": "all",
+            "payload_available": "online",
+            "payload_not_available": "offline",
+            "expire_after": self.expire_after_s,
+            "device": self.device(),
+            "origin": ORIGIN,
+        }
+        out: dict[str, bytes] = {}
+        for reg, slug in registers:
+            cls = sensor_class(reg.type_code, type_code(reg.type_code).unit)
+            if self.per_register_topics:
+                source = {"state_topic": self.topics.register(meter, slug),
+                          "value_template": "{{ value }}"}
+            else:
+                source = {"state_topic": self.topics.state(meter),
+                          "value_template": f"{{{{ value_json.registers['{slug}'].rate }}}}"}
+            out[self.topics.discovery("sensor", node, slug)] = _encode(
+                {"name": reg.name, "unique_id": f"{node}_{slug}", **source,
+                 **_class_fields(cls), **common}
+            )
+            if has_energy(reg):
+                energy = SensorClass("energy", "kWh", 3, energy_state_class(reg, reg.name in net))
+                out[self.topics.discovery("sensor", node, f"{slug}-energy")] = _encode(
+                    {"name": f"{reg.name} energy", "unique_id": f"{node}_{slug}-energy",
+                     "state_topic": self.topics.state(meter),
+                     "value_template":
+                         f"{{{{ value_json.registers['{slug}'].cumulative }}}}",
+                     **_class_fields(energy), **common}
+                )
+        return out
+
+
+def _class_fields(cls: SensorClass) -> dict[str, object]:
+    fields: dict[str, object] = {"state_class": cls.state_class}
+    if cls.device_class is not None:
+        fields["device_class"] = cls.device_class
+    if cls.unit is not None:
+        fields["unit_of_measurement"] = cls.unit
+    if cls.precision is not None:
+        fields["suggested_display_precision"] = cls.precision
+    return fields

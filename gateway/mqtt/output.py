@@ -1,0 +1,243 @@
+"""MqttOutput: the hub sink that publishes everything of DESIGN.md §4 to the broker.
+
+Per poll it publishes one state JSON per meter (every poll) and, when enabled, each
+register's rate as a plain number on its own topic -- only when the value changed or when
+``max_silence_s`` passed since it was last sent (the heartbeat). Availability, device info,
+discovery and ``bridge/*`` are retained QoS 1. On every (re)connect it re-announces all of
+it; when Home Assistant announces itself (``homeassistant/status`` = ``online``) discovery is
+sent again. Retained topics of meters no longer configured are cleared with empty payloads.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import structlog
+
+from gateway import __version__
+from gateway.config import Config, MeterConfig
+from gateway.model import Availability, Identity, Reading, RegisterInfo
+from gateway.mqtt.connection import MqttConnection, Will
+from gateway.mqtt.discovery import bridge_config, expire_after
+from gateway.mqtt.ledger import FILE_NAME, RetainedLedger
+from gateway.mqtt.message import InboundMessage
+from gateway.mqtt.plan import MeterPlan, number
+from gateway.mqtt.topics import Topics
+
+log = structlog.get_logger(__name__)
+
+ONLINE, OFFLINE = b"online", b"offline"
+
+
+class MqttOutput:
+    """Publishes hub updates to MQTT; also a service (``start``/``serve``/``stop``)."""
+
+    name = "mqtt"
+
+    def __init__(
+        self,
+        config: Config,
+        connection: MqttConnection,
+        ledger: RetainedLedger,
+        *,
+        outputs: Callable[[], Sequence[str]] = lambda: ("mqtt",),
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._cfg = config.mqtt
+        self._gateway_id = config.gateway.id
+        self._shutdown_s = config.gateway.shutdown_timeout_s
+        self._conn = connection
+        self._ledger = ledger
+        self._outputs = outputs
+        self._clock = clock
+        self._wall = wall
+        self.topics = Topics(self._cfg.base_topic, self._cfg.homeassistant.prefix)
+        self._meters = {m.id: m for m in config.meters}
+        self._plans = {m.id: MeterPlan(m, self.topics) for m in config.meters}
+        self._to_clear: list[str] = []
+        self._started = wall()
+
+    @property
+    def connection(self) -> MqttConnection:
+        """The broker connection (for further subscribers, e.g. command requests)."""
+        return self._conn
+
+    # -- service --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._ledger.load()
+        self._to_clear = [m for m in self._ledger.meters() if m not in self._plans]
+        for meter, plan in self._plans.items():
+            plan.net.update(self._ledger.net(meter))
+        self._conn.on_connected(self._announce)
+        if self._cfg.homeassistant.enabled:
+            self._conn.subscribe(self.topics.discovery_status, self._ha_status)
+
+    async def serve(self) -> None:
+        await self._conn.run()
+
+    async def stop(self) -> None:
+        """Say goodbye: ``bridge/state`` offline, flush, disconnect cleanly."""
+        self._conn.publish(self.topics.bridge_state, OFFLINE, 1, True)
+        await self._conn.close(grace_s=max(0.5, self._shutdown_s / 3))
+
+    # -- sink -----------------------------------------------------------------------------------
+
+    def on_identity(self, meter: str, identity: Identity) -> None:
+        plan = self._plans.get(meter)
+        if plan is None:
+            return
+        plan.identity = identity
+        self._conn.publish(plan.device_topic, self._device_json(plan.meter, identity), 1, True)
+        self._refresh_discovery(plan)
+
+    def on_registers(self, meter: str, registers: tuple[RegisterInfo, ...]) -> None:
+        plan = self._plans.get(meter)
+        if plan is None:
+            return
+        plan.set_registers(registers)
+        self._refresh_discovery(plan)
+
+    def on_reading(self, reading: Reading) -> None:
+        plan = self._plans.get(reading.meter)
+        if plan is None:
+            return
+        if not plan.covers(reading):
+            plan.adopt_reading_names(reading)
+            self._refresh_discovery(plan)
+        cfg = self._cfg
+        plan.state = plan.state_json(reading, self._wall())
+        self._conn.publish(plan.state_topic, plan.state, cfg.qos, cfg.retain, droppable=True)
+        if cfg.per_register_topics:
+            self._publish_rates(plan, reading)
+        turned = plan.newly_net(reading)
+        if turned:
+            log.info("register_runs_backwards", meter=reading.meter, registers=turned)
+            self._refresh_discovery(plan)
+
+    def on_availability(self, availability: Availability) -> None:
+        plan = self._plans.get(availability.meter)
+        if plan is None:
+            return
+        if plan.online != availability.online:
+            plan.last_rate.clear()  # republish every value once the meter is back
+        plan.online = availability.online
+        payload = ONLINE if availability.online else OFFLINE
+        self._conn.publish(plan.availability_topic, payload, 1, True)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _publish_rates(self, plan: MeterPlan, reading: Reading) -> None:
+        cfg = self._cfg
+        now = self._clock()
+        last_rate, last_sent, topics = plan.last_rate, plan.last_sent, plan.register_topics
+        for v in reading.registers:
+            rate = v.rate
+            if rate is None:
+                continue
+            name = v.name
+            if last_rate.get(name) != rate or now - last_sent.get(name, -1e18) >= cfg.max_silence_s:
+                self._conn.publish(topics[name], number(rate), cfg.qos, cfg.retain,
+                                   droppable=True)
+                last_rate[name] = rate
+                last_sent[name] = now
+
+    def _republish_rates(self, plan: MeterPlan) -> None:
+        if not self._cfg.per_register_topics:
+            return
+        cfg, now, topics = self._cfg, self._clock(), plan.register_topics
+        for name, rate in plan.last_rate.items():
+            topic = topics.get(name)
+            if topic is not None:
+                self._conn.publish(topic, number(rate), cfg.qos, cfg.retain, droppable=True)
+                plan.last_sent[name] = now
+
+    def _refresh_discovery(self, plan: MeterPlan) -> None:
+        """Rebuild this meter's discovery, clear what disappeared, publish, record.
+
+        Nothing is cleared before both the identity and the register set are known, so a
+        restart never deletes (and re-creates) Home Assistant entities."""
+        if plan.identity is None or not plan.registers:
+            return
+        old = plan.retained_topics(self._cfg.retain, self._cfg.per_register_topics)
+        old |= self._ledger.topics(plan.meter.id)
+        if self._cfg.homeassistant.enabled:
+            plan.build_discovery(
+                self._gateway_id, expire_after(plan.meter, self._cfg),
+                self._cfg.per_register_topics,
+            )
+        current = plan.retained_topics(self._cfg.retain, self._cfg.per_register_topics)
+        for topic in sorted(old - current):
+            self._conn.publish(topic, b"", 1, True)
+        for topic, payload in plan.discovery.items():
+            self._conn.publish(topic, payload, 1, True)
+        self._ledger.record(plan.meter.id, current, plan.net)
+
+    def _announce(self) -> None:
+        """On every (re)connect: bridge, then each meter's availability, device, discovery
+        and latest state; first of all, clear the topics of meters no longer configured."""
+        for meter in self._to_clear:
+            for topic in sorted(self._ledger.topics(meter)):
+                self._conn.publish(topic, b"", 1, True)
+            self._ledger.forget(meter)
+            log.info("meter_topics_cleared", meter=meter)
+        self._to_clear = []
+        conn, cfg = self._conn, self._cfg
+        conn.publish(self.topics.bridge_state, ONLINE, 1, True)
+        conn.publish(self.topics.bridge_info, self._info_json(), 1, True)
+        self._announce_discovery()
+        for plan in self._plans.values():
+            conn.publish(plan.availability_topic, ONLINE if plan.online else OFFLINE, 1, True)
+            if plan.identity is not None:
+                conn.publish(plan.device_topic, self._device_json(plan.meter, plan.identity),
+                             1, True)
+            if plan.state is not None:
+                conn.publish(plan.state_topic, plan.state, cfg.qos, cfg.retain, droppable=True)
+            self._republish_rates(plan)
+
+    def _announce_discovery(self) -> None:
+        if not self._cfg.homeassistant.enabled:
+            return
+        self._conn.publish(*bridge_config(self.topics, self._gateway_id), 1, True)
+        for plan in self._plans.values():
+            for topic, payload in plan.discovery.items():
+                self._conn.publish(topic, payload, 1, True)
+
+    def _ha_status(self, message: InboundMessage) -> None:
+        if message.payload.strip().lower() == ONLINE:
+            log.info("homeassistant_online", topic=message.topic)
+            self._announce_discovery()
+
+    def _device_json(self, meter: MeterConfig, identity: Identity) -> bytes:
+        return json.dumps(
+            {"meter": meter.id, "serial": identity.serial, "model": identity.model,
+             "firmware": identity.firmware, "hostname": identity.hostname, "url": meter.url},
+            separators=(",", ":"), ensure_ascii=False,
+        ).encode("utf-8")
+
+    def _info_json(self) -> bytes:
+        return json.dumps(
+            {"id": self._gateway_id, "version": __version__, "meters": list(self._meters),
+             "outputs": list(self._outputs()), "started": round(self._started, 3)},
+            separators=(",", ":"),
+        ).encode("utf-8")
+
+
+def create_output(
+    config: Config, *, outputs: Callable[[], Sequence[str]] = lambda: ("mqtt",)
+) -> MqttOutput:
+    """The MQTT output of ``config``: its connection (with the ``bridge/state`` will) and its
+    ledger in ``gateway.state_dir``."""
+    cfg = config.mqtt
+    topics = Topics(cfg.base_topic, cfg.homeassistant.prefix)
+    connection = MqttConnection(
+        cfg,
+        client_id=cfg.client_id or f"egauge-gateway-{config.gateway.id}",
+        will=Will(topics.bridge_state, OFFLINE, 1, True),
+    )
+    ledger = RetainedLedger(Path(config.gateway.state_dir) / FILE_NAME)
+    return MqttOutput(config, connection, ledger, outputs=outputs)

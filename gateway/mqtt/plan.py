@@ -1,0 +1,150 @@
+"""Per meter, everything static about its MQTT output, computed once per register set.
+
+Topic strings, slugs, the constant part of each register's entry in the state JSON and the
+discovery payloads are built when the register set or the identity changes, never per poll;
+a poll only formats numbers and joins strings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+from gateway.config import MeterConfig
+from gateway.model import Identity, LocalValue, Reading, RegisterInfo, RegisterValue
+from gateway.mqtt.discovery import MeterDiscovery, has_energy, runs_backwards
+from gateway.mqtt.topics import Topics, unique_slugs
+
+
+def number(value: float | None) -> str:
+    """A JSON number (``null`` for a missing, infinite or NaN value)."""
+    if value is None or not math.isfinite(value):
+        return "null"
+    return repr(value) if isinstance(value, float) else str(int(value))
+
+
+def _local_json(local: tuple[LocalValue, ...]) -> str:
+    return json.dumps(
+        {v.name: {"type": v.type_code, "unit": v.unit, "normal": v.normal, "mean": v.mean,
+                  "freq": v.freq} for v in local},
+        separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+    ) if local else "{}"
+
+
+@dataclass(slots=True)
+class MeterPlan:
+    """The precomputed output of one meter and what was last sent for it."""
+
+    meter: MeterConfig
+    topics: Topics
+    availability_topic: str = ""
+    state_topic: str = ""
+    device_topic: str = ""
+    identity: Identity | None = None
+    registers: tuple[RegisterInfo, ...] = ()
+    slugs: dict[str, str] = field(default_factory=dict)
+    register_topics: dict[str, str] = field(default_factory=dict)
+    discovery: dict[str, bytes] = field(default_factory=dict)
+    net: set[str] = field(default_factory=set)
+    state: bytes | None = None
+    online: bool | None = None
+    last_rate: dict[str, float] = field(default_factory=dict)
+    last_sent: dict[str, float] = field(default_factory=dict)
+    _heads: dict[str, str] = field(default_factory=dict)
+    _watch: dict[str, RegisterValue | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        meter = self.meter.id
+        self.availability_topic = self.topics.availability(meter)
+        self.state_topic = self.topics.state(meter)
+        self.device_topic = self.topics.device(meter)
+
+    def set_registers(self, registers: tuple[RegisterInfo, ...]) -> None:
+        """Adopt a new register set: slugs, topics and state-JSON fragments."""
+        self.registers = registers
+        self.slugs = unique_slugs(r.name for r in registers)
+        self.register_topics = {
+            name: self.topics.register(self.meter.id, s) for name, s in self.slugs.items()
+        }
+        self._heads.clear()
+        self.last_rate.clear()
+        self.last_sent.clear()
+        self._watch = {
+            r.name: None for r in registers if has_energy(r) and r.name.endswith("+")
+            and r.name not in self.net
+        }
+
+    def covers(self, reading: Reading) -> bool:
+        """Whether every register of ``reading`` has a slug in this plan."""
+        slugs = self.slugs
+        return all(v.name in slugs for v in reading.registers)
+
+    def adopt_reading_names(self, reading: Reading) -> None:
+        """Extend the register set with names only the reading has (no metadata yet)."""
+        known = {r.name for r in self.registers}
+        extra = tuple(
+            RegisterInfo(v.name, v.type_code, -1) for v in reading.registers if v.name not in known
+        )
+        self.set_registers(self.registers + extra)
+
+    def build_discovery(self, gateway_id: str, expire_after_s: int, per_register: bool) -> None:
+        if self.identity is None:
+            self.discovery = {}
+            return
+        described = MeterDiscovery(
+            self.topics, gateway_id, self.meter, self.identity, expire_after_s, per_register
+        )
+        self.discovery = described.configs(
+            ((r, self.slugs[r.name]) for r in self.registers), frozenset(self.net)
+        )
+
+    def state_json(self, reading: Reading, now: float) -> bytes:
+        """The state payload of one reading (``now``: gateway wall clock, for ``age``)."""
+        heads = self._heads
+        parts = []
+        for v in reading.registers:
+            head = heads.get(v.name)
+            if head is None:
+                head = heads[v.name] = self._head(v)
+            parts.append(f'{head}{number(v.rate)},"cumulative":{number(v.cumulative)}}}')
+        age = round(max(0.0, now - reading.ts), 3)
+        text = (
+            f'{{"meter":{json.dumps(reading.meter)},"ts":{number(reading.ts)},'
+            f'"age":{number(age)},"registers":{{{",".join(parts)}}},'
+            f'"local":{_local_json(reading.local)}}}'
+        )
+        return text.encode("utf-8")
+
+    def _head(self, v: RegisterValue) -> str:
+        dump = json.dumps
+        return (
+            f'{dump(self.slugs[v.name])}:{{"name":{dump(v.name, ensure_ascii=False)},'
+            f'"type":{dump(v.type_code)},"unit":{dump(v.unit, ensure_ascii=False)},'
+            f'"cumulative_unit":{dump(v.cumulative_unit, ensure_ascii=False)},"rate":'
+        )
+
+    def newly_net(self, reading: Reading) -> list[str]:
+        """Registers that this reading shows running backwards for the first time."""
+        if not self._watch:
+            return []
+        found = []
+        for v in reading.registers:
+            if v.name in self._watch:
+                if runs_backwards(v, self._watch[v.name]):
+                    found.append(v.name)
+                else:
+                    self._watch[v.name] = v
+        for name in found:
+            del self._watch[name]
+            self.net.add(name)
+        return found
+
+    def retained_topics(self, retain_values: bool, per_register: bool) -> set[str]:
+        """Every retained topic this meter's output currently owns."""
+        topics = {self.availability_topic, self.device_topic, *self.discovery}
+        if retain_values:
+            topics.add(self.state_topic)
+            if per_register:
+                topics.update(self.register_topics.values())
+        return topics
