@@ -37,6 +37,8 @@ from gateway.model import Availability
 from gateway.poller import MeterSource, Poller
 
 if TYPE_CHECKING:
+    from gateway.commands import CommandRouter
+    from gateway.modbus.output import ModbusOutput
     from gateway.mqtt.output import MqttOutput
 
 log = structlog.get_logger(__name__)
@@ -95,6 +97,8 @@ class App:
         self.pollers: dict[str, Poller] = {}
         self.components: list[Component] = []
         self.mqtt: MqttOutput | None = None  # set by build() when mqtt.enabled
+        self.modbus: ModbusOutput | None = None  # set by build() when modbus.enabled
+        self.router: CommandRouter | None = None  # set by build() when mqtt.enabled
         self._client_factory = client_factory
         self._poll_tasks: list[asyncio.Task[None]] = []
         self._serve_tasks: list[asyncio.Task[None]] = []
@@ -125,8 +129,38 @@ class App:
 
             mqtt = self.mqtt = create_output(self.config, outputs=self.output_names)
             self.add(Component("mqtt", mqtt, mqtt.start, mqtt.serve, mqtt.stop))
+            self._build_commands(mqtt)
+        if self.config.modbus.enabled:
+            from gateway.modbus.output import ModbusOutput
+
+            modbus = self.modbus = ModbusOutput(
+                self.config.modbus, self.config.meters, self.config.gateway.state_dir
+            )
+            self.add(Component("modbus", modbus, modbus.start, None, modbus.close))
         for extend in self._extensions:
             extend(self)
+
+    def _build_commands(self, mqtt: MqttOutput) -> None:
+        """The command router, fed by MQTT request topics; it shares the pollers' lanes."""
+        from gateway.commands import CommandRouter
+        from gateway.mqtt.requests import AuditPublisher, RequestBinding
+
+        conn = mqtt.connection
+        router = self.router = CommandRouter(
+            self.clients,  # type: ignore[arg-type]  # the real MeterClient is a MeterApi
+            {m.id: m.commands for m in self.config.meters},
+            self.lanes,
+            is_online=self.is_online,
+            audit=AuditPublisher(conn, mqtt.topics),
+        )
+        binding = RequestBinding(conn, router, mqtt.topics)
+        binding.attach()
+        self.add(Component("commands", serve=binding.run))
+
+    def is_online(self, meter: str) -> bool:
+        """Not known to be offline: a meter not polled yet may still take a command."""
+        availability = self.hub.meter(meter).availability
+        return availability is None or availability.online
 
     def output_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.components)

@@ -1,0 +1,199 @@
+"""The register image of one unit: bytes per contiguous run, updated from the meter's data.
+
+Encoders are built once per layout, so applying a reading is a dictionary lookup and a
+``pack`` per mapped value. A read never waits for anything: it slices the bytes (refreshing
+the age field first, which is computed at read time).
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Callable
+from typing import Final
+
+from gateway.modbus.codec import Codec
+from gateway.modbus.layout import Layout
+from gateway.modbus.mapping import METER_SOURCES, Point
+from gateway.model import Availability, Identity, Reading, RegisterValue
+
+ILLEGAL_ADDRESS: Final = 0x02
+TARGET_FAILED: Final = 0x0B
+
+_UNIT_PREFIX: Final = {"k": 1000.0, "M": 1_000_000.0}
+_RATE, _CUMULATIVE, _RAW = 0, 1, 2
+_KINDS: Final = {"rate": _RATE, "cumulative": _CUMULATIVE, "raw": _RAW}
+
+
+def unit_factor(have: str, want: str) -> float | None:
+    """How to turn a value in ``have`` into ``want`` (kWh -> Wh: 1000); None if unknown."""
+    if not want or have == want:
+        return 1.0
+    for prefix, factor in _UNIT_PREFIX.items():
+        if have == prefix + want:
+            return factor
+        if want == prefix + have:
+            return 1.0 / factor
+    return None
+
+
+class _Slot:
+    """Where one point's bytes live: its run buffer and byte offset."""
+
+    __slots__ = ("_factor", "_unit", "buf", "codec", "kind", "off", "point", "write")
+
+    def __init__(self, point: Point, buf: bytearray, off: int) -> None:
+        self.point = point
+        self.codec: Codec = point.codec()
+        self.write = self.codec.writer()
+        self.buf = buf
+        self.off = off
+        self.kind = _KINDS.get(point.source, -1)
+        self._unit: str | None = None  # the register unit last converted from
+        self._factor: float | None = 1.0
+
+    def put(self, value: int | float | str | None) -> None:
+        self.write(self.buf, self.off, value)
+
+    def put_register(self, reg: RegisterValue) -> None:
+        kind = self.kind
+        if kind == _RAW:
+            self.write(self.buf, self.off, reg.raw)
+            return
+        if kind == _RATE:
+            value, unit = reg.rate, reg.unit
+        else:
+            value, unit = reg.cumulative, reg.cumulative_unit
+        if unit != self._unit:
+            self._unit = unit
+            self._factor = unit_factor(unit, self.point.unit)
+        factor = self._factor
+        if value is not None and factor is not None:
+            self.write(self.buf, self.off, value if factor == 1.0 else value * factor)
+        else:
+            self.write(self.buf, self.off, None)
+
+
+class UnitImage:
+    """One unit's registers. ``online`` gates everything but the status points."""
+
+    def __init__(self, unit_id: int, layout: Layout, clock: Callable[[], float]) -> None:
+        self.unit_id = unit_id
+        self.layout = layout
+        self._clock = clock
+        self._starts = [a for a, _ in layout.runs]
+        self._ends = [b for _, b in layout.runs]
+        self._bufs = [bytearray(2 * (b - a + 1)) for a, b in layout.runs]
+        self._gated = [bytearray(b - a + 1) for a, b in layout.runs]  # 1: needs the meter
+        self._by_register: dict[str, list[_Slot]] = {}
+        self._meter_slots: list[_Slot] = []
+        self._status: list[_Slot] = []
+        self._identity: list[_Slot] = []
+        self._age: list[list[_Slot]] = [[] for _ in layout.runs]
+        self.online = False
+        self.reading: Reading | None = None
+        self.identity: Identity | None = None
+        self.availability: Availability | None = None
+        self._names: tuple[str, ...] = ()
+        for p in layout.points:
+            self._place(p)
+        self._write_status()
+
+    def _place(self, p: Point) -> None:
+        run = bisect_right(self._starts, p.address) - 1
+        slot = _Slot(p, self._bufs[run], 2 * (p.address - self._starts[run]))
+        if p.source.startswith("status:"):
+            self._status.append(slot)
+            if p.source == "status:age":
+                self._age[run].append(slot)
+        else:
+            lo = p.address - self._starts[run]
+            self._gated[run][lo:lo + slot.codec.size] = b"\1" * slot.codec.size
+        if p.source in METER_SOURCES:
+            self._meter_slots.append(slot)
+            if p.register is not None:
+                self._by_register.setdefault(p.register, []).append(slot)
+            slot.put(None)
+        elif p.source.startswith("identity:"):
+            self._identity.append(slot)
+        elif p.source == "const":
+            slot.put(p.value)
+        elif p.source == "unit_id":
+            slot.put(self.unit_id)
+        else:  # "none"; status points are written once all are placed
+            slot.put(None)
+
+    # -- updates (from the sink methods) ------------------------------------------------------
+
+    def apply_reading(self, reading: Reading) -> None:
+        self.reading = reading
+        self.online = True
+        names = tuple(r.name for r in reading.registers)
+        if names != self._names:  # the register set changed: absent ones read "not available"
+            self._names = names
+            for slot in self._meter_slots:
+                slot.put(None)
+        by_register = self._by_register
+        for reg in reading.registers:
+            slots = by_register.get(reg.name)
+            if slots is not None:
+                for slot in slots:
+                    slot.put_register(reg)
+        self._write_status()
+
+    def apply_availability(self, availability: Availability) -> None:
+        self.availability = availability
+        self.online = availability.online
+        self._write_status()
+
+    def apply_identity(self, identity: Identity) -> None:
+        self.identity = identity
+        for slot in self._identity:
+            slot.put(getattr(identity, slot.point.source.partition(":")[2], None))
+
+    def replay(self, other: UnitImage) -> None:
+        """Take over ``other``'s state (after the layout grew by new auto slots)."""
+        if other.identity is not None:
+            self.apply_identity(other.identity)
+        if other.reading is not None:
+            self.apply_reading(other.reading)
+        if other.availability is not None:
+            self.apply_availability(other.availability)
+        self.online = other.online
+        self._write_status()
+
+    # -- reads (from the server) --------------------------------------------------------------
+
+    def read(self, address: int, count: int) -> bytes | int:
+        """``count`` registers from ``address`` as wire bytes, or a Modbus exception code."""
+        run = bisect_right(self._starts, address) - 1
+        if run < 0 or address + count - 1 > self._ends[run]:
+            return ILLEGAL_ADDRESS
+        lo = address - self._starts[run]
+        if not self.online and self._gated[run].find(1, lo, lo + count) >= 0:
+            return TARGET_FAILED
+        for slot in self._age[run]:
+            slot.put(self._status_value(slot))
+        return bytes(self._bufs[run][2 * lo:2 * (lo + count)])
+
+    def _write_status(self) -> None:
+        for slot in self._status:
+            slot.put(self._status_value(slot))
+
+    def _status_value(self, slot: _Slot) -> int | float | None:
+        field = slot.point.source[7:]
+        if field == "online":
+            return int(self.online)
+        if field == "failed_polls":
+            return self.availability.failed_polls if self.availability else 0
+        if self.reading is None:
+            return None
+        ts = self.reading.ts
+        integer = slot.codec.dtype.kind == "int"
+        if field == "age":
+            age = max(0.0, self._clock() - ts)
+            return math.floor(age) if integer else age
+        if field == "timestamp":
+            return math.floor(ts) if integer else ts
+        micros = round((ts - math.floor(ts)) * 1e6)  # timestamp_us
+        return min(micros, 999_999)

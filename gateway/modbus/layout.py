@@ -1,0 +1,110 @@
+"""A unit's complete address plan: the map's own points plus its auto-pinned slots.
+
+Also the rows of ``map export`` (CSV, one row per point, like eGauge's own map export).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from gateway.meter.units import type_code
+from gateway.modbus.mapping import Auto, Point, RegisterMap
+from gateway.modbus.pins import Pins
+
+MAX_ADDRESS: Final = 65535
+CSV_COLUMNS: Final = ("Address", "Name", "Description", "Type", "Scale", "Unit", "Word Order",
+                      "Registers", "Source", "Register")
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Every point of one unit, sorted by address, and the contiguous runs they form."""
+
+    points: tuple[Point, ...]
+    runs: tuple[tuple[int, int], ...]  # (first address, last address)
+    dropped: tuple[str, ...] = ()  # pinned names whose slot now collides with the map
+
+    @classmethod
+    def build(cls, rmap: RegisterMap, pins: Pins | None = None) -> Layout:
+        points = list(rmap.points)
+        dropped: list[str] = []
+        if rmap.auto is not None and pins is not None:
+            explicit = rmap.pinned_names()
+            taken = _intervals(rmap.points)
+            for name, pin in pins.items():
+                if name in explicit:
+                    continue
+                slot_points = auto_points(rmap.auto, name, pin.slot, pin.type_code)
+                if _collides(slot_points, taken):
+                    dropped.append(name)
+                else:
+                    points.extend(slot_points)
+        points.sort(key=lambda p: p.address)
+        return cls(tuple(points), _runs(points), tuple(dropped))
+
+
+def usable_slots(rmap: RegisterMap) -> Iterator[int]:
+    """Slot numbers of the map's auto block that fit below 65535 and clear its own points."""
+    auto = rmap.auto
+    if auto is None:
+        return
+    taken = _intervals(rmap.points)
+    slot = 0
+    while (first := auto.start + slot * auto.stride) + auto.stride - 1 <= MAX_ADDRESS:
+        if not any(a <= first + auto.stride - 1 and first <= b for a, b in taken):
+            yield slot
+        slot += 1
+
+
+def auto_points(auto: Auto, name: str, slot: int, code: str = "") -> list[Point]:
+    """The points of one auto slot for register ``name`` (type code ``code`` gives units)."""
+    meaning = type_code(code) if code else None
+    address = auto.start + slot * auto.stride
+    points = []
+    for f in auto.slot:
+        unit = ""
+        if meaning is not None:
+            unit = meaning.unit if f.source == "rate" else (
+                meaning.cumulative_unit if f.source == "cumulative" else "")
+        points.append(Point(address, name, f.source, f.type, name, None, f.scale, f.word_order,
+                            unit, f"{f.source} of register {name!r}"))
+        address += f.size
+    return points
+
+
+def _intervals(points: tuple[Point, ...] | list[Point]) -> list[tuple[int, int]]:
+    return [(p.address, p.end) for p in points]
+
+
+def _collides(points: list[Point], taken: list[tuple[int, int]]) -> bool:
+    return any(a <= p.end and p.address <= b for p in points for a, b in taken)
+
+
+def _runs(points: list[Point]) -> tuple[tuple[int, int], ...]:
+    runs: list[tuple[int, int]] = []
+    for p in points:
+        if runs and p.address == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], p.end)
+        else:
+            runs.append((p.address, p.end))
+    return tuple(runs)
+
+
+def export_csv(layout: Layout, type_codes: Mapping[str, str] | None = None) -> str:
+    """The map as CSV; units come from the map, else from the register's type code."""
+    codes = type_codes or {}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for p in layout.points:
+        unit = p.unit
+        if not unit and p.register and p.register in codes:
+            meaning = type_code(codes[p.register])
+            unit = {"rate": meaning.unit, "cumulative": meaning.cumulative_unit}.get(p.source, "")
+        writer.writerow((p.address, p.name, p.description, p.type, f"{p.scale:g}", unit,
+                         p.word_order, p.size, p.source, p.register or ""))
+    return out.getvalue()

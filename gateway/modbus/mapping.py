@@ -1,0 +1,134 @@
+"""Register maps (``mappings/*.yaml`` or a user's own): their types, and loading by name.
+
+A map is a list of points, each pinning one value (a meter register's rate or cumulative
+value, a status field, an identity string, a constant) to an address with a type, a word
+order and a scale; optionally an ``auto`` block that gives every meter register not named in
+the list a slot of its own (see :mod:`gateway.modbus.pins`). A map may ``extends:`` a built-in
+one and override its ``inputs`` (the meter register names that feed its points). The checks
+live in :mod:`gateway.modbus.mapfile`; docs/MODBUS.md has the format.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Final
+
+from gateway.errors import MappingError
+from gateway.modbus.codec import TYPES, Codec
+
+BUILTIN: Final = ("default", "sunspec")
+METER_SOURCES: Final = ("rate", "cumulative", "raw")
+STATUS_FIELDS: Final = ("online", "age", "timestamp", "timestamp_us", "failed_polls")
+IDENTITY_FIELDS: Final = ("serial", "model", "firmware", "hostname")
+SOURCES: Final = (
+    *METER_SOURCES,
+    *(f"status:{f}" for f in STATUS_FIELDS),
+    *(f"identity:{f}" for f in IDENTITY_FIELDS),
+    "const", "none", "unit_id",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One value at one address. ``register`` names the meter register for meter sources
+    (``None`` when the map's input for it is unset: the point then reads "not available")."""
+
+    address: int
+    name: str
+    source: str
+    type: str
+    register: str | None = None
+    input: str | None = None  # the map input that names ``register``
+    scale: float = 1.0
+    word_order: str = "ABCD"
+    unit: str = ""
+    description: str = ""
+    length: int = 0  # registers, strings only
+    value: int | float | str | None = None  # const only
+
+    def codec(self) -> Codec:
+        return Codec(TYPES[self.type], self.word_order, self.scale, self.length)
+
+    @property
+    def size(self) -> int:
+        return self.length if self.type == "string" else TYPES[self.type].registers
+
+    @property
+    def end(self) -> int:
+        """The last address the point covers."""
+        return self.address + self.size - 1
+
+
+@dataclass(frozen=True, slots=True)
+class SlotField:
+    """One value of an auto slot, e.g. the rate as float32."""
+
+    source: str
+    type: str
+    scale: float = 1.0
+    word_order: str = "ABCD"
+
+    @property
+    def size(self) -> int:
+        return TYPES[self.type].registers
+
+
+@dataclass(frozen=True, slots=True)
+class Auto:
+    """Automatic pinning: slot ``k`` covers ``start + k*stride`` .. ``+ stride - 1``."""
+
+    start: int
+    slot: tuple[SlotField, ...]
+
+    @property
+    def stride(self) -> int:
+        return sum(f.size for f in self.slot)
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterMap:
+    """A checked register map."""
+
+    source: str  # the built-in name or the file path
+    points: tuple[Point, ...]
+    auto: Auto | None = None
+    description: str = ""
+    inputs: MappingABC[str, str | None] = field(default_factory=dict)
+
+    def pinned_names(self) -> frozenset[str]:
+        """Meter registers that have an explicit point (auto pinning leaves them alone)."""
+        return frozenset(p.register for p in self.points
+                         if p.source in METER_SOURCES and p.register is not None)
+
+
+def builtin_path(name: str) -> Path:
+    """The file of a built-in map, from the installed package or the source checkout."""
+    try:
+        candidate = resources.files("gateway.mappings").joinpath(f"{name}.yaml")
+        if candidate.is_file():
+            return Path(str(candidate))
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parents[2] / "mappings" / f"{name}.yaml"
+
+
+def load_mapping(spec: str) -> RegisterMap:
+    """A built-in map by name (``default``, ``sunspec``) or a map file by path."""
+    from gateway.config import load_yaml
+
+    if spec in BUILTIN:
+        path, source = builtin_path(spec), spec
+    elif "/" not in spec and not spec.endswith((".yaml", ".yml")):
+        hint = difflib.get_close_matches(spec, BUILTIN, n=1)
+        tail = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise MappingError([f"unknown built-in mapping {spec!r}{tail}"], spec)
+    else:
+        path, source = Path(spec), spec
+    from gateway.modbus.mapfile import parse_mapping
+
+    data = load_yaml(path, error=MappingError)
+    return parse_mapping(data, source, load_mapping)

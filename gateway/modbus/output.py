@@ -1,0 +1,216 @@
+"""ModbusOutput: a hub sink that keeps one register image per meter and serves them.
+
+Each meter is one unit id with the register map it names (``meters[].modbus_mapping``, which
+the configuration defaults to ``modbus.mapping``). The sink methods only update memory; new
+auto-pinned slots are written to ``state_dir`` by a background task this object owns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import structlog
+
+from gateway.config import MeterConfig, ModbusConfig
+from gateway.errors import ConfigError
+from gateway.modbus.image import UnitImage
+from gateway.modbus.layout import Layout, export_csv, usable_slots
+from gateway.modbus.mapping import RegisterMap, load_mapping
+from gateway.modbus.pins import Pins, PinStore
+from gateway.modbus.server import ModbusServer, ServerStats
+from gateway.model import Availability, Identity, Reading, RegisterInfo
+
+log = structlog.get_logger(__name__)
+
+
+class _Unit:
+    """One meter's map, pins and current image."""
+
+    __slots__ = ("image", "meter", "names", "pins", "rmap", "selected", "type_codes", "unplaced")
+
+    def __init__(self, meter: str, rmap: RegisterMap, pins: Pins, image: UnitImage,
+                 selected: tuple[str, ...] | None) -> None:
+        self.meter = meter
+        self.selected = None if selected is None else frozenset(selected)  # None: all polled
+        self.rmap = rmap
+        self.pins = pins
+        self.image = image
+        self.type_codes: dict[str, str] = {p: pin.type_code for p, pin in pins.items()}
+        self.unplaced: set[str] = set()  # no free slot left for these
+        self.names: tuple[str, ...] = ()  # the register names of the last reading
+
+
+class ModbusOutput:
+    """The Modbus TCP output: ``await start()``, feed it as a hub sink, ``await close()``."""
+
+    def __init__(self, config: ModbusConfig, meters: Sequence[MeterConfig],
+                 state_dir: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+        if config.unknown_unit not in ("ignore", "exception"):
+            raise ConfigError([f"modbus.unknown_unit: must be ignore or exception "
+                               f"(got {config.unknown_unit!r})"])
+        self.config = config
+        self._clock = clock
+        self._store = PinStore(state_dir)
+        maps: dict[str, RegisterMap] = {}
+        self._units: dict[int, _Unit] = {}
+        self._by_meter: dict[str, _Unit] = {}
+        for m in meters:
+            if m.modbus_unit_id in self._units:
+                raise ConfigError([f"meters: unit id {m.modbus_unit_id} of {m.id!r} is also "
+                                   f"{self._units[m.modbus_unit_id].meter!r}'s"])
+            spec = m.modbus_mapping or config.mapping
+            rmap = maps.get(spec) or maps.setdefault(spec, load_mapping(spec))
+            pins = self._store.load(m.id)
+            image = UnitImage(m.modbus_unit_id, self._layout(m.id, rmap, pins), clock)
+            unit = _Unit(m.id, rmap, pins, image, m.registers)
+            self._units[m.modbus_unit_id] = self._by_meter[m.id] = unit
+        self._server = ModbusServer(config.host, config.port, self.image,
+                                    answer_unknown=config.unknown_unit == "exception")
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (useful with ``modbus.port: 0``)."""
+        return self._server.port
+
+    @property
+    def stats(self) -> ServerStats:
+        return self._server.stats
+
+    async def start(self) -> None:
+        await self._server.start()
+        self._writer = asyncio.create_task(self._write_pins(), name="modbus-pin-writer")
+        if self._dirty:
+            self._wake.set()
+
+    async def close(self) -> None:
+        """Stop serving; pins still pending are written before this returns."""
+        await self._server.close()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            self._closing = True
+            self._wake.set()
+            try:
+                await writer  # it drains what is pending (a write may be in a thread)
+            except asyncio.CancelledError:
+                writer.cancel()
+                raise
+            self._closing = False
+        self._flush()
+
+    # -- lookups ------------------------------------------------------------------------------
+
+    def image(self, unit_id: int) -> UnitImage | None:
+        unit = self._units.get(unit_id)
+        return unit.image if unit is not None else None
+
+    def layout(self, meter: str) -> Layout:
+        return self._by_meter[meter].image.layout
+
+    def export(self, meter: str) -> str:
+        """The live map of ``meter``'s unit as CSV."""
+        unit = self._by_meter[meter]
+        return export_csv(unit.image.layout, unit.type_codes)
+
+    # -- the sink -----------------------------------------------------------------------------
+
+    def on_identity(self, meter: str, identity: Identity) -> None:
+        unit = self._by_meter.get(meter)
+        if unit is not None:
+            unit.image.apply_identity(identity)
+
+    def on_registers(self, meter: str, registers: tuple[RegisterInfo, ...]) -> None:
+        unit = self._by_meter.get(meter)
+        if unit is None:
+            return
+        ordered = [r for r in sorted(registers, key=lambda r: r.idx)
+                   if unit.selected is None or r.name in unit.selected]  # what is polled
+        unit.type_codes.update((r.name, r.type_code) for r in ordered)
+        self._pin(unit, [(r.name, r.type_code) for r in ordered])
+
+    def on_reading(self, reading: Reading) -> None:
+        unit = self._by_meter.get(reading.meter)
+        if unit is None:
+            return
+        if unit.rmap.auto is not None:
+            names = tuple(r.name for r in reading.registers)
+            if names != unit.names:  # only look for new names when the set changed
+                unit.names = names
+                new = [(r.name, r.type_code) for r in reading.registers
+                       if r.name not in unit.pins and r.name not in unit.unplaced]
+                if new:
+                    self._pin(unit, new)
+        unit.image.apply_reading(reading)
+
+    def on_availability(self, availability: Availability) -> None:
+        unit = self._by_meter.get(availability.meter)
+        if unit is not None:
+            unit.image.apply_availability(availability)
+
+    # -- pinning ------------------------------------------------------------------------------
+
+    def _layout(self, meter: str, rmap: RegisterMap, pins: Pins) -> Layout:
+        layout = Layout.build(rmap, pins)
+        for name in layout.dropped:
+            pin = pins.get(name)
+            log.warning("modbus_pin_conflict", meter=meter, register=name,
+                        slot=pin.slot if pin else None)
+        return layout
+
+    def _pin(self, unit: _Unit, names: list[tuple[str, str]]) -> None:
+        if unit.rmap.auto is None:
+            return
+        explicit = unit.rmap.pinned_names()
+        candidates = [(n, c) for n, c in names if n not in explicit and n not in unit.unplaced]
+        before = {n: p.type_code for n, p in unit.pins.items()}
+        added = unit.pins.assign(candidates, usable_slots(unit.rmap))
+        retyped = any(n in before and c and before[n] != c for n, c in candidates)
+        unplaced = {n for n, _ in candidates if n not in unit.pins}
+        if unplaced:
+            unit.unplaced |= unplaced
+            log.error("modbus_slots_exhausted", meter=unit.meter, registers=sorted(unplaced))
+        if not added and not retyped:
+            return
+        if added:
+            old = unit.image
+            unit.image = UnitImage(old.unit_id, self._layout(unit.meter, unit.rmap, unit.pins),
+                                   self._clock)
+            unit.image.replay(old)
+            log.info("modbus_registers_pinned", meter=unit.meter, registers=added)
+        self._dirty.add(unit.meter)
+        self._wake.set()
+
+    async def _write_pins(self) -> None:
+        while not self._closing:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._dirty:
+                meter = self._dirty.pop()
+                text = self._by_meter[meter].pins.to_json()
+                try:
+                    await asyncio.to_thread(self._store.write, meter, text)
+                except OSError as exc:
+                    self._failed(meter, exc)
+                    break  # retried with the next change, or at close
+
+    def _flush(self) -> None:
+        """Write what is still pending (at close, or when never started)."""
+        for meter in sorted(self._dirty):
+            self._dirty.discard(meter)
+            try:
+                self._store.save(self._by_meter[meter].pins)
+            except OSError as exc:
+                self._failed(meter, exc)
+
+    def _failed(self, meter: str, exc: OSError) -> None:
+        self._dirty.add(meter)
+        log.error("modbus_pins_not_saved", meter=meter, path=str(self._store.path(meter)),
+                  error=exc.strerror or str(exc))

@@ -1,0 +1,192 @@
+"""A Modbus TCP server that answers from the unit images and never waits for a meter.
+
+It is a plain ``asyncio.Protocol``: each request is parsed from the MBAP header and answered
+synchronously in ``data_received`` from memory, in order, so pipelined requests, partial frames
+and many connections need no tasks at all. Function codes 3 and 4 read the same image; every
+other function code is answered with exception 0x01. Exceptions:
+
+- 0x01 illegal function: anything but FC03/FC04 (the image is read-only);
+- 0x02 illegal data address: a register of the range is outside the unit's map;
+- 0x03 illegal data value: a count of 0 or above 125, or a malformed request;
+- 0x0B gateway target failed to respond: the unit's meter is offline (status points excepted),
+  and, with ``unknown_unit: exception``, a unit id no meter has (``ignore``: no answer).
+
+A frame with a protocol id other than 0 or an impossible length closes the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+import structlog
+
+from gateway.errors import GatewayError
+from gateway.modbus.image import TARGET_FAILED, UnitImage
+
+log = structlog.get_logger(__name__)
+
+ILLEGAL_FUNCTION: Final = 0x01
+ILLEGAL_VALUE: Final = 0x03
+MAX_READ: Final = 125
+_MBAP: Final = struct.Struct(">HHHB")  # transaction, protocol, length, unit
+_READ: Final = struct.Struct(">HH")
+
+Lookup = Callable[[int], UnitImage | None]
+
+
+@dataclass
+class ServerStats:
+    """Counters for metrics: requests answered, exceptions by code, connections."""
+
+    requests: int = 0
+    unanswered: int = 0  # requests for unknown units that got no reply
+    exceptions: Counter[int] = field(default_factory=Counter)
+    connections: int = 0  # open now
+    accepted: int = 0
+    refused: int = 0
+
+
+class ModbusServer:
+    """Listens on ``host:port`` (port 0: any free port, see :attr:`port`)."""
+
+    def __init__(self, host: str, port: int, lookup: Lookup, *, answer_unknown: bool = False,
+                 max_connections: int = 1000) -> None:
+        self.host = host
+        self._port = port
+        self.lookup = lookup
+        self.answer_unknown = answer_unknown
+        self.max_connections = max_connections
+        self.stats = ServerStats()
+        self._server: asyncio.Server | None = None
+        self._connections: set[_Connection] = set()
+
+    @property
+    def port(self) -> int:
+        """The bound port (after :meth:`start`)."""
+        if self._server is not None and self._server.sockets:
+            return int(self._server.sockets[0].getsockname()[1])
+        return self._port
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            self._server = await loop.create_server(lambda: _Connection(self), self.host,
+                                                    self._port, reuse_address=True)
+        except OSError as exc:
+            raise GatewayError(f"modbus: cannot listen on {self.host}:{self._port}: "
+                               f"{exc.strerror or exc}") from exc
+        log.info("modbus_listening", host=self.host, port=self.port)
+
+    async def close(self) -> None:
+        if self._server is None:
+            return
+        port = self.port
+        self._server.close()
+        for conn in list(self._connections):
+            conn.close()
+        await self._server.wait_closed()
+        self._server = None
+        log.info("modbus_stopped", port=port)
+
+    def handle(self, unit_id: int, pdu: bytes) -> bytes | None:
+        """The response PDU for one request PDU (``None``: no answer)."""
+        stats = self.stats
+        fc = pdu[0]
+        unit = self.lookup(unit_id)
+        if unit is None:
+            if not self.answer_unknown:
+                stats.unanswered += 1
+                return None
+            return self._exception(fc, TARGET_FAILED)
+        if fc not in (3, 4):
+            return self._exception(fc, ILLEGAL_FUNCTION)
+        if len(pdu) != 5:
+            return self._exception(fc, ILLEGAL_VALUE)
+        address, count = _READ.unpack_from(pdu, 1)
+        if not 1 <= count <= MAX_READ:
+            return self._exception(fc, ILLEGAL_VALUE)
+        result = unit.read(address, count)
+        if isinstance(result, int):
+            return self._exception(fc, result)
+        stats.requests += 1
+        return bytes((fc, 2 * count)) + result
+
+    def _exception(self, fc: int, code: int) -> bytes:
+        self.stats.requests += 1
+        self.stats.exceptions[code] += 1
+        return bytes(((fc | 0x80) & 0xFF, code))
+
+
+class _Connection(asyncio.Protocol):
+    """One client: reassembles MBAP frames and writes the answers in request order."""
+
+    def __init__(self, server: ModbusServer) -> None:
+        self._server = server
+        self._buf = bytearray()
+        self._transport: asyncio.Transport | None = None
+        self._peer = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        stats = self._server.stats
+        if stats.connections >= self._server.max_connections:
+            stats.refused += 1
+            log.warning("modbus_connection_refused", peer=self._peer,
+                        limit=self._server.max_connections)
+            transport.abort()
+            return
+        stats.connections += 1
+        stats.accepted += 1
+        self._server._connections.add(self)
+        log.debug("modbus_client_connected", peer=self._peer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self in self._server._connections:
+            self._server._connections.discard(self)
+            self._server.stats.connections -= 1
+            log.debug("modbus_client_disconnected", peer=self._peer,
+                      error=str(exc) if exc else None)
+        self._transport = None
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def pause_writing(self) -> None:  # the client does not read its answers: stop reading too
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        handle = self._server.handle
+        replies: list[bytes] = []
+        while len(buf) >= 8:
+            tid, protocol, length, unit_id = _MBAP.unpack_from(buf, 0)
+            if protocol != 0 or not 2 <= length <= 254:
+                log.info("modbus_frame_invalid", peer=self._peer, protocol=protocol,
+                         length=length)
+                buf.clear()
+                self.close()
+                return
+            if len(buf) < 6 + length:
+                break
+            pdu = bytes(buf[7:6 + length])
+            del buf[:6 + length]
+            reply = handle(unit_id, pdu)
+            if reply is not None:
+                replies.append(_MBAP.pack(tid, 0, len(reply) + 1, unit_id) + reply)
+        if replies and self._transport is not None:
+            self._transport.write(b"".join(replies))
