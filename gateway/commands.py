@@ -15,7 +15,7 @@ answered. Steps, each of which can end the request with an error code:
    poller), the whole within ``commands.timeout_s`` (``timeout``); meter failures become
    ``offline``, ``conflict`` or ``meter_error``.
 
-Every request ends in one structlog ``command`` event and one call of the audit callback.
+Every request ends in one structlog ``command`` event and one call of each audit sink.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ class CommandRouter:
             for meter, client in clients.items()
         }
         self._is_online = is_online
-        self._audit = audit
+        self._audit: list[AuditSink] = [] if audit is None else [audit]
         self.limits = limits or Limits()
         self._clock = clock
         self._seen: OrderedDict[tuple[str, str, Transaction], _Remembered] = OrderedDict()
@@ -156,6 +156,27 @@ class CommandRouter:
     @property
     def meters(self) -> tuple[str, ...]:
         return tuple(self._meters)
+
+    def add_audit(self, sink: AuditSink) -> None:
+        """Hand every audit event to ``sink`` too (e.g. MQTT's ``bridge/audit`` publisher, the
+        Modbus output's relay states); each sink's failure is only logged."""
+        self._audit.append(sink)
+
+    def set_meters(self, clients: Mapping[str, MeterApi], policies: Mapping[str, CommandPolicy],
+                   lanes: Mapping[str, asyncio.Lock]) -> None:
+        """Serve another meter set (a configuration reload). A meter that stays keeps its
+        queue, rate window and reboot cool-down, with its new client, lane and policy."""
+        meters: dict[str, _MeterState] = {}
+        for meter, client in clients.items():
+            settings = policies[meter]
+            state = self._meters.get(meter)
+            if state is None:
+                state = _MeterState(client, lanes[meter], Policy(settings.allow), settings)
+            else:  # updated in place: commands still running hold this object
+                state.client, state.lane = client, lanes[meter]
+                state.policy, state.settings = Policy(settings.allow), settings
+            meters[meter] = state
+        self._meters = meters
 
     async def handle(self, request: CommandRequest) -> CommandResponse | None:
         """The one answer to ``request`` (None for a retained or empty one); never raises."""
@@ -327,14 +348,13 @@ class CommandRouter:
                       response: CommandResponse | None, started: float, *, note: str) -> None:
         event = audit_event(request, envelope, response, self._clock() - started, note)
         log.info("command", **event)
-        if self._audit is None:
-            return
-        try:
-            result = self._audit(event)
-            if inspect.isawaitable(result):
-                await result
-        except Exception as exc:  # the audit sink must not change the answer
-            log.warning("command_audit_failed", meter=request.meter, error=_short(exc))
+        for sink in self._audit:
+            try:
+                result = sink(event)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:  # an audit sink must not change the answer
+                log.warning("command_audit_failed", meter=request.meter, error=_short(exc))
 
 
 def audit_event(request: CommandRequest, envelope: Envelope | None,

@@ -3,7 +3,8 @@
 ``export`` shows the map the gateway serves for one meter: its mapping file plus the slots
 already pinned in ``state_dir`` (no meter is contacted). ``generate`` logs in to the meter,
 reads its register list and writes an editable mapping file with every register at the address
-the gateway gives it (slots already pinned keep theirs; new names follow in the meter's order).
+the gateway gives it (slots already pinned keep theirs; new names follow in the meter's order),
+followed by the map's writable points (coils, command register).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Final
 from gateway.config import Config, MeterConfig, load_config
 from gateway.errors import ConfigError, MeterError
 from gateway.modbus.layout import Layout, export_csv, usable_slots
-from gateway.modbus.mapping import Point, load_mapping
+from gateway.modbus.mapping import Point, RegisterMap, load_mapping
 from gateway.modbus.pins import PinStore
 
 _PLAIN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_ .()/+-]*")
@@ -89,7 +90,7 @@ async def generate_text(config: Config, meter: MeterConfig) -> str:
     present = {r.name for r in registers}
     header = (f"# Register map drafted by `egauge-gateway map generate` for meter {meter.id!r}\n"
               f"# ({meter.url}). Edit freely, then set `modbus_mapping: <this file>`.\n")
-    return header + render(layout.points, f"map of meter {meter.id}", present)
+    return header + render(layout.points, f"map of meter {meter.id}", present) + render_writes(rmap)
 
 
 def render(points: Iterable[Point], description: str, present: set[str] | None = None) -> str:
@@ -117,6 +118,29 @@ def render(points: Iterable[Point], description: str, present: set[str] | None =
         if p.description:
             lines.append(f"    description: {_scalar(p.description)}")
     return "\n".join(lines) + "\n"
+
+
+def render_writes(rmap: RegisterMap) -> str:
+    """The ``coils`` and ``command`` entries of ``rmap`` as mapping file lines."""
+    lines = ["coils:"] if rmap.coils else []
+    for c in rmap.coils:
+        lines += [f"  - address: {c.address}", f"    name: {_scalar(c.name)}",
+                  f"    relay: {c.relay}"]
+        if c.device:
+            lines.append(f"    device: {json.dumps(dict(c.device))}")
+        if c.description:
+            lines.append(f"    description: {_scalar(c.description)}")
+    command = rmap.command
+    if command is not None:
+        lines += ["command:", f"  address: {command.address}", f"  name: {_scalar(command.name)}"]
+        if command.description:
+            lines.append(f"  description: {_scalar(command.description)}")
+        lines.append("  codes:")
+        for code, entry in sorted(command.codes.items()):
+            what = (_scalar(entry.action) if not entry.fields
+                    else json.dumps({"action": entry.action, **entry.fields}))
+            lines.append(f"    {code}: {what}")
+    return "".join(line + "\n" for line in lines)
 
 
 def _scalar(value: object) -> str:

@@ -1,6 +1,7 @@
 """Checking a register map file: every problem of a file at once, one line each
 (``registers[3].type: unknown type 'flaot32' (did you mean 'float32'?)``), raised as
-:class:`~gateway.errors.MappingError`. The format is described in docs/MODBUS.md."""
+:class:`~gateway.errors.MappingError`. The writable points are checked by
+:mod:`gateway.modbus.writemap`. The format is described in docs/MODBUS.md."""
 
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ from gateway.modbus.mapping import (
     RegisterMap,
     SlotField,
 )
+from gateway.modbus.writemap import check_command_address, command_point, writable
 from gateway.schema import MISSING, Context, Section, join, show
 
-_TOP_KEYS: Final = ("description", "extends", "inputs", "registers", "auto")
+_TOP_KEYS: Final = ("description", "extends", "inputs", "registers", "auto", "coils", "command")
 _POINT_KEYS: Final = ("address", "name", "register", "input", "source", "type", "scale",
                       "word_order", "unit", "description", "length", "value")
 _AUTO_KEYS: Final = ("start", "slot")
@@ -53,13 +55,17 @@ def parse_mapping(data: object, source: str, load_base: Loader | None = None) ->
     if base is not None:
         labelled = [(f"{base.source} point {p.name!r}", p) for p in _reinput(base, inputs)]
     labelled += [(join("registers", i), p) for i, p in own if p is not None]
-    _overlaps(ctx, labelled)
+    coils, command = writable(root, base)
+    label = "command" if root.has("command") or base is None else f"{base.source} command"
+    _overlaps(ctx, labelled + ([(label, command_point(command))] if command else []))
     if auto is None and base is not None:
         auto = base.auto
+    check_command_address(ctx, command, auto.start if auto else None, label)
     if ctx.problems:
         raise MappingError(ctx.problems, source)
     return RegisterMap(source, tuple(sorted((p for _, p in labelled), key=lambda p: p.address)),
-                       auto, description or (base.description if base else ""), inputs)
+                       auto, description or (base.description if base else ""), inputs,
+                       coils, command)
 
 
 def _base(root: Section, load_base: Loader | None) -> RegisterMap | None:

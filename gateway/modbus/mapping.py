@@ -4,8 +4,11 @@ A map is a list of points, each pinning one value (a meter register's rate or cu
 value, a status field, an identity string, a constant) to an address with a type, a word
 order and a scale; optionally an ``auto`` block that gives every meter register not named in
 the list a slot of its own (see :mod:`gateway.modbus.pins`). A map may ``extends:`` a built-in
-one and override its ``inputs`` (the meter register names that feed its points). The checks
-live in :mod:`gateway.modbus.mapfile`; docs/MODBUS.md has the format.
+one and override its ``inputs`` (the meter register names that feed its points). A map may
+also declare writable points (used only with ``modbus.writes``): ``coils`` that switch relays
+and a ``command`` register whose written code runs an action. The checks live in
+:mod:`gateway.modbus.mapfile` and :mod:`gateway.modbus.writemap`; docs/MODBUS.md has the
+format.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from gateway.errors import MappingError
 from gateway.modbus.codec import TYPES, Codec
@@ -90,6 +93,43 @@ class Auto:
 
 
 @dataclass(frozen=True, slots=True)
+class Coil:
+    """A writable coil: ON (0xFF00) closes relay ``relay`` (1-based), OFF opens it."""
+
+    address: int
+    name: str
+    relay: int
+    device: MappingABC[str, Any] | None = None  # /ctrl device attributes, as in ``relay``
+    description: str = ""
+
+    def fields(self, on: bool) -> dict[str, Any]:
+        """The ``relay`` request that writing ``on`` makes."""
+        fields: dict[str, Any] = {"relay": self.relay, "state": "closed" if on else "open"}
+        if self.device:
+            fields["device"] = dict(self.device)
+        return fields
+
+
+@dataclass(frozen=True, slots=True)
+class CommandCode:
+    """What writing ``code`` to the command register asks for: an action and its fields."""
+
+    code: int
+    action: str
+    fields: MappingABC[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRegister:
+    """A write-only holding register; each known code written to it is one request."""
+
+    address: int
+    name: str
+    codes: MappingABC[int, CommandCode]
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class RegisterMap:
     """A checked register map."""
 
@@ -98,6 +138,8 @@ class RegisterMap:
     auto: Auto | None = None
     description: str = ""
     inputs: MappingABC[str, str | None] = field(default_factory=dict)
+    coils: tuple[Coil, ...] = ()
+    command: CommandRegister | None = None
 
     def pinned_names(self) -> frozenset[str]:
         """Meter registers that have an explicit point (auto pinning leaves them alone)."""

@@ -2,15 +2,18 @@
 
 Each meter is one unit id with the register map it names (``meters[].modbus_mapping``, which
 the configuration defaults to ``modbus.mapping``). The sink methods only update memory; new
-auto-pinned slots are written to ``state_dir`` by a background task this object owns.
+auto-pinned slots are written to ``state_dir`` by a background task this object owns. With
+``modbus.writes`` and a command router, the maps' coils and command registers are writable
+(see :mod:`gateway.modbus.writes`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -21,6 +24,7 @@ from gateway.modbus.layout import Layout, export_csv, usable_slots
 from gateway.modbus.mapping import RegisterMap, load_mapping
 from gateway.modbus.pins import Pins, PinStore
 from gateway.modbus.server import ModbusServer, ServerStats
+from gateway.modbus.writes import ModbusWrites, Router, UnitWrites
 from gateway.model import Availability, Identity, Reading, RegisterInfo
 
 log = structlog.get_logger(__name__)
@@ -29,11 +33,13 @@ log = structlog.get_logger(__name__)
 class _Unit:
     """One meter's map, pins and current image."""
 
-    __slots__ = ("image", "meter", "names", "pins", "rmap", "selected", "type_codes", "unplaced")
+    __slots__ = ("image", "meter", "names", "pins", "rmap", "selected", "spec", "type_codes",
+                 "unplaced", "writes")
 
     def __init__(self, meter: str, rmap: RegisterMap, pins: Pins, image: UnitImage,
-                 selected: tuple[str, ...] | None) -> None:
+                 selected: tuple[str, ...] | None, spec: str = "") -> None:
         self.meter = meter
+        self.spec = spec  # the mapping's name or path
         self.selected = None if selected is None else frozenset(selected)  # None: all polled
         self.rmap = rmap
         self.pins = pins
@@ -41,34 +47,35 @@ class _Unit:
         self.type_codes: dict[str, str] = {p: pin.type_code for p, pin in pins.items()}
         self.unplaced: set[str] = set()  # no free slot left for these
         self.names: tuple[str, ...] = ()  # the register names of the last reading
+        self.writes = UnitWrites(meter, rmap, self.is_online)
+
+    def is_online(self) -> bool:
+        return self.image.online
 
 
 class ModbusOutput:
-    """The Modbus TCP output: ``await start()``, feed it as a hub sink, ``await close()``."""
+    """The Modbus TCP output: ``await start()``, feed it as a hub sink, ``await close()``.
+
+    Writes are served when ``config.writes`` is set and a ``router`` is given (whose audit
+    events then keep the coils' relay states)."""
 
     def __init__(self, config: ModbusConfig, meters: Sequence[MeterConfig],
-                 state_dir: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+                 state_dir: str | Path, *, clock: Callable[[], float] = time.time,
+                 router: Router | None = None) -> None:
         if config.unknown_unit not in ("ignore", "exception"):
             raise ConfigError([f"modbus.unknown_unit: must be ignore or exception "
                                f"(got {config.unknown_unit!r})"])
         self.config = config
         self._clock = clock
         self._store = PinStore(state_dir)
-        maps: dict[str, RegisterMap] = {}
-        self._units: dict[int, _Unit] = {}
-        self._by_meter: dict[str, _Unit] = {}
-        for m in meters:
-            if m.modbus_unit_id in self._units:
-                raise ConfigError([f"meters: unit id {m.modbus_unit_id} of {m.id!r} is also "
-                                   f"{self._units[m.modbus_unit_id].meter!r}'s"])
-            spec = m.modbus_mapping or config.mapping
-            rmap = maps.get(spec) or maps.setdefault(spec, load_mapping(spec))
-            pins = self._store.load(m.id)
-            image = UnitImage(m.modbus_unit_id, self._layout(m.id, rmap, pins), clock)
-            unit = _Unit(m.id, rmap, pins, image, m.registers)
-            self._units[m.modbus_unit_id] = self._by_meter[m.id] = unit
+        self._units, self._by_meter = self._plan_units(meters, {})
+        writes = None
+        if config.writes and router is not None:
+            writes = ModbusWrites(router, self._writes)
+            router.add_audit(self.on_command)
         self._server = ModbusServer(config.host, config.port, self.image,
-                                    answer_unknown=config.unknown_unit == "exception")
+                                    answer_unknown=config.unknown_unit == "exception",
+                                    writes=writes)
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -85,8 +92,16 @@ class ModbusOutput:
     def stats(self) -> ServerStats:
         return self._server.stats
 
+    @property
+    def listening(self) -> bool:
+        return self._server.listening
+
     async def start(self) -> None:
         await self._server.start()
+        if self._server.writes is not None:
+            log.info("modbus_writes_enabled", units=sorted(self._units))
+        elif self.config.writes:
+            log.warning("modbus_writes_without_router")  # served read-only
         self._writer = asyncio.create_task(self._write_pins(), name="modbus-pin-writer")
         if self._dirty:
             self._wake.set()
@@ -106,11 +121,61 @@ class ModbusOutput:
             self._closing = False
         self._flush()
 
+    def prepare_meters(self, meters: Sequence[MeterConfig]) -> Callable[[], None]:
+        """Check a new meter set and return the step that switches to it (a configuration
+        reload). A mapping that cannot be loaded or a duplicate unit id raises
+        :class:`ConfigError` here, before anything changed. A meter whose unit id, mapping and
+        register selection stay the same keeps its unit and image; removed meters' units go
+        (their pending pins are written); new or changed meters get fresh units."""
+        units, by_meter = self._plan_units(meters, self._by_meter)
+
+        def switch() -> None:
+            gone = [m for m, unit in self._by_meter.items() if by_meter.get(m) is not unit]
+            for meter in gone:
+                if meter in self._dirty:
+                    self._dirty.discard(meter)
+                    try:
+                        self._store.save(self._by_meter[meter].pins)
+                    except OSError as exc:
+                        log.error("modbus_pins_not_saved", meter=meter,
+                                  path=str(self._store.path(meter)),
+                                  error=exc.strerror or str(exc))
+            self._units, self._by_meter = units, by_meter
+
+        return switch
+
+    def _plan_units(self, meters: Sequence[MeterConfig], current: dict[str, _Unit]
+                    ) -> tuple[dict[int, _Unit], dict[str, _Unit]]:
+        """The units of ``meters``, reusing those of ``current`` that still fit."""
+        maps: dict[str, RegisterMap] = {}
+        units: dict[int, _Unit] = {}
+        by_meter: dict[str, _Unit] = {}
+        for m in meters:
+            if m.modbus_unit_id in units:
+                raise ConfigError([f"meters: unit id {m.modbus_unit_id} of {m.id!r} is also "
+                                   f"{units[m.modbus_unit_id].meter!r}'s"])
+            spec = m.modbus_mapping or self.config.mapping
+            selected = None if m.registers is None else frozenset(m.registers)
+            unit = current.get(m.id)
+            if unit is None or (unit.image.unit_id, unit.spec, unit.selected) != (
+                    m.modbus_unit_id, spec, selected):
+                rmap = maps.get(spec) or maps.setdefault(spec, load_mapping(spec))
+                pins = unit.pins if unit is not None and unit.spec == spec \
+                    else self._store.load(m.id)
+                image = UnitImage(m.modbus_unit_id, self._layout(m.id, rmap, pins), self._clock)
+                unit = _Unit(m.id, rmap, pins, image, m.registers, spec)
+            units[m.modbus_unit_id] = by_meter[m.id] = unit
+        return units, by_meter
+
     # -- lookups ------------------------------------------------------------------------------
 
     def image(self, unit_id: int) -> UnitImage | None:
         unit = self._units.get(unit_id)
         return unit.image if unit is not None else None
+
+    def _writes(self, unit_id: int) -> UnitWrites | None:
+        unit = self._units.get(unit_id)
+        return unit.writes if unit is not None else None
 
     def layout(self, meter: str) -> Layout:
         return self._by_meter[meter].image.layout
@@ -155,6 +220,12 @@ class ModbusOutput:
         if unit is not None:
             unit.image.apply_availability(availability)
 
+    def on_command(self, event: Mapping[str, Any]) -> None:
+        """An audit event of the command router: a relay switched changes its coils."""
+        unit = self._by_meter.get(str(event.get("meter")))
+        if unit is not None:
+            unit.writes.note(event)
+
     # -- pinning ------------------------------------------------------------------------------
 
     def _layout(self, meter: str, rmap: RegisterMap, pins: Pins) -> Layout:
@@ -194,7 +265,10 @@ class ModbusOutput:
             self._wake.clear()
             while self._dirty:
                 meter = self._dirty.pop()
-                text = self._by_meter[meter].pins.to_json()
+                unit = self._by_meter.get(meter)
+                if unit is None:  # removed by a reload (its pins were written then)
+                    continue
+                text = unit.pins.to_json()
                 try:
                     await asyncio.to_thread(self._store.write, meter, text)
                 except OSError as exc:
@@ -203,7 +277,7 @@ class ModbusOutput:
 
     def _flush(self) -> None:
         """Write what is still pending (at close, or when never started)."""
-        for meter in sorted(self._dirty):
+        for meter in sorted(self._dirty & set(self._by_meter)):
             self._dirty.discard(meter)
             try:
                 self._store.save(self._by_meter[meter].pins)

@@ -3,9 +3,13 @@
 It is a plain ``asyncio.Protocol``: each request is parsed from the MBAP header and answered
 synchronously in ``data_received`` from memory, in order, so pipelined requests, partial frames
 and many connections need no tasks at all. Function codes 3 and 4 read the same image; every
-other function code is answered with exception 0x01. Exceptions:
+other function code goes to the write handler when there is one (``modbus.writes``, see
+:mod:`gateway.modbus.writes`), else it is answered with exception 0x01. A write that has to wait
+for a meter is answered from a task the server owns; the connection holds back its later
+requests until then, so answers stay in order, and other connections are not held up.
+Exceptions of reads:
 
-- 0x01 illegal function: anything but FC03/FC04 (the image is read-only);
+- 0x01 illegal function: anything but FC03/FC04 without a write handler;
 - 0x02 illegal data address: a register of the range is outside the unit's map;
 - 0x03 illegal data value: a count of 0 or above 125, or a malformed request;
 - 0x0B gateway target failed to respond: the unit's meter is offline (status points excepted),
@@ -19,9 +23,9 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import structlog
 
@@ -32,11 +36,15 @@ log = structlog.get_logger(__name__)
 
 ILLEGAL_FUNCTION: Final = 0x01
 ILLEGAL_VALUE: Final = 0x03
+SERVER_FAILURE: Final = 0x04
 MAX_READ: Final = 125
 _MBAP: Final = struct.Struct(">HHHB")  # transaction, protocol, length, unit
 _READ: Final = struct.Struct(">HH")
 
 Lookup = Callable[[int], UnitImage | None]
+Outcome = bytes | int  # a response PDU, or an exception code
+Deferred = Coroutine[Any, Any, bytes]  # a response PDU that has to wait for a meter
+WriteHandler = Callable[[int, bytes, str], Outcome | Awaitable[Outcome]]  # unit, PDU, peer
 
 
 @dataclass
@@ -46,6 +54,8 @@ class ServerStats:
     requests: int = 0
     unanswered: int = 0  # requests for unknown units that got no reply
     exceptions: Counter[int] = field(default_factory=Counter)
+    functions: Counter[int] = field(default_factory=Counter)  # answered, by function code
+    function_exceptions: Counter[tuple[int, int]] = field(default_factory=Counter)  # (fc, code)
     connections: int = 0  # open now
     accepted: int = 0
     refused: int = 0
@@ -55,7 +65,7 @@ class ModbusServer:
     """Listens on ``host:port`` (port 0: any free port, see :attr:`port`)."""
 
     def __init__(self, host: str, port: int, lookup: Lookup, *, answer_unknown: bool = False,
-                 max_connections: int = 1000) -> None:
+                 max_connections: int = 1000, writes: WriteHandler | None = None) -> None:
         self.host = host
         self._port = port
         self.lookup = lookup
@@ -64,6 +74,8 @@ class ModbusServer:
         self.stats = ServerStats()
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
+        self.writes = writes
+        self._tasks: set[asyncio.Task[None]] = set()  # writes waiting for their meter
 
     @property
     def port(self) -> int:
@@ -71,6 +83,10 @@ class ModbusServer:
         if self._server is not None and self._server.sockets:
             return int(self._server.sockets[0].getsockname()[1])
         return self._port
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None and self._server.is_serving()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -89,12 +105,16 @@ class ModbusServer:
         self._server.close()
         for conn in list(self._connections):
             conn.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
         self._server = None
         log.info("modbus_stopped", port=port)
 
-    def handle(self, unit_id: int, pdu: bytes) -> bytes | None:
-        """The response PDU for one request PDU (``None``: no answer)."""
+    def handle(self, unit_id: int, pdu: bytes, peer: str = "") -> bytes | Deferred | None:
+        """The response PDU for one request PDU (``None``: no answer; a coroutine: a write
+        whose answer comes when the meter's has)."""
         stats = self.stats
         fc = pdu[0]
         unit = self.lookup(unit_id)
@@ -104,7 +124,12 @@ class ModbusServer:
                 return None
             return self._exception(fc, TARGET_FAILED)
         if fc not in (3, 4):
-            return self._exception(fc, ILLEGAL_FUNCTION)
+            if self.writes is None:
+                return self._exception(fc, ILLEGAL_FUNCTION)
+            outcome = self.writes(unit_id, pdu, peer)
+            if isinstance(outcome, bytes | int):
+                return self._outcome(fc, outcome)
+            return self._later(fc, outcome)
         if len(pdu) != 5:
             return self._exception(fc, ILLEGAL_VALUE)
         address, count = _READ.unpack_from(pdu, 1)
@@ -114,11 +139,36 @@ class ModbusServer:
         if isinstance(result, int):
             return self._exception(fc, result)
         stats.requests += 1
+        stats.functions[fc] += 1
         return bytes((fc, 2 * count)) + result
+
+    def _outcome(self, fc: int, outcome: Outcome) -> bytes:
+        if isinstance(outcome, int):
+            return self._exception(fc, outcome)
+        self.stats.requests += 1
+        self.stats.functions[fc] += 1
+        return outcome
+
+    async def _later(self, fc: int, pending: Awaitable[Outcome]) -> bytes:
+        try:
+            outcome = await pending
+        except Exception:  # a bug: answer "server device failure" rather than nothing
+            log.exception("modbus_write_failed", function=fc)
+            outcome = SERVER_FAILURE
+        return self._outcome(fc, outcome)
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``coro`` as a task of the server (cancelled by :meth:`close`)."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     def _exception(self, fc: int, code: int) -> bytes:
         self.stats.requests += 1
         self.stats.exceptions[code] += 1
+        self.stats.functions[fc] += 1
+        self.stats.function_exceptions[(fc, code)] += 1
         return bytes(((fc | 0x80) & 0xFF, code))
 
 
@@ -130,6 +180,8 @@ class _Connection(asyncio.Protocol):
         self._buf = bytearray()
         self._transport: asyncio.Transport | None = None
         self._peer = ""
+        self._waiting = False  # a write of this connection waits for its meter
+        self._blocked = False  # the client does not read its answers
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -161,19 +213,25 @@ class _Connection(asyncio.Protocol):
             self._transport.close()
 
     def pause_writing(self) -> None:  # the client does not read its answers: stop reading too
+        self._blocked = True
         if self._transport is not None:
             self._transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self._transport is not None:
+        self._blocked = False
+        if self._transport is not None and not self._waiting:
             self._transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
+        self._buf += data
+        self._answer()
+
+    def _answer(self) -> None:
+        """Answer the complete requests buffered, up to a write that has to wait."""
         buf = self._buf
-        buf += data
         handle = self._server.handle
         replies: list[bytes] = []
-        while len(buf) >= 8:
+        while len(buf) >= 8 and not self._waiting:
             tid, protocol, length, unit_id = _MBAP.unpack_from(buf, 0)
             if protocol != 0 or not 2 <= length <= 254:
                 log.info("modbus_frame_invalid", peer=self._peer, protocol=protocol,
@@ -185,8 +243,32 @@ class _Connection(asyncio.Protocol):
                 break
             pdu = bytes(buf[7:6 + length])
             del buf[:6 + length]
-            reply = handle(unit_id, pdu)
-            if reply is not None:
-                replies.append(_MBAP.pack(tid, 0, len(reply) + 1, unit_id) + reply)
-        if replies and self._transport is not None:
+            reply = handle(unit_id, pdu, self._peer)
+            if isinstance(reply, bytes):
+                replies.append(_frame(tid, unit_id, reply))
+            elif reply is not None:
+                self._waiting = True
+                self._server.spawn(self._deferred(tid, unit_id, reply),
+                                   name=f"modbus-write:{self._peer}:{tid}")
+        if self._transport is None:
+            return
+        if replies:
             self._transport.write(b"".join(replies))
+        if self._waiting:
+            self._transport.pause_reading()  # later requests wait in the socket
+
+    async def _deferred(self, tid: int, unit_id: int, reply: Deferred) -> None:
+        try:
+            pdu = await reply
+        finally:
+            self._waiting = False
+        if self._transport is None:  # the client has gone; the write was still made
+            return
+        self._transport.write(_frame(tid, unit_id, pdu))
+        if not self._blocked:
+            self._transport.resume_reading()
+        self._answer()
+
+
+def _frame(tid: int, unit_id: int, pdu: bytes) -> bytes:
+    return _MBAP.pack(tid, 0, len(pdu) + 1, unit_id) + pdu
