@@ -1,4 +1,6 @@
 # syntax=docker/dockerfile:1
+# egauge-gateway: docker build -t egauge-gateway .   (docs/OPERATIONS.md, "Docker")
+# The base image is a build argument: --build-arg BASE_IMAGE=python:3.12-slim-bookworm
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
@@ -7,21 +9,29 @@ COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY mappings ./mappings
 RUN python -m venv /opt/egauge-gateway \
- && /opt/egauge-gateway/bin/pip install --no-cache-dir .
+ && /opt/egauge-gateway/bin/pip install --no-cache-dir . \
+ && /opt/egauge-gateway/bin/egauge-gateway --version
 
 FROM ${BASE_IMAGE}
 RUN groupadd --system egauge-gateway \
  && useradd --system --gid egauge-gateway --home-dir /var/lib/egauge-gateway \
-      --create-home egauge-gateway
+      --create-home --shell /usr/sbin/nologin egauge-gateway
 COPY --from=build /opt/egauge-gateway /opt/egauge-gateway
+# The example configuration; mount your own over it (and mapping files next to it).
 COPY gateway.yaml /etc/egauge-gateway/gateway.yaml
 COPY mappings /etc/egauge-gateway/mappings
 ENV PATH=/opt/egauge-gateway/bin:$PATH \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
 USER egauge-gateway
 WORKDIR /var/lib/egauge-gateway
+VOLUME ["/var/lib/egauge-gateway"]
+# Modbus TCP; the HTTP endpoint (/healthz, /readyz, /metrics) listens on 127.0.0.1 unless the
+# configuration sets http.host: 0.0.0.0 to publish it.
 EXPOSE 5020 9120
+# Checks the HTTP endpoint inside the container (http.enabled with http.port 9120).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9120/healthz', timeout=4).status == 200 else 1)"]
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["egauge-gateway"]
 CMD ["run", "-c", "/etc/egauge-gateway/gateway.yaml"]

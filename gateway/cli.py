@@ -81,8 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
 
     p = add("demo", "simulated meter + broker + gateway on loopback", _lazy("gateway.demo", "main"))
-    p.add_argument("--meters", type=int, default=1)
+    p.add_argument("--meters", type=int, default=1, help="number of simulated meters (1-100)")
     p.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                   help="log events at this level and above to stderr")
     return parser
 
 

@@ -59,6 +59,11 @@ class Hub:
     def meters(self) -> tuple[str, ...]:
         return tuple(self._state)
 
+    def set_meters(self, meters: Iterable[str]) -> None:
+        """Track these meters from now on (a configuration reload): the state of those that
+        stay is kept, removed ones are forgotten, new ones start empty."""
+        self._state = {m: self._state.get(m) or MeterState(m) for m in meters}
+
     def meter(self, meter: str) -> MeterState:
         """The latest state of one meter (an empty state for a meter never heard of)."""
         return self._state.get(meter) or MeterState(meter)

@@ -12,7 +12,7 @@ import structlog
 from gateway.simulator import control
 from gateway.simulator.reply import Reply, error_reply
 from gateway.simulator.router import respond
-from gateway.simulator.wire import HttpError, Request, RequestParser, render
+from gateway.web import HttpError, Request, RequestParser, render
 
 if TYPE_CHECKING:
     from gateway.simulator.server import Endpoint, SimServer
