@@ -8,7 +8,9 @@ attempt number and the delay before the next try (exponential, with jitter, capp
 While the broker is unreachable, publishes wait in a bounded queue: when it is full the
 oldest *droppable* message (state, register values) goes first, then the oldest of the rest;
 drops are counted. On every connect the queue is flushed first and then the ``on_connected``
-hooks run, so re-announced state is always newer than anything queued.
+hooks run, so re-announced state is always newer than anything queued. A publish may carry
+an ``on_ack`` callback, run once the broker acknowledged the message (paho sends messages
+still unacknowledged again after a reconnect, so it may come only then).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import random
 import socket
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -117,7 +120,9 @@ class MqttConnection:
             protocol=_PROTOCOLS.get(cfg.protocol, MQTTProtocolVersion.MQTTv311),
             reconnect_on_failure=False,
         )
-        self._client.max_inflight_messages_set(256)
+        # no paho-side window: with one, paho scans every in-flight message on each PUBACK
+        # (O(window) per message), which falls behind at thousands of messages per second
+        self._client.max_inflight_messages_set(0)
         if cfg.username is not None:
             password = cfg.password.reveal() if cfg.password is not None else None
             self._client.username_pw_set(cfg.username, password)
@@ -137,6 +142,10 @@ class MqttConnection:
         self._outbox = Outbox(cfg.queue_limit)
         self._seq = 0
         self._inflight: set[int] = set()
+        # mid -> on_ack; kept across reconnects, as paho sends unacknowledged messages again
+        self._acks: dict[int, Callable[[], None]] = {}
+        self._acked: deque[int] = deque()  # filled by paho's thread, emptied on the loop
+        self._acks_scheduled = False
         self._drained = asyncio.Event()
         self._connack: asyncio.Future[str | None] | None = None
         self._lost = asyncio.Event()
@@ -171,12 +180,15 @@ class MqttConnection:
         *,
         droppable: bool = False,
         correlation_data: bytes | None = None,
+        on_ack: Callable[[], None] | None = None,
     ) -> None:
         """Hand a message to the network thread (or queue it while disconnected); never
-        blocks. ``droppable`` marks messages that a newer one replaces (state, values)."""
+        blocks. ``droppable`` marks messages that a newer one replaces (state, values).
+        ``on_ack`` runs on the loop once the broker acknowledged the message (QoS 1 and 2;
+        QoS 0: once it was written); never for a message that was dropped or rejected."""
         data = payload.encode("utf-8") if isinstance(payload, str) else payload
         self._seq += 1
-        msg = Outgoing(self._seq, topic, data, qos, retain, correlation_data)
+        msg = Outgoing(self._seq, topic, data, qos, retain, correlation_data, on_ack)
         if self.connected and self._send(msg):
             return
         self._enqueue(msg, droppable)
@@ -325,6 +337,8 @@ class MqttConnection:
             return False  # lost the connection a moment ago: queue it
         self.stats.published += 1
         self._inflight.add(info.mid)
+        if msg.on_ack is not None:
+            self._acks[info.mid] = msg.on_ack
         return True
 
     def _enqueue(self, msg: Outgoing, droppable: bool) -> None:
@@ -360,7 +374,12 @@ class MqttConnection:
         self._to_loop(self._connection_lost, str(reason).lower())
 
     def _paho_publish(self, _c: paho.Client, _u: Any, mid: int, _r: Any, _p: Any) -> None:
-        self._to_loop(self._published, mid)
+        # acknowledgements reach the loop in batches: one wake-up for all that arrived since
+        # the last batch was taken (deque appends and pops are thread-safe)
+        self._acked.append(mid)
+        if not self._acks_scheduled:
+            self._acks_scheduled = True
+            self._to_loop(self._take_acks)
 
     def _paho_message(self, _c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
         props = getattr(message, "properties", None)
@@ -386,8 +405,20 @@ class MqttConnection:
         self._lost.set()
         self._connack_arrived("connection closed by the broker")
 
+    def _take_acks(self) -> None:
+        self._acks_scheduled = False  # before taking: a later ack schedules another batch
+        acked = self._acked
+        while acked:
+            self._published(acked.popleft())
+
     def _published(self, mid: int) -> None:
         self._inflight.discard(mid)
+        ack = self._acks.pop(mid, None)
+        if ack is not None:
+            try:
+                ack()
+            except Exception as exc:
+                log.error("mqtt_ack_hook_failed", error=repr(exc), exc_info=exc)
         if not self._inflight:
             self._drained.set()
 

@@ -3,23 +3,31 @@
 A small JSON file in ``gateway.state_dir`` lists, per meter, every retained topic the gateway
 published (availability, state, device, register values, discovery configs) and the registers
 seen running backwards. When a meter disappears from the configuration, the next start clears
-its topics with empty retained payloads. Writes are atomic (temporary file + rename); a file
+its topics with empty retained payloads. Writes are atomic (:mod:`gateway.statefile`); a file
 that cannot be read or written is logged and never stops the gateway.
+
+On an event loop, changes are written together :data:`SAVE_DELAY_S` after the first of them
+(and at :meth:`RetainedLedger.flush`): at start-up every meter records itself, and with
+hundreds of meters a write per change (of a file of some 1.6 kB per meter) would block the
+loop for seconds. A crash within that delay forgets the newest topics, which are then not
+cleared should their meter be removed while the gateway is down.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import structlog
 
+from gateway.statefile import write_json
+
 log = structlog.get_logger(__name__)
 
 FILE_NAME = "mqtt-retained.json"
+SAVE_DELAY_S = 1.0
 
 
 class RetainedLedger:
@@ -29,6 +37,7 @@ class RetainedLedger:
         self.path = path
         self._topics: dict[str, frozenset[str]] = {}
         self._net: dict[str, frozenset[str]] = {}
+        self._pending: asyncio.TimerHandle | None = None
 
     def load(self) -> None:
         """Read the file; a missing file is an empty ledger, a broken one is logged."""
@@ -61,11 +70,31 @@ class RetainedLedger:
             return
         self._topics[meter] = new_topics
         self._net[meter] = new_net
-        self._save()
+        self._save_soon()
 
     def forget(self, meter: str) -> None:
         if self._topics.pop(meter, None) is not None or self._net.pop(meter, None) is not None:
+            self._save_soon()
+
+    def flush(self) -> None:
+        """Write what is still waiting for the delayed write, now."""
+        if self._pending is not None:
+            self._pending.cancel()
+            self._write_pending()
+
+    def _save_soon(self) -> None:
+        if self._pending is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop: nothing would write it later
             self._save()
+            return
+        self._pending = loop.call_later(SAVE_DELAY_S, self._write_pending)
+
+    def _write_pending(self) -> None:
+        self._pending = None
+        self._save()
 
     def _save(self) -> None:
         data = {
@@ -76,16 +105,6 @@ class RetainedLedger:
             },
         }
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".mqtt-retained-", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump(data, f, indent=1)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            write_json(self.path, data)
         except OSError as exc:
             log.warning("ledger_write_failed", path=str(self.path), error=repr(exc))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -22,6 +23,7 @@ class Outgoing:
     qos: int
     retain: bool
     correlation_data: bytes | None = None
+    on_ack: Callable[[], None] | None = None  # called once the broker has taken it
 
     def __lt__(self, other: Outgoing) -> bool:
         return self.seq < other.seq

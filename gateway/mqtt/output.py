@@ -6,18 +6,21 @@ register's rate as a plain number on its own topic -- only when the value change
 discovery and ``bridge/*`` are retained QoS 1. On every (re)connect it re-announces all of
 it; when Home Assistant announces itself (``homeassistant/status`` = ``online``) discovery is
 sent again. Retained topics of meters no longer configured are cleared with empty payloads.
+For gap-free history (:mod:`gateway.history`) it reports every state message the broker
+acknowledged and publishes backfilled rows on ``<base>/<meter>/history`` with acknowledgement.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import structlog
 
-from gateway import __version__
+from gateway import __version__, shard
 from gateway.config import Config, MeterConfig
 from gateway.model import Availability, Identity, Reading, RegisterInfo
 from gateway.mqtt.connection import MqttConnection, Will
@@ -26,6 +29,7 @@ from gateway.mqtt.ledger import FILE_NAME, RetainedLedger
 from gateway.mqtt.message import InboundMessage
 from gateway.mqtt.plan import MeterPlan, number
 from gateway.mqtt.topics import Topics
+from gateway.rows import HistoryRow
 
 log = structlog.get_logger(__name__)
 
@@ -48,28 +52,57 @@ class MqttOutput:
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._cfg = config.mqtt
-        self._gateway_id = config.gateway.id
+        self._gateway_id = shard.instance_name(config)
         self._shutdown_s = config.gateway.shutdown_timeout_s
         self._conn = connection
         self._ledger = ledger
         self._outputs = outputs
         self._clock = clock
         self._wall = wall
-        self.topics = Topics(self._cfg.base_topic, self._cfg.homeassistant.prefix)
+        self.topics = topics_of(config)
         self._meters = {m.id: m for m in config.meters}
+        self._foreign = frozenset(config.foreign_meters or ())  # other instances poll these
         self._plans = {m.id: MeterPlan(m, self.topics) for m in config.meters}
         self._to_clear: list[str] = []
         self._started = wall()
+        self._state_listeners: list[Callable[[str, float], None]] = []
 
     @property
     def connection(self) -> MqttConnection:
         """The broker connection (for further subscribers, e.g. command requests)."""
         return self._conn
 
+    @property
+    def connected(self) -> bool:
+        return self._conn.connected
+
+    def on_state_confirmed(self, listener: Callable[[str, float], None]) -> None:
+        """Call ``listener(meter, ts)`` whenever the broker acknowledged a state message."""
+        self._state_listeners.append(listener)
+
+    def publish_history(self, meter: str, rows: Sequence[HistoryRow]) -> asyncio.Future[None]:
+        """Publish backfilled rows on ``<base>/<meter>/history`` (QoS 1, not retained); the
+        future resolves once the broker acknowledged them (at once for an unknown meter)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        plan = self._plans.get(meter)
+        if plan is None or not rows:
+            done.set_result(None)
+            return done
+
+        def acknowledged() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        self._conn.publish(self.topics.history(meter), plan.history_json(rows), 1, False,
+                           on_ack=acknowledged)
+        return done
+
     # -- service --------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._ledger.load()
+        for meter in self._foreign.intersection(self._ledger.meters()):
+            self._ledger.forget(meter)  # it moved to another instance, which publishes it
         self._to_clear = [m for m in self._ledger.meters() if m not in self._plans]
         for meter, plan in self._plans.items():
             plan.net.update(self._ledger.net(meter))
@@ -83,7 +116,38 @@ class MqttOutput:
     async def stop(self) -> None:
         """Say goodbye: ``bridge/state`` offline, flush, disconnect cleanly."""
         self._conn.publish(self.topics.bridge_state, OFFLINE, 1, True)
+        self._ledger.flush()
         await self._conn.close(grace_s=max(0.5, self._shutdown_s / 3))
+
+    def prepare_meters(self, meters: Sequence[MeterConfig]) -> Callable[[], None]:
+        """The step that switches to a new meter set (a configuration reload), keeping the
+        session: removed meters' retained topics are cleared, new meters start ``offline``
+        (until their first good poll), changed meters get a fresh plan (their discovery is
+        rebuilt once identity and registers are read again); ``bridge/info`` is updated."""
+        new = {m.id: m for m in meters}
+
+        def switch() -> None:
+            for meter in [m for m in self._plans if m not in new]:
+                plan = self._plans.pop(meter)
+                topics = plan.retained_topics(True, True) | self._ledger.topics(meter)
+                for topic in sorted(topics):
+                    self._conn.publish(topic, b"", 1, True)
+                self._ledger.forget(meter)
+                log.info("meter_topics_cleared", meter=meter)
+            for meter, cfg in new.items():
+                old = self._plans.get(meter)
+                if old is not None and old.meter == cfg:
+                    continue
+                plan = self._plans[meter] = MeterPlan(cfg, self.topics)
+                plan.net.update(self._ledger.net(meter))
+                if old is None:
+                    self._conn.publish(plan.availability_topic, OFFLINE, 1, True)
+                else:
+                    plan.online = old.online
+            self._meters = new
+            self._conn.publish(self.topics.bridge_info, self._info_json(), 1, True)
+
+        return switch
 
     # -- sink -----------------------------------------------------------------------------------
 
@@ -111,7 +175,10 @@ class MqttOutput:
             self._refresh_discovery(plan)
         cfg = self._cfg
         plan.state = plan.state_json(reading, self._wall())
-        self._conn.publish(plan.state_topic, plan.state, cfg.qos, cfg.retain, droppable=True)
+        confirm = functools.partial(self._state_confirmed, reading.meter, reading.ts) \
+            if self._state_listeners else None
+        self._conn.publish(plan.state_topic, plan.state, cfg.qos, cfg.retain, droppable=True,
+                           on_ack=confirm)
         if cfg.per_register_topics:
             self._publish_rates(plan, reading)
         turned = plan.newly_net(reading)
@@ -130,6 +197,10 @@ class MqttOutput:
         self._conn.publish(plan.availability_topic, payload, 1, True)
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _state_confirmed(self, meter: str, ts: float) -> None:
+        for listener in self._state_listeners:
+            listener(meter, ts)
 
     def _publish_rates(self, plan: MeterPlan, reading: Reading) -> None:
         cfg = self._cfg
@@ -227,17 +298,23 @@ class MqttOutput:
         ).encode("utf-8")
 
 
+def topics_of(config: Config) -> Topics:
+    """The topic table of ``config`` (its own bridge topics when it is one shard instance)."""
+    cfg = config.mqtt
+    return Topics(cfg.base_topic, cfg.homeassistant.prefix, shard.bridge_level(config))
+
+
 def create_output(
     config: Config, *, outputs: Callable[[], Sequence[str]] = lambda: ("mqtt",)
 ) -> MqttOutput:
     """The MQTT output of ``config``: its connection (with the ``bridge/state`` will) and its
     ledger in ``gateway.state_dir``."""
     cfg = config.mqtt
-    topics = Topics(cfg.base_topic, cfg.homeassistant.prefix)
+    topics = topics_of(config)
     connection = MqttConnection(
         cfg,
-        client_id=cfg.client_id or f"egauge-gateway-{config.gateway.id}",
+        client_id=shard.suffixed(config, cfg.client_id or f"egauge-gateway-{config.gateway.id}"),
         will=Will(topics.bridge_state, OFFLINE, 1, True),
     )
-    ledger = RetainedLedger(Path(config.gateway.state_dir) / FILE_NAME)
+    ledger = RetainedLedger(shard.instance_dir(config) / FILE_NAME)
     return MqttOutput(config, connection, ledger, outputs=outputs)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gateway.config import MeterConfig
 from gateway.model import Identity, LocalValue, Reading, RegisterInfo, RegisterValue
 from gateway.mqtt.discovery import MeterDiscovery, has_energy, runs_backwards
 from gateway.mqtt.topics import Topics, unique_slugs
+from gateway.rows import HistoryRow
 
 
 def number(value: float | None) -> str:
@@ -22,6 +24,10 @@ def number(value: float | None) -> str:
     if value is None or not math.isfinite(value):
         return "null"
     return repr(value) if isinstance(value, float) else str(int(value))
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _local_json(local: tuple[LocalValue, ...]) -> str:
@@ -115,6 +121,28 @@ class MeterPlan:
             f'"local":{_local_json(reading.local)}}}'
         )
         return text.encode("utf-8")
+
+    def history_json(self, rows: Sequence[HistoryRow]) -> bytes:
+        """A history payload: each register's name and units once, then the rows (oldest
+        first) with the average ``rate`` over ``dt`` and the ``cumulative`` value at ``ts``."""
+        slugs = self.slugs
+        first = {v.name: v for row in rows for v in row.values if v.name in slugs}
+        registers = {
+            slugs[name]: {"name": name, "type": v.type_code, "unit": v.unit,
+                          "cumulative_unit": v.cumulative_unit}
+            for name, v in first.items()
+        }
+        out = [
+            {"ts": row.ts, "dt": row.dt,
+             "rate": {slugs[v.name]: _finite(v.rate) for v in row.values if v.name in slugs},
+             "cumulative": {slugs[v.name]: _finite(v.cumulative) for v in row.values
+                            if v.name in slugs}}
+            for row in rows
+        ]
+        return json.dumps(
+            {"meter": self.meter.id, "registers": registers, "rows": out},
+            separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+        ).encode("utf-8")
 
     def _head(self, v: RegisterValue) -> str:
         dump = json.dumps

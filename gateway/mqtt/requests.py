@@ -59,18 +59,28 @@ class RequestBinding:
         self._router = router
         self._topics = topics
         self._meters = tuple(router.meters if meters is None else meters)
+        self._subscribed: set[str] = set()
         self._inbox: asyncio.Queue[tuple[str, InboundMessage]] = asyncio.Queue()
         self.received = 0
 
     def attach(self) -> None:
         """Subscribe ``<base>/<meter>/request/#`` for every meter."""
         for meter in self._meters:
+            if meter in self._subscribed:
+                continue
             prefix = self._topics.request(meter, "")
             self._broker.subscribe(prefix + "#", self._receiver(meter, prefix), QOS)
+            self._subscribed.add(meter)
+
+    def set_meters(self, meters: Iterable[str]) -> None:
+        """Serve these meters from now on (a configuration reload): new ones are subscribed,
+        requests for removed ones are dropped unanswered."""
+        self._meters = tuple(meters)
+        self.attach()
 
     def _receiver(self, meter: str, prefix: str) -> Handler:
         def receive(message: InboundMessage) -> None:
-            if message.topic.startswith(prefix):
+            if message.topic.startswith(prefix) and meter in self._meters:
                 self._inbox.put_nowait((meter, message))
         return receive
 

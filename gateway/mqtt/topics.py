@@ -82,22 +82,25 @@ def safe_level(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Topics:
-    """Every topic the gateway uses, under one base topic and one discovery prefix."""
+    """Every topic the gateway uses, under one base topic and one discovery prefix.
+    ``bridge`` is the level(s) of the gateway's own topics (``bridge/<id>-<index>`` for one
+    instance of a sharded fleet, see :mod:`gateway.shard`)."""
 
     base: str = "egauge"
     discovery_prefix: str = "homeassistant"
+    bridge: str = "bridge"
 
     @property
     def bridge_state(self) -> str:
-        return f"{self.base}/bridge/state"
+        return f"{self.base}/{self.bridge}/state"
 
     @property
     def bridge_info(self) -> str:
-        return f"{self.base}/bridge/info"
+        return f"{self.base}/{self.bridge}/info"
 
     @property
     def bridge_audit(self) -> str:
-        return f"{self.base}/bridge/audit"
+        return f"{self.base}/{self.bridge}/audit"
 
     @property
     def discovery_status(self) -> str:
