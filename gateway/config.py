@@ -115,6 +115,25 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ShardConfig:
+    """This instance's share of the meters (see :mod:`gateway.shard`): 0 <= index < count."""
+
+    index: int = 0
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryConfig:
+    """Gap-free history (see :mod:`gateway.history`): after a gap, the missing rows are read
+    from the meter's own database and published on ``<base>/<meter>/history``."""
+
+    enabled: bool = True
+    max_lookback_s: int = 86_400  # older parts of a gap are given up
+    step_s: int = 1  # row spacing asked for; the meter answers coarser rows beyond its fine level
+    max_rows: int = 600  # rows per /register request (max-rows)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     gateway: GatewaySection
     meters: tuple[MeterConfig, ...]
@@ -122,6 +141,11 @@ class Config:
     modbus: ModbusConfig
     http: HttpConfig
     source: str = ""  # the file it came from
+    shard: ShardConfig = field(default_factory=ShardConfig)
+    # None: the meters as configured; a tuple: one shard instance's view (gateway.shard.instance),
+    # holding the ids of the meters that the other instances poll
+    foreign_meters: tuple[str, ...] | None = None
+    history: HistoryConfig = field(default_factory=HistoryConfig)
 
     def meter(self, meter_id: str) -> MeterConfig:
         for m in self.meters:
@@ -204,15 +228,22 @@ def _refuse_world_readable(problems: list[str], paths: list[str], source: str) -
             for path in paths)
 
 
+def load_or_report(path: str | Path) -> Config | None:
+    """The config at ``path``, or ``None`` after printing every problem to stderr."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return None
+
+
 def main(args: argparse.Namespace) -> int:
     """``egauge-gateway check-config -c FILE``: ``ok: ...`` and 0, or every problem and 78."""
     from gateway.cli import EXIT_CONFIG, EXIT_OK
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(line, file=sys.stderr)
+    config = load_or_report(args.config)
+    if config is None:
         return EXIT_CONFIG
     ids = ", ".join(m.id for m in config.meters)
     print(f"ok: {len(config.meters)} meter{'s' if len(config.meters) != 1 else ''} ({ids})")

@@ -14,12 +14,14 @@ from gateway.config import (
     CommandPolicy,
     Config,
     GatewaySection,
+    HistoryConfig,
     HomeAssistant,
     HttpConfig,
     MeterConfig,
     ModbusConfig,
     MqttConfig,
     MqttTls,
+    ShardConfig,
 )
 from gateway.schema import MISSING, Context, Expanded, Section, join
 from gateway.secret import Secret
@@ -29,7 +31,7 @@ BUILTIN_MAPPINGS: Final = ("default", "sunspec")
 _TOPIC: Final = re.compile(r"[^/+#$\x00][^/+#\x00]*(/[^/+#\x00]+)*")
 _ANY_HOST: Final = frozenset({"0.0.0.0", "::", ""})  # noqa: S104
 _MAPPING_PENDING: Final = ""  # a meter that names no mapping takes modbus.mapping
-_TOP_KEYS: Final = ("gateway", "meters", "mqtt", "modbus", "http")
+_TOP_KEYS: Final = ("gateway", "meters", "mqtt", "modbus", "http", "shard", "history")
 _GATEWAY_KEYS: Final = ("id", "log_level", "log_format", "state_dir", "shutdown_timeout_s")
 _METER_KEYS: Final = (
     "id", "url", "username", *credentials.KEYS, "verify_tls", "poll_interval_s", "timeout_s",
@@ -45,6 +47,8 @@ _TLS_KEYS: Final = ("ca_file", "cert_file", "key_file", "insecure")
 _HA_KEYS: Final = ("enabled", "prefix", "expire_after_s")
 _MODBUS_KEYS: Final = ("enabled", "host", "port", "mapping", "unknown_unit", "writes")
 _HTTP_KEYS: Final = ("enabled", "host", "port")
+_SHARD_KEYS: Final = ("index", "count")
+_HISTORY_KEYS: Final = ("enabled", "max_lookback_s", "step_s", "max_rows")
 _PORT: Final = "must be a port 1-65535"
 _POLL_S: Final = 1.0
 _TIMEOUT_S: Final = 3.0  # when not given: the smaller of this and 0.9 x poll_interval_s
@@ -62,6 +66,8 @@ def build(ctx: Context, data: object, source: str) -> Config | None:
     mqtt = _mqtt(root.section("mqtt", _MQTT_KEYS))
     modbus = _modbus(root.section("modbus", _MODBUS_KEYS))
     http = _http(root.section("http", _HTTP_KEYS))
+    shard = _shard(root.section("shard", _SHARD_KEYS), modbus, http)
+    history = _history(root.section("history", _HISTORY_KEYS))
     if modbus.enabled:
         _unique(ctx, meters, "modbus_unit_id", "duplicate unit id")
     if modbus.enabled and http.enabled and modbus.port == http.port and (
@@ -70,7 +76,7 @@ def build(ctx: Context, data: object, source: str) -> Config | None:
     built = tuple(m if m.modbus_mapping != _MAPPING_PENDING
                   else replace(m, modbus_mapping=modbus.mapping) for _, m in meters)
     return Config(gateway=gateway, meters=built, mqtt=mqtt, modbus=modbus, http=http,
-                  source=source)
+                  source=source, shard=shard, history=history)
 
 
 def _gateway(s: Section | None) -> GatewaySection:
@@ -329,4 +335,41 @@ def _http(s: Section | None) -> HttpConfig:
         enabled=s.boolean("enabled", d.enabled),
         host=s.string("host", d.host),
         port=s.integer("port", d.port, 1, 65535, _PORT),
+    )
+
+
+def _shard(s: Section | None, modbus: ModbusConfig, http: HttpConfig) -> ShardConfig:
+    """``shard: {index, count}``: 0 <= index < count; instance ``index`` listens on the Modbus
+    and HTTP ports plus ``index`` (see :mod:`gateway.shard`), which must stay ports."""
+    d = ShardConfig()
+    if s is None:
+        return d
+    count = s.integer("count", d.count, 1)
+    if count > 1 and not s.has("index"):
+        s.ctx.problem(s.at("index"), f"required key missing when count is above 1 ({count})")
+        return d
+    index = s.integer("index", d.index, 0)
+    if index >= count:
+        return s.fail("index", f"must be below shard.count ({count})", s.raw("index"), d)
+    for name, section in (("modbus", modbus), ("http", http)):
+        if section.enabled and section.port and section.port + index > 65535:
+            message = f"{name}.port + index ({section.port + index}) is not a port 1-65535"
+            return s.fail("index", message, s.raw("index"), d)
+    return ShardConfig(index=index, count=count)
+
+
+def _history(s: Section | None) -> HistoryConfig:
+    """``history: {enabled, max_lookback_s, step_s, max_rows}``; the step fits the look-back."""
+    d = HistoryConfig()
+    if s is None:
+        return d
+    lookback = s.integer("max_lookback_s", d.max_lookback_s, 60, 366 * 86_400)
+    step = s.integer("step_s", d.step_s, 1, 3600)
+    if step > lookback:
+        step = s.fail("step_s", f"must not exceed max_lookback_s ({lookback})", step, d.step_s)
+    return HistoryConfig(
+        enabled=s.boolean("enabled", d.enabled),
+        max_lookback_s=lookback,
+        step_s=step,
+        max_rows=s.integer("max_rows", d.max_rows, 2, 100_000),
     )

@@ -14,8 +14,9 @@ row the meter is offline; the first good poll makes it online. Each transition i
 after every offline period; the register metadata is read at start, after an offline period
 and whenever a reading shows another register set (then ``on_registers`` is published).
 
-Every poll holds the meter's *lane* (an ``asyncio.Lock`` shared with the command router), so
-a command never races a poll.
+Every poll holds the meter's *lane* (an ``asyncio.Lock`` shared with the command router and
+the history backfill), so a command never races a poll; ``next_due`` tells the backfill how
+long the lane stays free.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import structlog
 
 from gateway.config import MeterConfig
 from gateway.errors import MeterError
+from gateway.histogram import Histogram
 from gateway.hub import Hub
 from gateway.model import Availability, Identity, LocalValue, Reading, RegisterInfo
 
@@ -64,6 +66,9 @@ class PollStats:
     last_latency_s: float | None = None
     last_error: str = ""
     online: bool | None = None
+    latency: Histogram = field(default_factory=Histogram)  # of the successful polls
+    busy_since: float | None = None  # clock() when the running poll began (None: idle)
+    busy_deadline_s: float = 0.0  # the running poll's own time limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +123,14 @@ class Poller:
         self._names = cfg.registers
         self._need_identity = True
         self._signature: tuple[tuple[str, str], ...] | None = None
+        self.next_due: float | None = None  # clock() of the next poll, while ``run`` runs
 
     async def run(self) -> None:
         """Poll on the schedule until cancelled."""
         interval = self.cfg.poll_interval_s
         due = self._clock() + self._phase_s
         while True:
+            self.next_due = due
             delay = due - self._clock()
             if delay > 0:
                 await self._sleep(delay)
@@ -139,10 +146,19 @@ class Poller:
                 failures = self.stats.consecutive_failures
                 due = finished + backoff_delay(interval, failures, self._rng.random())
 
+    def stalled(self) -> bool:
+        """True when the running poll has outlived three intervals and its own deadline (it
+        waits for the lane, or something it awaits ignores the timeout)."""
+        since, interval = self.stats.busy_since, self.cfg.poll_interval_s
+        if since is None:
+            return False
+        return self._clock() - since > max(3 * interval, self.stats.busy_deadline_s + interval)
+
     async def poll_once(self) -> bool:
         """One poll under the lane; publishes the outcome. True when it succeeded."""
         started = self._clock()
         deadline = self.cfg.timeout_s * (self._planned_requests() + 2)
+        self.stats.busy_since, self.stats.busy_deadline_s = started, deadline
         try:
             async with self._lane, asyncio.timeout(deadline):
                 result = await self._fetch()
@@ -156,6 +172,8 @@ class Poller:
         else:
             self._succeeded(result, self._clock() - started)
             return True
+        finally:
+            self.stats.busy_since = None
         return False
 
     def _planned_requests(self) -> int:
@@ -187,6 +205,7 @@ class Poller:
         stats.polls_ok += 1
         stats.consecutive_failures = 0
         stats.last_latency_s = latency
+        stats.latency.observe(latency)
         hub = self._hub
         if result.identity is not None:
             self._need_identity = False

@@ -12,8 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 pytest_plugins = ["tests.plugins.simulator"]
+
+# Property tests judge behaviour, not speed: a busy 2-core CI box must not fail them on time.
+settings.register_profile("gateway", deadline=None, print_blob=True)
+settings.load_profile("gateway")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -21,7 +21,7 @@ import structlog
 from gateway.config import MeterConfig
 from gateway.errors import AuthError, CommandError
 from gateway.meter.auth import LoginBackoff, Session, parse_challenge
-from gateway.meter.channel import NO_BODY, Channel
+from gateway.meter.channel import NO_BODY, Channel, TlsContexts
 from gateway.meter.fields import Fields
 from gateway.meter.registers import (
     RegisterKey,
@@ -56,11 +56,14 @@ class MeterClient:
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
         login_backoff: LoginBackoff | None = None,
+        tls: TlsContexts | None = None,
     ) -> None:
+        """``tls`` shares SSL contexts between the clients of a fleet."""
         self.meter_id = meter_id
         self._clock = clock
         self._channel = Channel(
-            meter_id, url, verify_tls=verify_tls, timeout_s=timeout_s, transport=transport
+            meter_id, url, verify_tls=verify_tls, timeout_s=timeout_s, transport=transport,
+            tls=tls,
         )
         self._session = Session(
             self._channel, username, password, clock=clock, backoff=login_backoff
