@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -59,18 +60,21 @@ class ServerStats:
     connections: int = 0  # open now
     accepted: int = 0
     refused: int = 0
+    evicted: int = 0  # idle clients dropped at the connection limit
 
 
 class ModbusServer:
     """Listens on ``host:port`` (port 0: any free port, see :attr:`port`)."""
 
     def __init__(self, host: str, port: int, lookup: Lookup, *, answer_unknown: bool = False,
-                 max_connections: int = 1000, writes: WriteHandler | None = None) -> None:
+                 max_connections: int = 1000, writes: WriteHandler | None = None,
+                 idle_evict_s: float = 30.0) -> None:
         self.host = host
         self._port = port
         self.lookup = lookup
         self.answer_unknown = answer_unknown
         self.max_connections = max_connections
+        self.idle_evict_s = idle_evict_s
         self.stats = ServerStats()
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
@@ -111,6 +115,16 @@ class ModbusServer:
         await self._server.wait_closed()
         self._server = None
         log.info("modbus_stopped", port=port)
+
+    def evict_idle(self) -> None:
+        """At the connection limit, drop the client idle the longest if it has been silent
+        for ``idle_evict_s``: half-open or abandoned connections never lock out live ones."""
+        idle = [c for c in self._connections if c.idle]
+        if not idle:
+            return
+        oldest = min(idle, key=lambda c: c.last_active)
+        if time.monotonic() - oldest.last_active >= self.idle_evict_s:
+            oldest.evict()
 
     def handle(self, unit_id: int, pdu: bytes, peer: str = "") -> bytes | Deferred | None:
         """The response PDU for one request PDU (``None``: no answer; a coroutine: a write
@@ -181,6 +195,7 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._peer = ""
         self._waiting = False  # a write of this connection waits for its meter
+        self.last_active = time.monotonic()
         self._blocked = False  # the client does not read its answers
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -189,6 +204,8 @@ class _Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         stats = self._server.stats
+        if stats.connections >= self._server.max_connections:
+            self._server.evict_idle()
         if stats.connections >= self._server.max_connections:
             stats.refused += 1
             log.warning("modbus_connection_refused", peer=self._peer,
@@ -212,6 +229,22 @@ class _Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
+    def evict(self) -> None:
+        """Drop this connection at once to make room for a new client."""
+        server = self._server
+        if self in server._connections:
+            server._connections.discard(self)
+            server.stats.connections -= 1
+            server.stats.evicted += 1
+            log.info("modbus_idle_client_evicted", peer=self._peer,
+                     idle_s=round(time.monotonic() - self.last_active, 1))
+        if self._transport is not None:
+            self._transport.abort()
+
+    @property
+    def idle(self) -> bool:
+        return not self._waiting
+
     def pause_writing(self) -> None:  # the client does not read its answers: stop reading too
         self._blocked = True
         if self._transport is not None:
@@ -223,6 +256,7 @@ class _Connection(asyncio.Protocol):
             self._transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
         self._buf += data
         self._answer()
 

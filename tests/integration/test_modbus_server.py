@@ -20,10 +20,12 @@ from pymodbus.client import AsyncModbusTcpClient
 from gateway.config import MeterConfig, ModbusConfig
 from gateway.meter.units import type_code
 from gateway.modbus import ModbusOutput
+from gateway.modbus.server import ModbusServer
 from gateway.model import Availability, Identity, Reading, RegisterInfo, RegisterValue
 from gateway.secret import Secret
 from gateway.simulator.meter import SimMeter
 from gateway.simulator.wave import Wave
+from tests.conftest import async_wait_until
 
 T0 = 1_750_000_000.0  # the gateway's clock in these tests
 TS = T0 - 0.75  # the meter timestamp of the values fed
@@ -384,3 +386,48 @@ async def test_the_worked_example_of_the_docs(output: ModbusOutput) -> None:
             "4025 0000 0000 0000")
     finally:
         writer.close()
+
+
+async def _open(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_idle_client_is_evicted_at_the_connection_limit(
+        output: ModbusOutput, sim: SimMeter) -> None:
+    output.on_reading(reading_at(sim, TS))
+    server = ModbusServer("127.0.0.1", 0, output.image, max_connections=2, idle_evict_s=0.0)
+    await server.start()
+    try:
+        old_reader, old_writer = await _open(server.port)
+        await async_wait_until(lambda: server.stats.connections == 1)
+        busy_reader, busy_writer = await _open(server.port)
+        busy_writer.write(frame(1, 1, struct.pack(">BHH", 4, 0, 1)))
+        assert await read_frame(busy_reader) == (1, 1, b"\x04\x02\x00\x01")
+        new_reader, new_writer = await _open(server.port)  # the limit is reached
+        assert await asyncio.wait_for(old_reader.read(), 5) == b""  # the idle one is dropped
+        new_writer.write(frame(2, 1, struct.pack(">BHH", 4, 0, 1)))
+        assert await read_frame(new_reader) == (2, 1, b"\x04\x02\x00\x01")
+        assert server.stats.evicted == 1
+        assert server.stats.refused == 0
+        for w in (old_writer, busy_writer, new_writer):
+            w.close()
+    finally:
+        await server.close()
+
+
+async def test_no_eviction_before_the_idle_time(output: ModbusOutput) -> None:
+    server = ModbusServer("127.0.0.1", 0, output.image, max_connections=1, idle_evict_s=3600)
+    await server.start()
+    try:
+        first_reader, first_writer = await _open(server.port)
+        await async_wait_until(lambda: server.stats.connections == 1)
+        second_reader, second_writer = await _open(server.port)
+        assert await asyncio.wait_for(second_reader.read(), 5) == b""  # refused
+        assert server.stats.refused == 1
+        assert server.stats.evicted == 0
+        first_writer.write(frame(3, 1, struct.pack(">BHH", 4, 0, 1)))
+        assert (await read_frame(first_reader))[0] == 3  # the first one is still served
+        first_writer.close()
+        second_writer.close()
+    finally:
+        await server.close()
