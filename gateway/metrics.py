@@ -80,6 +80,7 @@ class GatewayCollector(Collector):
         yield from self._mqtt()
         yield from self._modbus()
         yield from self._commands()
+        yield from self._history()
 
     def _meters(self) -> Iterable[Metric]:
         app, now = self._app, self._clock()
@@ -165,6 +166,9 @@ class GatewayCollector(Collector):
         yield CounterMetricFamily("egauge_modbus_connections_refused",
                                   "Connections refused at the connection limit.",
                                   value=stats.refused)
+        yield CounterMetricFamily("egauge_modbus_connections_evicted",
+                                  "Silent clients dropped at the connection limit.",
+                                  value=stats.evicted)
 
     def _commands(self) -> Iterable[Metric]:
         tally = self._app.command_tally
@@ -175,6 +179,28 @@ class GatewayCollector(Collector):
         for (meter, action, outcome), n in sorted(tally.counts.items()):
             family.add_metric([meter, action, outcome], n)
         yield family
+
+
+    def _history(self) -> Iterable[Metric]:
+        history = self._app.history
+        if history is None:
+            return
+        rows = CounterMetricFamily("egauge_history_rows_published",
+                                   "History rows published after gaps.", labels=["meter"])
+        given_up = CounterMetricFamily("egauge_history_given_up_seconds",
+                                       "Seconds of gaps older than the look-back, not filled.",
+                                       labels=["meter"])
+        pending = GaugeMetricFamily("egauge_history_gap_seconds",
+                                    "Span of the oldest gap still to fill (between the covered times around it).", labels=["meter"])
+        for meter in sorted(self._app.pollers):
+            backfill = history.backfill(meter)
+            if backfill is None:
+                continue
+            rows.add_metric([meter], backfill.published_rows)
+            given_up.add_metric([meter], backfill.given_up_s)
+            gap = backfill.coverage.gap()
+            pending.add_metric([meter], 0 if gap is None else gap[1] - gap[0])
+        yield from (rows, given_up, pending)
 
 
 def _le(bound: float) -> str:

@@ -9,7 +9,11 @@ import json
 import math
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.app import App
 from gateway.history import STATE_FILE
+from gateway.metrics import exposition, registry_for
 from gateway.simulator import SimMeter, SimServer
 from tests.conftest import Broker, async_wait_until
 from tests.integration.test_history_helpers import (
@@ -22,6 +26,15 @@ from tests.integration.test_history_helpers import (
     wait_covered,
 )
 from tests.integration.test_mqtt_helpers import running_app
+
+
+def history_metric(app: App) -> float:
+    text = exposition(registry_for(app)).decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "egauge_history_rows_published_total":
+                return sample.value
+    raise AssertionError("egauge_history_rows_published is not in /metrics")
 
 
 def history_requests(meter: SimMeter) -> list[dict[str, str]]:
@@ -49,6 +62,10 @@ async def test_a_meter_outage_is_backfilled_in_max_rows_chunks_with_the_meters_v
                     end = meter.latest() + 1
                     await wait_covered(rec, p, meter, start, end)
                     assert app.pollers["main"].stats.polls_skipped == skipped
+                    # /metrics counts the rows the subscriber received
+                    await async_wait_until(
+                        lambda: history_metric(app) == len(history_rows(rec, p)) > 0,
+                        what="egauge_history_rows_published matching the rows received")
     finally:
         broker.stop()
     rows = history_rows(rec, p)
