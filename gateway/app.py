@@ -396,7 +396,8 @@ async def close_clients(clients: dict[str, MeterClientLike]) -> None:
 def settle_heap() -> None:
     """Exempt what start-up built (meter clients, plans, images) from the cyclic garbage
     collector: otherwise each full collection scans every one of those long-lived objects
-    again, which at hundreds of meters stalls the event loop (and every poll) for 100 ms."""
+    again, which at hundreds of meters stalls the event loop (and every poll) for 100 ms.
+    The garbage is collected first, once, so that it is not kept for good."""
     gc.collect()
     gc.freeze()
 

@@ -191,7 +191,7 @@ class GatewayCollector(Collector):
                                        "Seconds of gaps older than the look-back, not filled.",
                                        labels=["meter"])
         pending = GaugeMetricFamily("egauge_history_gap_seconds",
-                                    "Span of the oldest gap still to fill (between the covered times around it).", labels=["meter"])
+                                    "Span of the oldest gap still to fill.", labels=["meter"])
         for meter in sorted(self._app.pollers):
             backfill = history.backfill(meter)
             if backfill is None:

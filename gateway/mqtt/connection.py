@@ -1,9 +1,14 @@
 """The one place that uses paho-mqtt: a connection that keeps itself connected.
 
-paho's network thread (``loop_start``) does the socket work; its callbacks reach the asyncio
-loop only through ``call_soon_threadsafe``. The reconnect loop is ours (paho's own is turned
-off) so that every failed attempt becomes one ``mqtt_connect_failed`` event with a reason, the
-attempt number and the delay before the next try (exponential, with jitter, capped).
+paho runs on the asyncio loop: the loop watches its socket and calls ``loop_read`` /
+``loop_write`` (paho's external-loop interface), a task calls ``loop_misc`` every second for
+the keep-alive, and only the blocking connect (TCP, TLS handshake) runs in a worker thread.
+No network thread: at thousands of messages per second, handing every publish and every
+acknowledgement between two threads (and their GIL) cost more than the MQTT work itself.
+Callbacks reach the loop's own code through ``call_soon``. The reconnect loop is ours (paho's
+own is turned off) so that every failed attempt becomes one ``mqtt_connect_failed`` event
+with a reason, the attempt number and the delay before the next try (exponential, with
+jitter, capped).
 
 While the broker is unreachable, publishes wait in a bounded queue: when it is full the
 oldest *droppable* message (state, register values) goes first, then the oldest of the rest;
@@ -20,6 +25,7 @@ import contextlib
 import random
 import socket
 import ssl
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -136,7 +142,15 @@ class MqttConnection:
         self._client.on_disconnect = self._paho_disconnect
         self._client.on_message = self._paho_message
         self._client.on_publish = self._paho_publish
+        self._client.on_socket_open = self._paho_socket_open
+        self._client.on_socket_close = self._paho_socket_close
+        self._client.on_socket_register_write = self._paho_want_write
+        self._client.on_socket_unregister_write = self._paho_done_writing
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._watched: int | None = None  # the socket's fd the loop reads from
+        self._writing: int | None = None  # the socket's fd the loop waits to write to
+        self._keepalive: asyncio.Task[None] | None = None
         self._hooks: list[Callable[[], None]] = []
         self._subscriptions: dict[str, tuple[int, list[Handler]]] = {}
         self._outbox = Outbox(cfg.queue_limit)
@@ -144,7 +158,7 @@ class MqttConnection:
         self._inflight: set[int] = set()
         # mid -> on_ack; kept across reconnects, as paho sends unacknowledged messages again
         self._acks: dict[int, Callable[[], None]] = {}
-        self._acked: deque[int] = deque()  # filled by paho's thread, emptied on the loop
+        self._acked: deque[int] = deque()  # filled by paho's callbacks, emptied on the loop
         self._acks_scheduled = False
         self._drained = asyncio.Event()
         self._connack: asyncio.Future[str | None] | None = None
@@ -200,6 +214,7 @@ class MqttConnection:
         within ``STABLE_S`` counts as a failed attempt, so a connection that is accepted and
         dropped at once (e.g. another client with the same id) backs off as well."""
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         attempt = 0
         try:
             while not self._closing:
@@ -271,8 +286,9 @@ class MqttConnection:
             return describe(exc)
         if self._closing:
             self._client.disconnect()
+            await self._stop_network()
             return None
-        self._client.loop_start()
+        self._keepalive = loop.create_task(self._keep_alive(), name="mqtt-keepalive")
         try:
             async with asyncio.timeout(max(5.0, float(self._cfg.keepalive_s))):
                 refused = await self._connack
@@ -293,9 +309,57 @@ class MqttConnection:
         return None
 
     async def _stop_network(self) -> None:
-        """Stop paho's network thread (one caller at a time: ``loop_stop`` is not reentrant)."""
+        """Stop the keep-alive task and stop watching the socket (one caller at a time)."""
         async with self._network_lock:
-            await asyncio.to_thread(self._client.loop_stop)
+            task, self._keepalive = self._keepalive, None
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            self._unwatch()
+
+    async def _keep_alive(self) -> None:
+        """paho's periodic work: PINGREQ when idle, and a dead connection noticed."""
+        while True:
+            await asyncio.sleep(1.0)
+            self._client.loop_misc()
+
+    # -- the socket on the asyncio loop -------------------------------------------------------
+
+    def _readable(self) -> None:
+        client = self._client
+        client.loop_read()
+        # TLS may hold decrypted bytes that no longer show as readable on the socket
+        while (pending := getattr(client.socket(), "pending", None)) is not None and pending():
+            client.loop_read()
+
+    def _writable(self) -> None:
+        self._client.loop_write()
+
+    def _watch(self, fd: int) -> None:
+        self._unwatch()
+        if self._loop is not None:
+            self._loop.add_reader(fd, self._readable)
+            self._watched = fd
+
+    def _unwatch(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        if self._watched is not None:
+            loop.remove_reader(self._watched)
+            self._watched = None
+        self._stop_writing()
+
+    def _start_writing(self, fd: int) -> None:
+        if self._loop is not None and self._writing is None:
+            self._loop.add_writer(fd, self._writable)
+            self._writing = fd
+
+    def _stop_writing(self) -> None:
+        if self._loop is not None and self._writing is not None:
+            self._loop.remove_writer(self._writing)
+            self._writing = None
 
     def _connect(self) -> None:
         kwargs: dict[str, Any] = {"clean_start": True} if self._v5 else {}
@@ -358,11 +422,34 @@ class MqttConnection:
     # -- paho callbacks (network thread) -> the asyncio loop ----------------------------------
 
     def _to_loop(self, func: Callable[..., None], *args: object) -> None:
+        """Run ``func`` on the loop soon (not inside paho's call, which holds its locks)."""
         loop = self._loop
         if loop is None:
             return
+        if threading.get_ident() == self._loop_thread:
+            loop.call_soon(func, *args)
+            return
         with contextlib.suppress(RuntimeError):  # a closed loop: the process is ending
             loop.call_soon_threadsafe(func, *args)
+
+    def _on_loop(self, func: Callable[..., None], *args: object) -> None:
+        """Run ``func`` now on the loop's thread, or soon from another (the connect)."""
+        if threading.get_ident() == self._loop_thread:
+            func(*args)
+        else:
+            self._to_loop(func, *args)
+
+    def _paho_socket_open(self, _c: paho.Client, _u: Any, sock: Any) -> None:
+        self._on_loop(self._watch, sock.fileno())
+
+    def _paho_socket_close(self, _c: paho.Client, _u: Any, _sock: Any) -> None:
+        self._on_loop(self._unwatch)  # before paho closes it: on the loop, this is at once
+
+    def _paho_want_write(self, _c: paho.Client, _u: Any, sock: Any) -> None:
+        self._on_loop(self._start_writing, sock.fileno())
+
+    def _paho_done_writing(self, _c: paho.Client, _u: Any, _sock: Any) -> None:
+        self._on_loop(self._stop_writing)
 
     def _paho_connect(self, _c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         refused = str(reason).lower() if reason.is_failure else None

@@ -196,3 +196,28 @@ def test_config_reads_the_index_from_the_environment(tmp_path: Path) -> None:
 def test_config_problem_lines(tmp_path: Path, shard_yaml: str, env: dict[str, str],
                               expected: list[str]) -> None:
     assert problems(tmp_path, shard_yaml, env) == expected
+
+
+def test_instance_files_and_names(tmp_path: Path) -> None:
+    def view(index: int, count: int) -> Config:
+        cfg = config(["a", "b"], index, count)
+        return replace(cfg, gateway=replace(cfg.gateway, state_dir=str(tmp_path)))
+
+    assert shard.instance_dir(view(0, 1)) == tmp_path
+    assert shard.instance_dir(view(0, 3)) == tmp_path
+    assert shard.instance_dir(view(2, 3)) == tmp_path / "instance-2"
+    assert shard.suffixed(view(0, 1), "egauge-gateway-site-a") == "egauge-gateway-site-a"
+    assert shard.suffixed(view(2, 3), "egauge-gateway-site-a") == "egauge-gateway-site-a-2"
+
+
+def test_a_reload_keeps_the_running_split() -> None:
+    names = [f"m{i}" for i in range(12)]
+    running = shard.instance(config(names, 1, 3))
+    same, changed = shard.reloaded(running, config([*names, "new"], 1, 3))
+    assert not changed
+    assert [m.id for m in same.meters] == [m.id for m in running.meters] + (
+        ["new"] if shard.owner("new", 3) == 1 else [])
+    assert same.modbus.port == running.modbus.port
+    resplit, changed = shard.reloaded(running, config(names, 1, 4))
+    assert changed
+    assert [m.id for m in resplit.meters] == [m.id for m in running.meters]
