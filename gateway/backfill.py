@@ -31,6 +31,7 @@ log = structlog.get_logger(__name__)
 ROWS_PER_MESSAGE = 60
 ACK_TIMEOUT_S = 30.0
 MIN_SLOT_S = 0.05  # a slot shorter than this before the next poll is left alone
+MAX_CONCURRENT = 8  # backfill requests in flight across the whole fleet (History's gate)
 MAX_PAUSE_S = 300.0  # the longest wait after failed requests
 
 
@@ -89,17 +90,18 @@ class Backfill:
         self.rows = self.rows or self.cfg.max_rows
 
     async def run(self, output: HistoryOutput, lanes: Callable[[str], Lane | None],
-                  clock: Callable[[], float], ack_timeout_s: float = ACK_TIMEOUT_S) -> None:
+                  clock: Callable[[], float], ack_timeout_s: float = ACK_TIMEOUT_S,
+                  gate: asyncio.Semaphore | None = None) -> None:
         """Fill the gaps, oldest first, in the slots after the polls; until cancelled."""
         while True:
             await self.polled.wait()
             self.polled.clear()
-            while await self.fill_once(output, lanes(self.meter), clock, ack_timeout_s):
+            while await self.fill_once(output, lanes(self.meter), clock, ack_timeout_s, gate):
                 pass
 
     async def fill_once(self, output: HistoryOutput, lane: Lane | None,
-                        clock: Callable[[], float], ack_timeout_s: float = ACK_TIMEOUT_S
-                        ) -> bool:
+                        clock: Callable[[], float], ack_timeout_s: float = ACK_TIMEOUT_S,
+                        gate: asyncio.Semaphore | None = None) -> bool:
         """One request and its publication; True when another one may follow at once."""
         if not self.online or not output.connected or not self.columns or lane is None:
             return False
@@ -114,7 +116,13 @@ class Backfill:
         after, before = gap
         step = self.cfg.step_s
         end = after + min(self.rows - 1, (before - 1 - after) // step) * step
-        raw = await self._read(lane, clock, after, end)
+        if gate is None:
+            raw = await self._read(lane, clock, after, end)
+        elif gate.locked():  # the fleet's backfill budget is in use: try after the next poll
+            return False
+        else:
+            async with gate:
+                raw = await self._read(lane, clock, after, end)
         if raw is None:
             return False
         rows = history_rows(raw, self.columns, after, end)

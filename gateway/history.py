@@ -28,7 +28,14 @@ from typing import Any
 import structlog
 
 from gateway import statefile
-from gateway.backfill import ACK_TIMEOUT_S, Backfill, HistoryOutput, HistorySource, Lane
+from gateway.backfill import (
+    ACK_TIMEOUT_S,
+    MAX_CONCURRENT,
+    Backfill,
+    HistoryOutput,
+    HistorySource,
+    Lane,
+)
 from gateway.config import HistoryConfig
 from gateway.coverage import Coverage
 from gateway.model import Availability, Identity, Reading, RegisterInfo
@@ -55,6 +62,7 @@ class History:
         *,
         clock: Callable[[], float] = time.monotonic,
         ack_timeout_s: float = ACK_TIMEOUT_S,
+        max_concurrent: int = MAX_CONCURRENT,
     ) -> None:
         self.cfg = cfg
         self.path = Path(state_dir) / STATE_FILE
@@ -67,6 +75,9 @@ class History:
         self._kept: dict[str, int] = {}  # watermarks of meters not tracked now
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
+        # at most this many meters read history at once, so that backfill after a fleet-wide
+        # gap (a broker outage) never crowds out the live polls of a large fleet
+        self._gate = asyncio.Semaphore(max_concurrent)
 
     def _backfill(self, meter: str, until: int | None) -> Backfill:
         return Backfill(meter, self.cfg, Coverage(self.cfg.step_s, until))
@@ -166,7 +177,7 @@ class History:
     def _spawn(self, meter: str) -> None:
         assert self._group is not None
         run = self._meters[meter].run(self._output, self._lanes, self._clock,
-                                      self._ack_timeout_s)
+                                      self._ack_timeout_s, self._gate)
         self._tasks[meter] = self._group.create_task(run, name=f"history:{meter}")
 
     # -- sink -----------------------------------------------------------------------------

@@ -98,11 +98,12 @@ async def running(history: History) -> AsyncIterator[History]:
 
 def make(tmp_path: Path, output: FakeOutput, db: FakeDatabase, *, slot_s: float = 10.0,
          ack_timeout_s: float = 5.0, clock: Callable[[], float] = time.monotonic,
-         **cfg: int) -> History:
+         max_concurrent: int = 8, **cfg: int) -> History:
     lock = asyncio.Lock()
     return History(HistoryConfig(**cfg), ["m"], output,
                    lambda meter: Lane(db, lock, lambda: clock() + slot_s),
-                   tmp_path, ack_timeout_s=ack_timeout_s, clock=clock)
+                   tmp_path, ack_timeout_s=ack_timeout_s, clock=clock,
+                   max_concurrent=max_concurrent)
 
 
 def gap(h: History, out: FakeOutput, *seconds: int, online: bool = True) -> None:
@@ -164,6 +165,17 @@ async def test_no_request_without_broker_meter_or_time_before_the_next_poll(
             await poll(h, 110.0)
         assert db.calls == []
         assert out.published == []
+        assert h.watermark("m") == 100
+
+
+async def test_no_request_while_the_fleet_wide_backfill_budget_is_in_use(
+        tmp_path: Path) -> None:
+    out, db = FakeOutput(), FakeDatabase()
+    async with running(make(tmp_path, out, db, max_concurrent=0)) as h:  # budget taken
+        gap(h, out, 100, 110)
+        for _ in range(5):
+            await poll(h, 110.0)
+        assert db.calls == []
         assert h.watermark("m") == 100
 
 
