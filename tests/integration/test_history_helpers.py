@@ -147,14 +147,12 @@ async def first_second(rec: Recorder, prefix: str) -> int:
 async def wait_covered(rec: Recorder, prefix: str, meter: SimMeter, start: int,
                        end: int, timeout: float = 30.0) -> None:
     """Wait until nothing in ``[start, end]`` is missing; fail listing what still is."""
-    import asyncio
-
-    deadline = time.monotonic() + timeout
-    while missing(rec, prefix, meter, start, end):
-        if time.monotonic() > deadline:
-            gaps = missing(rec, prefix, meter, start, end)
-            pytest.fail(f"{len(gaps)} stored seconds never published, e.g. {gaps[:10]}")
-        await asyncio.sleep(0.1)
+    try:
+        await async_wait_until(lambda: not missing(rec, prefix, meter, start, end),
+                               timeout=timeout, interval=0.1, what="every stored second")
+    except pytest.fail.Exception:
+        gaps = missing(rec, prefix, meter, start, end)
+        pytest.fail(f"{len(gaps)} stored seconds never published, e.g. {gaps[:10]}")
 
 
 def check_history_values(rec: Recorder, prefix: str, meter: SimMeter) -> int:
