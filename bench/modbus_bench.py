@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.config import MeterConfig, ModbusConfig
+from gateway.config.types import MeterConfig, ModbusConfig
 from gateway.modbus import ModbusOutput
 from gateway.model import Reading, RegisterValue
 from gateway.secret import Secret

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from procstat import raise_fd_limit
 
-from gateway.logs import configure_logging
 from gateway.simulator import SimMeter, SimServer, fleet
+from gateway.support.logs import configure_logging
 
 PASSWORD = "bench-pw"
 USERNAME = "owner"

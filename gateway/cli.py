@@ -10,10 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-EXIT_OK = 0
-EXIT_CRASH = 1
-EXIT_STARTUP = 3
-EXIT_CONFIG = 78
+from gateway.errors import EXIT_OK
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -45,10 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    p = add("run", "run the gateway", _lazy("gateway.app", "main"))
+    p = add("run", "run the gateway", _lazy("gateway.runtime.app", "main"))
     p.add_argument("-c", "--config", default="gateway.yaml", help="configuration file")
 
-    p = add("check-config", "validate a configuration file", _lazy("gateway.config", "main"))
+    p = add("check-config", "validate a configuration file", _lazy("gateway.config.loader", "main"))
     p.add_argument("-c", "--config", default="gateway.yaml", help="configuration file")
 
     p = add("probe", "log in to a meter and print its identity and registers",
@@ -80,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--meter", default=None, help="meter id (default: the first)")
     p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
 
-    p = add("demo", "simulated meter + broker + gateway on loopback", _lazy("gateway.demo", "main"))
+    p = add("demo", "simulated meter + broker + gateway on loopback",
+            _lazy("gateway.runtime.demo", "main"))
     p.add_argument("--meters", type=int, default=1, help="number of simulated meters (1-100)")
     p.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],

@@ -5,8 +5,9 @@ paho-mqtt, pymodbus, yaml) are converted where they are caught (``raise X(...) f
 No message ever contains a password, a password hash or a token.
 
     GatewayError
+    ├── StartupFailed            something needed at start is missing (exit code 3)
     ├── ConfigError              invalid configuration; ``problems`` lists every one
-    ├── MappingError             invalid Modbus mapping file; ``problems`` likewise
+    │   └── MappingError         invalid Modbus mapping file; ``problems`` likewise
     ├── MeterError               anything about one meter; ``meter`` names it
     │   ├── MeterUnavailable     refused, unreachable, reset, TLS failure
     │   │   └── MeterTimeout     no answer within the timeout
@@ -22,10 +23,23 @@ No message ever contains a password, a password hash or a token.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
+from typing import Final
+
+# The process's exit codes (``egauge-gateway ...``).
+EXIT_OK: Final = 0  # a clean stop
+EXIT_CRASH: Final = 1  # an unexpected error, or a forced stop (a second SIGTERM / SIGINT)
+EXIT_STARTUP: Final = 3  # something needed at start is missing (state directory, a port, ...)
+EXIT_CONFIG: Final = 78  # invalid configuration (EX_CONFIG)
 
 
 class GatewayError(Exception):
     """Base of every error raised by the gateway."""
+
+
+class StartupFailed(GatewayError):
+    """Something the gateway needs at start is not there: the state directory, a port,
+    certificates (exit code 3)."""
 
 
 class ConfigError(GatewayError):
@@ -87,14 +101,25 @@ class ConfigConflict(MeterReportedError):
     """A /config write was refused because its If-Match ETag is stale (HTTP 412)."""
 
 
+class ErrorCode(StrEnum):
+    """Every error code a command request can be answered with (docs/COMMANDS.md)."""
+
+    INVALID = "invalid"  # the request is malformed, or names an unknown meter
+    NOT_ALLOWED = "not_allowed"  # the meter's commands.allow does not grant it
+    UNKNOWN_ACTION = "unknown_action"
+    COOLDOWN = "cooldown"  # a reboot within reboot_cooldown_s of the last one
+    OFFLINE = "offline"  # the meter is offline (nothing was sent) or became unreachable
+    TIMEOUT = "timeout"  # no result within commands.timeout_s
+    METER_ERROR = "meter_error"  # the meter refused or failed the call
+    CONFLICT = "conflict"  # a config write lost against a concurrent change (If-Match)
+    BUSY = "busy"  # a queue or rate limit is full
+    INTERNAL_ERROR = "internal_error"  # a bug in the gateway; logged with its traceback
+
+
 class CommandError(GatewayError):
-    """A command request was refused or failed.
+    """A command request was refused or failed; ``code`` says how (:class:`ErrorCode`)."""
 
-    ``code`` is one of: ``invalid``, ``not_allowed``, ``unknown_action``, ``cooldown``,
-    ``offline``, ``timeout``, ``meter_error``, ``conflict``, ``busy``.
-    """
-
-    def __init__(self, code: str, message: str) -> None:
-        self.code = code
+    def __init__(self, code: ErrorCode | str, message: str) -> None:
+        self.code = ErrorCode(code)
         self.message = message
-        super().__init__(f"{code}: {message}")
+        super().__init__(f"{self.code}: {message}")

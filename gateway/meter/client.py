@@ -1,4 +1,4 @@
-"""MeterClient: the eGauge WebAPI of one meter over one ``httpx.AsyncClient``.
+"""WebApiClient: the eGauge WebAPI of one meter over one ``httpx.AsyncClient``.
 
 Requests carry the session's bearer token; a 401 is answered by one shared re-login
 (using the fresh realm/nonce in the 401 body) and one retry. Register metadata is cached:
@@ -41,7 +41,7 @@ _READ_QUERY = "rate&time=now&virtual=value"
 _IDENTITY_FILTER = quote("{sn,model,version,uptime}", safe="")
 
 
-class MeterClient:
+class WebApiClient:
     """One meter's WebAPI: identity, registers, local sensors, history, config, cmd, ctrl."""
 
     def __init__(
@@ -78,7 +78,7 @@ class MeterClient:
         self._denied: tuple[int, set[tuple[str, str]]] = (0, set())
 
     @classmethod
-    def from_config(cls, cfg: MeterConfig, **kw: Any) -> MeterClient:
+    def from_config(cls, cfg: MeterConfig, **kw: Any) -> WebApiClient:
         return cls(
             cfg.id, cfg.url, cfg.username, cfg.password,
             verify_tls=cfg.verify_tls, timeout_s=cfg.timeout_s, **kw,
@@ -100,7 +100,7 @@ class MeterClient:
         return self._session.login_failures
 
     def __repr__(self) -> str:
-        return f"MeterClient({self.meter_id!r}, {self._channel.api!r})"
+        return f"WebApiClient({self.meter_id!r}, {self._channel.api!r})"
 
     async def __aenter__(self) -> Self:
         return self

@@ -17,24 +17,22 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
-from gateway.errors import ConfigError, GatewayError
-from gateway.meter.client import MeterClient
+from gateway.errors import EXIT_OK, EXIT_STARTUP, ConfigError, GatewayError
+from gateway.meter.client import WebApiClient
 from gateway.model import Identity, LocalValue, Reading
 from gateway.secret import Secret
+from gateway.support import configure_logging
 
-EXIT_OK = 0
-EXIT_FAILED = 3
+EXIT_FAILED = EXIT_STARTUP  # the meter cannot be reached or read
 
 
 def main(args: argparse.Namespace) -> int:
-    from gateway.logs import configure_logging
-
     configure_logging("error", "console")
     try:
         username = args.username or os.environ.get("EGAUGE_USERNAME") or "owner"
         password = _password(args.password_file)
         verify: bool | str = False if args.insecure else (args.ca_file or True)
-        client = MeterClient(
+        client = WebApiClient(
             urlsplit(args.url).netloc or args.url, args.url, username, password,
             verify_tls=verify, timeout_s=args.timeout,
         )
@@ -60,7 +58,7 @@ def _password(path: str | None) -> Secret:
     raise ConfigError(["no password: give --password-file or set EGAUGE_PASSWORD"])
 
 
-async def _probe(client: MeterClient, *, with_local: bool, out: TextIO) -> None:
+async def _probe(client: WebApiClient, *, with_local: bool, out: TextIO) -> None:
     async with client:
         identity = await client.identity()
         reading = await client.read()

@@ -18,9 +18,11 @@ from collections.abc import Iterable
 from typing import Final
 
 from gateway.config import Config, MeterConfig, load_config
-from gateway.errors import ConfigError, MeterError
+from gateway.errors import EXIT_CONFIG, EXIT_OK, EXIT_STARTUP, ConfigError, MeterError
+from gateway.meter import WebApiClient
 from gateway.modbus.layout import Layout, export_csv, usable_slots
-from gateway.modbus.mapping import Point, RegisterMap, load_mapping
+from gateway.modbus.loader import load_mapping
+from gateway.modbus.mapping import Point, RegisterMap
 from gateway.modbus.pins import PinStore
 
 _PLAIN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_ .()/+-]*")
@@ -28,8 +30,6 @@ _YAML_WORDS: Final = frozenset({"true", "false", "yes", "no", "on", "off", "y", 
 
 
 def main(args: argparse.Namespace) -> int:
-    from gateway.cli import EXIT_CONFIG, EXIT_OK, EXIT_STARTUP
-
     try:
         config = load_config(args.config)
         meter = _meter(config, args.meter)
@@ -74,9 +74,7 @@ def export_text(config: Config, meter: MeterConfig) -> str:
 
 async def generate_text(config: Config, meter: MeterConfig) -> str:
     """The mapping file of ``map generate`` (reads the meter's register list)."""
-    from gateway.meter.client import MeterClient
-
-    async with MeterClient.from_config(meter) as client:
+    async with WebApiClient.from_config(meter) as client:
         registers = await client.register_info()
     rmap = load_mapping(meter.modbus_mapping)
     if rmap.auto is None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from gateway.meter.units import type_code
+from gateway.meter import type_code
 from gateway.modbus.mapping import Auto, Point, RegisterMap
 from gateway.modbus.pins import Pins
 

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Final
 
+from gateway.config import MISSING, Context, Section, join, show
 from gateway.errors import ConfigError, MappingError
 from gateway.modbus.codec import STRING_WORD_ORDERS, TYPES, WORD_ORDERS
 from gateway.modbus.mapping import (
@@ -25,7 +26,6 @@ from gateway.modbus.mapping import (
     SlotField,
 )
 from gateway.modbus.writemap import check_command_address, command_point, writable
-from gateway.schema import MISSING, Context, Section, join, show
 
 _TOP_KEYS: Final = ("description", "extends", "inputs", "registers", "auto", "coils", "command")
 _POINT_KEYS: Final = ("address", "name", "register", "input", "source", "type", "scale",

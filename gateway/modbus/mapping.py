@@ -1,4 +1,5 @@
-"""Register maps (``mappings/*.yaml`` or a user's own): their types, and loading by name.
+"""Register maps: their types (the built-in ``maps/*.yaml`` and users' own files are loaded by
+:mod:`gateway.modbus.loader`).
 
 A map is a list of points, each pinning one value (a meter register's rate or cumulative
 value, a status field, an identity string, a constant) to an address with a type, a word
@@ -13,14 +14,10 @@ format.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import Any, Final
 
-from gateway.errors import MappingError
 from gateway.modbus.codec import TYPES, Codec
 
 BUILTIN: Final = ("default", "sunspec")
@@ -145,32 +142,3 @@ class RegisterMap:
         """Meter registers that have an explicit point (auto pinning leaves them alone)."""
         return frozenset(p.register for p in self.points
                          if p.source in METER_SOURCES and p.register is not None)
-
-
-def builtin_path(name: str) -> Path:
-    """The file of a built-in map, from the installed package or the source checkout."""
-    try:
-        candidate = resources.files("gateway.mappings").joinpath(f"{name}.yaml")
-        if candidate.is_file():
-            return Path(str(candidate))
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parents[2] / "mappings" / f"{name}.yaml"
-
-
-def load_mapping(spec: str) -> RegisterMap:
-    """A built-in map by name (``default``, ``sunspec``) or a map file by path."""
-    from gateway.config import load_yaml
-
-    if spec in BUILTIN:
-        path, source = builtin_path(spec), spec
-    elif "/" not in spec and not spec.endswith((".yaml", ".yml")):
-        hint = difflib.get_close_matches(spec, BUILTIN, n=1)
-        tail = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise MappingError([f"unknown built-in mapping {spec!r}{tail}"], spec)
-    else:
-        path, source = Path(spec), spec
-    from gateway.modbus.mapfile import parse_mapping
-
-    data = load_yaml(path, error=MappingError)
-    return parse_mapping(data, source, load_mapping)

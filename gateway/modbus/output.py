@@ -2,7 +2,8 @@
 
 Each meter is one unit id with the register map it names (``meters[].modbus_mapping``, which
 the configuration defaults to ``modbus.mapping``). The sink methods only update memory; new
-auto-pinned slots are written to ``state_dir`` by a background task this object owns. With
+auto-pinned slots are written to ``state_dir`` by :meth:`ModbusOutput.serve` (a task of the
+app). With
 ``modbus.writes`` and a command router, the maps' coils and command registers are writable
 (see :mod:`gateway.modbus.writes`).
 """
@@ -11,17 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import structlog
 
+from gateway.commands import Outcome as CommandOutcome
 from gateway.config import MeterConfig, ModbusConfig
 from gateway.errors import ConfigError
 from gateway.modbus.image import UnitImage
 from gateway.modbus.layout import Layout, export_csv, usable_slots
-from gateway.modbus.mapping import RegisterMap, load_mapping
+from gateway.modbus.loader import load_mapping
+from gateway.modbus.mapping import RegisterMap
 from gateway.modbus.pins import Pins, PinStore
 from gateway.modbus.server import ModbusServer, ServerStats
 from gateway.modbus.writes import ModbusWrites, Router, UnitWrites
@@ -56,8 +58,8 @@ class _Unit:
 class ModbusOutput:
     """The Modbus TCP output: ``await start()``, feed it as a hub sink, ``await close()``.
 
-    Writes are served when ``config.writes`` is set and a ``router`` is given (whose audit
-    events then keep the coils' relay states)."""
+    Writes are served when ``config.writes`` is set and a ``router`` is given (whose
+    outcomes then keep the coils' relay states)."""
 
     def __init__(self, config: ModbusConfig, meters: Sequence[MeterConfig],
                  state_dir: str | Path, *, clock: Callable[[], float] = time.time,
@@ -72,14 +74,12 @@ class ModbusOutput:
         writes = None
         if config.writes and router is not None:
             writes = ModbusWrites(router, self._writes)
-            router.add_audit(self.on_command)
+            router.on_outcome(self.on_outcome)
         self._server = ModbusServer(config.host, config.port, self.image,
                                     answer_unknown=config.unknown_unit == "exception",
                                     writes=writes)
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
-        self._closing = False
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -102,24 +102,29 @@ class ModbusOutput:
             log.info("modbus_writes_enabled", units=sorted(self._units))
         elif self.config.writes:
             log.warning("modbus_writes_without_router")  # served read-only
-        self._writer = asyncio.create_task(self._write_pins(), name="modbus-pin-writer")
-        if self._dirty:
-            self._wake.set()
+
+    async def serve(self) -> None:
+        """Write newly pinned slots to ``state_dir`` as they appear (a task of the app)."""
+        while True:
+            if not self._dirty:
+                await self._wake.wait()
+            self._wake.clear()
+            while self._dirty:
+                meter = self._dirty.pop()
+                unit = self._by_meter.get(meter)
+                if unit is None:  # removed by a reload (its pins were written then)
+                    continue
+                text = unit.pins.to_json()
+                try:
+                    await asyncio.to_thread(self._store.write, meter, text)
+                except OSError as exc:
+                    self._failed(meter, exc)
+                    break  # retried with the next change, or at close
 
     async def close(self) -> None:
         """Stop serving; pins still pending are written before this returns."""
         await self._server.close()
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            self._closing = True
-            self._wake.set()
-            try:
-                await writer  # it drains what is pending (a write may be in a thread)
-            except asyncio.CancelledError:
-                writer.cancel()
-                raise
-            self._closing = False
-        self._flush()
+        self.flush()
 
     def prepare_meters(self, meters: Sequence[MeterConfig]) -> Callable[[], None]:
         """Check a new meter set and return the step that switches to it (a configuration
@@ -220,11 +225,11 @@ class ModbusOutput:
         if unit is not None:
             unit.image.apply_availability(availability)
 
-    def on_command(self, event: Mapping[str, Any]) -> None:
-        """An audit event of the command router: a relay switched changes its coils."""
-        unit = self._by_meter.get(str(event.get("meter")))
+    def on_outcome(self, outcome: CommandOutcome) -> None:
+        """A request the command router finished: a relay switched changes its coils."""
+        unit = self._by_meter.get(outcome.command.meter)
         if unit is not None:
-            unit.writes.note(event)
+            unit.writes.note(outcome)
 
     # -- pinning ------------------------------------------------------------------------------
 
@@ -259,24 +264,8 @@ class ModbusOutput:
         self._dirty.add(unit.meter)
         self._wake.set()
 
-    async def _write_pins(self) -> None:
-        while not self._closing:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._dirty:
-                meter = self._dirty.pop()
-                unit = self._by_meter.get(meter)
-                if unit is None:  # removed by a reload (its pins were written then)
-                    continue
-                text = unit.pins.to_json()
-                try:
-                    await asyncio.to_thread(self._store.write, meter, text)
-                except OSError as exc:
-                    self._failed(meter, exc)
-                    break  # retried with the next change, or at close
-
-    def _flush(self) -> None:
-        """Write what is still pending (at close, or when never started)."""
+    def flush(self) -> None:
+        """Write the pins still pending, synchronously (at close, on a crash)."""
         for meter in sorted(self._dirty & set(self._by_meter)):
             self._dirty.discard(meter)
             try:

@@ -12,11 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping as MappingABC
 from typing import Any, Final
 
-from gateway.actions import parse_action
+from gateway.commands import ENVELOPE, parse_action
+from gateway.config import MISSING, Context, Section, join
 from gateway.errors import CommandError
 from gateway.modbus.mapping import Coil, CommandCode, CommandRegister, Point, RegisterMap
-from gateway.policy import ENVELOPE
-from gateway.schema import MISSING, Context, Section, join
 
 _COIL_KEYS: Final = ("address", "name", "relay", "device", "description")
 _COMMAND_KEYS: Final = ("address", "name", "codes", "description")

@@ -18,16 +18,17 @@ FC15 makes one ``relay`` request per coil, in address order, and stops at the fi
 fails (the coils before it were switched).
 
 FC01 reads the coils from memory: the relay state last set by a ``relay`` request that
-succeeded (from Modbus or MQTT, as the router's audit reports it), 0 when none is known.
+succeeded (from Modbus or MQTT, as the router's outcomes report it), 0 when none is known.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from typing import Any, Final, Protocol
 
-from gateway.commands import AuditSink, CommandRequest, CommandResponse
+from gateway.commands import Command, CommandResponse, OutcomeListener
+from gateway.commands import Outcome as CommandOutcome
 from gateway.modbus.image import ILLEGAL_ADDRESS, TARGET_FAILED
 from gateway.modbus.mapping import Coil, RegisterMap
 from gateway.modbus.server import ILLEGAL_FUNCTION, ILLEGAL_VALUE, SERVER_FAILURE, Outcome
@@ -53,11 +54,11 @@ Request = tuple[str, dict[str, Any]]  # action, fields
 
 
 class Router(Protocol):
-    """The command router as the writes use it (:class:`gateway.commands.CommandRouter`)."""
+    """The command router as the writes use it (:class:`gateway.commands.router.CommandRouter`)."""
 
-    async def handle(self, request: CommandRequest) -> CommandResponse | None: ...
+    async def submit(self, command: Command) -> CommandResponse: ...
 
-    def add_audit(self, sink: AuditSink) -> None: ...
+    def on_outcome(self, listener: OutcomeListener) -> None: ...
 
 
 class UnitWrites:
@@ -83,12 +84,11 @@ class UnitWrites:
                 bits[i // 8] |= 1 << (i % 8)
         return bytes(bits)
 
-    def note(self, event: Mapping[str, Any]) -> None:
-        """Follow a ``relay`` request that succeeded (an audit event of this meter)."""
-        request = event.get("request")
-        if (event.get("action") != "relay" or event.get("outcome") != "ok"
-                or event.get("dry_run") or not isinstance(request, Mapping)):
+    def note(self, outcome: CommandOutcome) -> None:
+        """Follow a ``relay`` request of this meter that succeeded."""
+        if outcome.command.action != "relay" or not outcome.succeeded:
             return
+        request = outcome.command.fields
         closed = request.get("state") == "closed"
         relay, mask = request.get("relay"), request.get("mask")
         for coil in self.coils.values():
@@ -126,10 +126,8 @@ class ModbusWrites:
                    ) -> Outcome:
         """The requests one after the other; the first that fails answers for all."""
         for action, fields in requests:
-            response = await self._router.handle(
-                CommandRequest.build(meter, action, fields, source="modbus", client=peer))
-            if response is None:
-                return SERVER_FAILURE
+            response = await self._router.submit(
+                Command.of(meter, action, fields, source="modbus", client=peer))
             if not response.ok:
                 return EXCEPTIONS.get(response.code or "", SERVER_FAILURE)
         return reply

@@ -288,10 +288,22 @@ class MqttConnection:
             self._client.disconnect()
             await self._stop_network()
             return None
-        self._keepalive = loop.create_task(self._keep_alive(), name="mqtt-keepalive")
+        async with asyncio.TaskGroup() as group:  # owns the session's keep-alive task
+            keepalive = self._keepalive = group.create_task(self._keep_alive(),
+                                                            name="mqtt-keepalive")
+            try:
+                return await self._connected_session()
+            finally:
+                keepalive.cancel()
+
+    async def _connected_session(self) -> str | None:
+        """After the TCP connect: wait for CONNACK, then run the session until it is lost."""
+        connack = self._connack
+        assert connack is not None
+        refused: str | None
         try:
             async with asyncio.timeout(max(5.0, float(self._cfg.keepalive_s))):
-                refused = await self._connack
+                refused = await connack
         except TimeoutError:
             refused = "no CONNACK from the broker"
         if refused is not None:
@@ -313,9 +325,7 @@ class MqttConnection:
         async with self._network_lock:
             task, self._keepalive = self._keepalive, None
             if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                task.cancel()  # the session's task group waits for it to end
             self._unwatch()
 
     async def _keep_alive(self) -> None:

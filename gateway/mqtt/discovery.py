@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from gateway import __version__
 from gateway.config import MeterConfig, MqttConfig
-from gateway.meter.units import type_code
+from gateway.meter import type_code
 from gateway.model import Identity, RegisterInfo, RegisterValue
 from gateway.mqtt.topics import Topics, safe_level
 

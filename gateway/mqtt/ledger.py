@@ -3,8 +3,8 @@
 A small JSON file in ``gateway.state_dir`` lists, per meter, every retained topic the gateway
 published (availability, state, device, register values, discovery configs) and the registers
 seen running backwards. When a meter disappears from the configuration, the next start clears
-its topics with empty retained payloads. Writes are atomic (:mod:`gateway.statefile`); a file
-that cannot be read or written is logged and never stops the gateway.
+its topics with empty retained payloads. Writes are atomic (:mod:`gateway.support.statefile`);
+a file that cannot be read or written is logged and never stops the gateway.
 
 On an event loop, changes are written together :data:`SAVE_DELAY_S` after the first of them
 (and at :meth:`RetainedLedger.flush`): at start-up every meter records itself, and with
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import structlog
 
-from gateway.statefile import write_json
+from gateway.support import write_json
 
 log = structlog.get_logger(__name__)
 

@@ -6,7 +6,7 @@ register's rate as a plain number on its own topic -- only when the value change
 discovery and ``bridge/*`` are retained QoS 1. On every (re)connect it re-announces all of
 it; when Home Assistant announces itself (``homeassistant/status`` = ``online``) discovery is
 sent again. Retained topics of meters no longer configured are cleared with empty payloads.
-For gap-free history (:mod:`gateway.history`) it reports every state message the broker
+For gap-free history (:mod:`gateway.history.service`) it reports every state message the broker
 acknowledged and publishes backfilled rows on ``<base>/<meter>/history`` with acknowledgement.
 """
 
@@ -20,16 +20,16 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from gateway import __version__, shard
-from gateway.config import Config, MeterConfig
+from gateway import __version__
+from gateway.config import Config, MeterConfig, shard
+from gateway.history import HistoryRow
 from gateway.model import Availability, Identity, Reading, RegisterInfo
-from gateway.mqtt.connection import MqttConnection, Will
+from gateway.mqtt.connection import ConnectionStats, MqttConnection, Will
 from gateway.mqtt.discovery import bridge_config, expire_after
 from gateway.mqtt.ledger import FILE_NAME, RetainedLedger
 from gateway.mqtt.message import InboundMessage
 from gateway.mqtt.plan import MeterPlan, number
 from gateway.mqtt.topics import Topics
-from gateway.rows import HistoryRow
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +76,15 @@ class MqttOutput:
     def connected(self) -> bool:
         return self._conn.connected
 
+    @property
+    def stats(self) -> ConnectionStats:
+        """The broker connection's counters."""
+        return self._conn.stats
+
+    def flush(self) -> None:
+        """Write the retained-topic ledger now (at stop, on a crash)."""
+        self._ledger.flush()
+
     def on_state_confirmed(self, listener: Callable[[str, float], None]) -> None:
         """Call ``listener(meter, ts)`` whenever the broker acknowledged a state message."""
         self._state_listeners.append(listener)
@@ -116,7 +125,7 @@ class MqttOutput:
     async def stop(self) -> None:
         """Say goodbye: ``bridge/state`` offline, flush, disconnect cleanly."""
         self._conn.publish(self.topics.bridge_state, OFFLINE, 1, True)
-        self._ledger.flush()
+        self.flush()
         await self._conn.close(grace_s=max(0.5, self._shutdown_s / 3))
 
     def prepare_meters(self, meters: Sequence[MeterConfig]) -> Callable[[], None]:

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gateway.config import MeterConfig
+from gateway.history import HistoryRow
 from gateway.model import Identity, LocalValue, Reading, RegisterInfo, RegisterValue
 from gateway.mqtt.discovery import MeterDiscovery, has_energy, runs_backwards
 from gateway.mqtt.topics import Topics, unique_slugs
-from gateway.rows import HistoryRow
 
 
 def number(value: float | None) -> str:

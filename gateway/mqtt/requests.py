@@ -1,7 +1,8 @@
 """The MQTT side of commands: request topics in, response and audit topics out.
 
 ``<base>/<meter>/request/<action>`` (one subscription per configured meter) goes to the
-:class:`~gateway.commands.CommandRouter`; its answer goes to ``<base>/<meter>/response/<action>``
+:class:`~gateway.commands.CommandRouter`; its answer goes to
+``<base>/<meter>/response/<action>``
 (QoS 1, not retained) and, when an MQTT 5 request names a response topic, there as well with
 the request's correlation data. A retained request gets no answer (the router ignores it).
 :class:`AuditPublisher` is the router's audit sink: one JSON message per request on
@@ -61,6 +62,9 @@ class RequestBinding:
         self._meters = tuple(router.meters if meters is None else meters)
         self._subscribed: set[str] = set()
         self._inbox: asyncio.Queue[tuple[str, InboundMessage]] = asyncio.Queue()
+        self._answering = 0  # requests taken from the inbox and not yet answered
+        self._done = asyncio.Event()
+        self._done.set()
         self.received = 0
 
     def attach(self) -> None:
@@ -89,10 +93,27 @@ class RequestBinding:
             while True:
                 meter, message = await self._inbox.get()
                 self.received += 1
+                self._answering += 1
+                self._done.clear()
                 group.create_task(self._answer(meter, message),
                                   name=f"command-{meter}-{self.received}")
 
+    async def drain(self) -> None:
+        """Wait until every request received so far is answered (at shutdown; the router
+        refuses what arrives from now on)."""
+        while not self._inbox.empty() or self._answering:
+            await self._done.wait()
+            await asyncio.sleep(0)  # let run() take what is still in the inbox
+
     async def _answer(self, meter: str, message: InboundMessage) -> None:
+        try:
+            await self._respond(meter, message)
+        finally:
+            self._answering -= 1
+            if not self._answering:
+                self._done.set()
+
+    async def _respond(self, meter: str, message: InboundMessage) -> None:
         action = message.topic[len(self._topics.request(meter, "")):]
         request = CommandRequest(meter, action, message.payload, message.retain, "mqtt",
                                  message.topic)

@@ -84,7 +84,7 @@ def safe_level(text: str) -> str:
 class Topics:
     """Every topic the gateway uses, under one base topic and one discovery prefix.
     ``bridge`` is the level(s) of the gateway's own topics (``bridge/<id>-<index>`` for one
-    instance of a sharded fleet, see :mod:`gateway.shard`)."""
+    instance of a sharded fleet, see :mod:`gateway.config.shard`)."""
 
     base: str = "egauge"
     discovery_prefix: str = "homeassistant"

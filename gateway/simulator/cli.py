@@ -15,10 +15,10 @@ import sys
 
 import structlog
 
-from gateway.logs import configure_logging
 from gateway.simulator.fleet import fleet
 from gateway.simulator.meter import SimMeter
 from gateway.simulator.server import SimServer
+from gateway.support import configure_logging
 
 log = structlog.get_logger(__name__)
 

@@ -5,26 +5,48 @@ resets. Callbacks only, so thousands of connections cost no tasks."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 import structlog
 
 from gateway.simulator import control
+from gateway.simulator.meter import SimMeter
 from gateway.simulator.reply import Reply, error_reply
 from gateway.simulator.router import respond
-from gateway.web import HttpError, Request, RequestParser, render
-
-if TYPE_CHECKING:
-    from gateway.simulator.server import Endpoint, SimServer
+from gateway.support import HttpError, Request, RequestParser, render
 
 log = structlog.get_logger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What every connection of a server shares."""
+
+    tls: bool = False
+    control: bool = False  # serve the /__sim__/ control endpoint
+    idle_timeout_s: float = 75.0
+
+    def is_control(self, path: str) -> bool:
+        return self.control and path.startswith(control.PREFIX)
+
+
+@dataclass(eq=False)
+class Endpoint:
+    """One meter's listening socket and open connections."""
+
+    meter: SimMeter
+    host: str
+    port: int
+    server: asyncio.Server | None = None
+    connections: set[Connection] = field(default_factory=set)
+    downtime: asyncio.Task[None] | None = None
+
+
 class Connection(asyncio.Protocol):
-    def __init__(self, server: SimServer, endpoint: Endpoint) -> None:
-        self.server = server
+    def __init__(self, settings: Settings, endpoint: Endpoint) -> None:
+        self.server = settings
         self.endpoint = endpoint
-        self.parser = RequestParser(tls=server.ssl is not None)
+        self.parser = RequestParser(tls=settings.tls)
         self.transport: asyncio.Transport | None = None
         self._busy = False  # an answer is being delayed
         self._hung = False

@@ -20,7 +20,7 @@ from gateway.simulator.registers import SimRegister
 from gateway.simulator.reply import QueryError, Reply, error_reply, json_reply
 from gateway.simulator.tree import Json
 from gateway.simulator.wave import Wave
-from gateway.web import Request
+from gateway.support import Request
 
 if TYPE_CHECKING:
     from gateway.simulator.meter import SimMeter

@@ -21,7 +21,7 @@ from gateway.simulator.register_query import register_reply
 from gateway.simulator.reply import QueryError, Reply, encode, error_reply, json_reply, status_ok
 from gateway.simulator.system import system_tree
 from gateway.simulator.tree import Json
-from gateway.web import Request
+from gateway.support import Request
 
 if TYPE_CHECKING:
     from gateway.simulator.meter import SimMeter

@@ -11,29 +11,15 @@ import asyncio
 import ipaddress
 import ssl as ssl_
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
 
 import structlog
 
-from gateway.simulator import control
-from gateway.simulator.connection import Connection
+from gateway.simulator.connection import Connection, Endpoint, Settings
 from gateway.simulator.meter import SimMeter
 
 log = structlog.get_logger(__name__)
 _REOPEN_ATTEMPTS = 50
-
-
-@dataclass(eq=False)
-class Endpoint:
-    """One meter's listening socket and open connections."""
-
-    meter: SimMeter
-    host: str
-    port: int
-    server: asyncio.Server | None = None
-    connections: set[Connection] = field(default_factory=set)
-    downtime: asyncio.Task[None] | None = None
 
 
 class SimServer:
@@ -100,8 +86,9 @@ class SimServer:
 
     async def _listen(self, ep: Endpoint) -> None:
         assert self._loop is not None
+        settings = Settings(self.ssl is not None, self.control, self.idle_timeout_s)
         ep.server = await self._loop.create_server(
-            lambda: Connection(self, ep), ep.host, ep.port, ssl=self.ssl, reuse_address=True)
+            lambda: Connection(settings, ep), ep.host, ep.port, ssl=self.ssl, reuse_address=True)
         ep.port = ep.server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
@@ -170,5 +157,3 @@ class SimServer:
             return
         log.error("sim_meter_reopen_gave_up", meter=ep.meter.serial, port=ep.port)
 
-    def is_control(self, path: str) -> bool:
-        return self.control and path.startswith(control.PREFIX)

@@ -1,0 +1,69 @@
+"""The audit trail: one event per request (who asked what, and how it ended; no secrets),
+and :class:`CommandTally`, the audit sink that counts outcomes for ``/metrics``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+from gateway.commands.actions import ACTIONS
+from gateway.commands.envelope import Envelope
+from gateway.commands.redaction import shown_request
+from gateway.commands.request import CommandResponse
+
+AuditSink = Callable[[Mapping[str, Any]], Awaitable[None] | None]
+
+
+class Addressed(Protocol):
+    """What every request carries, decoded or not."""
+
+    @property
+    def meter(self) -> str: ...
+
+    @property
+    def action(self) -> str: ...
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def client(self) -> str: ...
+
+
+def audit_event(request: Addressed, envelope: Envelope | None,
+                response: CommandResponse | None, duration_s: float, note: str
+                ) -> dict[str, Any]:
+    """The audit record of one request: who asked what and how it ended (no secrets)."""
+    outcome = "ignored" if response is None else str(response.code or "ok")
+    event: dict[str, Any] = {
+        "meter": request.meter, "action": request.action, "source": request.source,
+        "client": request.client,
+        "transaction": envelope.transaction if envelope else None,
+        "outcome": outcome, "duration_s": round(duration_s, 4),
+        "dry_run": envelope.dry_run if envelope else False,
+    }
+    if note:
+        event["note"] = note
+    if response is not None and response.error:
+        event["error"] = response.error
+    if envelope is not None:
+        event["request"] = shown_request(envelope.body)
+    return event
+
+
+class CommandTally:
+    """An audit sink that counts each request's outcome per meter and action (unknown action
+    names count as ``other``, so a stranger cannot grow the label set) and hands the event
+    on to ``forward``."""
+
+    def __init__(self, forward: AuditSink | None = None) -> None:
+        self.forward = forward
+        self.counts: Counter[tuple[str, str, str]] = Counter()
+
+    def __call__(self, event: Mapping[str, Any]) -> Awaitable[None] | None:
+        action = str(event.get("action", ""))
+        key = (str(event.get("meter", "")), action if action in ACTIONS else "other",
+               str(event.get("outcome", "")))
+        self.counts[key] += 1
+        return self.forward(event) if self.forward is not None else None

@@ -1,0 +1,33 @@
+"""Configuration: ``gateway.yaml`` -> a frozen, typed :class:`Config`, every problem at once.
+
+The face of the package: the value types, the loaders, the grammar of ``commands.allow``
+(:mod:`~gateway.config.allowlist`), the typed-read helpers that other file formats reuse
+(:class:`Context`, :class:`Section`) and what a shard instance runs
+(:mod:`~gateway.config.shard`). Modules behind it: ``types`` (values), ``schema`` (typed
+reads), ``credentials`` (where passwords come from), ``sections`` (the checks of each
+section), ``loader`` (YAML and the ``check-config`` command).
+"""
+
+from gateway.config import allowlist, shard
+from gateway.config.loader import load_config, load_or_report, load_yaml, parse_config
+from gateway.config.schema import MISSING, Context, Section, join, show
+from gateway.config.types import (
+    CommandPolicy,
+    Config,
+    GatewaySection,
+    HistoryConfig,
+    HomeAssistant,
+    HttpConfig,
+    MeterConfig,
+    ModbusConfig,
+    MqttConfig,
+    MqttTls,
+    ShardConfig,
+)
+
+__all__ = [
+    "MISSING", "CommandPolicy", "Config", "Context", "GatewaySection", "HistoryConfig",
+    "HomeAssistant", "HttpConfig", "MeterConfig", "ModbusConfig", "MqttConfig", "MqttTls",
+    "Section", "ShardConfig", "allowlist", "join", "load_config", "load_or_report",
+    "load_yaml", "parse_config", "shard", "show",
+]

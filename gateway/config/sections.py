@@ -1,0 +1,378 @@
+"""The checks of each gateway.yaml section, turning the YAML tree into :mod:`gateway.config.types`
+values. Every problem is recorded in the :class:`~gateway.config.schema.Context`; nothing raises."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import replace
+from typing import Final
+from urllib.parse import urlsplit
+
+from gateway.config.allowlist import parse as parse_allow_entry
+from gateway.config.credentials import KEYS as PASSWORD_KEYS
+from gateway.config.credentials import password as read_password
+from gateway.config.schema import MISSING, Context, Expanded, Section, join
+from gateway.config.types import (
+    CommandPolicy,
+    Config,
+    GatewaySection,
+    HistoryConfig,
+    HomeAssistant,
+    HttpConfig,
+    MeterConfig,
+    ModbusConfig,
+    MqttConfig,
+    MqttTls,
+    ShardConfig,
+)
+from gateway.secret import Secret
+from gateway.support import FORMATS, LEVELS
+
+ID: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
+BUILTIN_MAPPINGS: Final = ("default", "sunspec")
+_TOPIC: Final = re.compile(r"[^/+#$\x00][^/+#\x00]*(/[^/+#\x00]+)*")
+_ANY_HOST: Final = frozenset({"0.0.0.0", "::", ""})  # noqa: S104
+_MAPPING_PENDING: Final = ""  # a meter that names no mapping takes modbus.mapping
+_TOP_KEYS: Final = ("gateway", "meters", "mqtt", "modbus", "http", "shard", "history")
+_GATEWAY_KEYS: Final = ("id", "log_level", "log_format", "state_dir", "shutdown_timeout_s")
+_METER_KEYS: Final = (
+    "id", "url", "username", *PASSWORD_KEYS, "verify_tls", "poll_interval_s", "timeout_s",
+    "offline_after", "registers", "local", "modbus_unit_id", "modbus_mapping", "commands",
+)
+_COMMAND_KEYS: Final = ("allow", "reboot_cooldown_s", "timeout_s")
+_MQTT_KEYS: Final = (
+    "enabled", "host", "port", "base_topic", "client_id", "protocol", "qos", "retain",
+    "per_register_topics", "max_silence_s", "keepalive_s", "username", *PASSWORD_KEYS,
+    "tls", "queue_limit", "homeassistant",
+)
+_TLS_KEYS: Final = ("ca_file", "cert_file", "key_file", "insecure")
+_HA_KEYS: Final = ("enabled", "prefix", "expire_after_s")
+_MODBUS_KEYS: Final = ("enabled", "host", "port", "mapping", "unknown_unit", "writes")
+_HTTP_KEYS: Final = ("enabled", "host", "port")
+_SHARD_KEYS: Final = ("index", "count")
+_HISTORY_KEYS: Final = ("enabled", "max_lookback_s", "step_s", "max_rows")
+_PORT: Final = "must be a port 1-65535"
+_POLL_S: Final = 1.0
+_TIMEOUT_S: Final = 3.0  # when not given: the smaller of this and 0.9 x poll_interval_s
+_OFFLINE_AFTER: Final = 3
+
+
+def build(ctx: Context, data: object, source: str) -> Config | None:
+    """The whole configuration, or ``None`` when the top level is not even a mapping."""
+    top = "a mapping with gateway, meters, mqtt, modbus and http sections"
+    root = Section.of(ctx, "", data, _TOP_KEYS, what=top)
+    if root is None:
+        return None
+    gateway = _gateway(root.section("gateway", _GATEWAY_KEYS))
+    meters = _meters(root)
+    mqtt = _mqtt(root.section("mqtt", _MQTT_KEYS))
+    modbus = _modbus(root.section("modbus", _MODBUS_KEYS))
+    http = _http(root.section("http", _HTTP_KEYS))
+    shard = _shard(root.section("shard", _SHARD_KEYS), modbus, http)
+    history = _history(root.section("history", _HISTORY_KEYS))
+    if modbus.enabled:
+        _unique(ctx, meters, "modbus_unit_id", "duplicate unit id")
+    if modbus.enabled and http.enabled and modbus.port == http.port and (
+            modbus.host == http.host or {modbus.host, http.host} & _ANY_HOST):
+        ctx.problem("http.port", f"same port as modbus.port ({modbus.port})", http.port)
+    built = tuple(m if m.modbus_mapping != _MAPPING_PENDING
+                  else replace(m, modbus_mapping=modbus.mapping) for _, m in meters)
+    return Config(gateway=gateway, meters=built, mqtt=mqtt, modbus=modbus, http=http,
+                  source=source, shard=shard, history=history)
+
+
+def _gateway(s: Section | None) -> GatewaySection:
+    d = GatewaySection()
+    if s is None:
+        return d
+    return GatewaySection(
+        id=s.string("id", d.id, ID),
+        log_level=s.choice("log_level", d.log_level, LEVELS),
+        log_format=s.choice("log_format", d.log_format, FORMATS),
+        state_dir=s.string("state_dir", d.state_dir),
+        shutdown_timeout_s=s.number("shutdown_timeout_s", d.shutdown_timeout_s),
+    )
+
+
+def _meters(root: Section) -> list[tuple[int, MeterConfig]]:
+    """The meters (those that are at least mappings) with their positions in the file."""
+    items = root.raw("meters", required=True)
+    if items is MISSING:
+        return []
+    if not isinstance(items, list) or not items:
+        return root.fail("meters", "must be a non-empty list of meters", items, [])
+    meters: list[tuple[int, MeterConfig]] = []
+    for index, item in enumerate(items):
+        s = Section.of(root.ctx, join("meters", index), item, _METER_KEYS)
+        if s is not None:
+            meters.append((index, _meter(s)))
+    _unique(root.ctx, meters, "id", "duplicate meter id")
+    return meters
+
+
+def _unique(ctx: Context, meters: list[tuple[int, MeterConfig]], key: str, message: str) -> None:
+    first: dict[object, int] = {}
+    for index, meter in meters:
+        value = getattr(meter, key)
+        if not value:
+            continue
+        if value in first:
+            also = f"(also meters[{first[value]}])"
+            ctx.problem(f"meters[{index}].{key}", f"{message} {value!r} {also}")
+        else:
+            first[value] = index
+
+
+def _meter(s: Section) -> MeterConfig:
+    """One meter; a key that is missing or invalid leaves a placeholder (and a problem)."""
+    meter_id = s.string("id", "", ID, required=True)
+    url = _url(s)
+    username = s.string("username", "", required=True)
+    password = read_password(s, required=True)
+    verify_tls = _verify_tls(s)
+    poll = s.number("poll_interval_s", math.nan) if s.has("poll_interval_s") else _POLL_S
+    if s.has("timeout_s"):
+        timeout = s.number("timeout_s", math.nan)
+        if timeout >= poll:
+            message = f"must be below poll_interval_s ({poll:g})"
+            s.ctx.problem(s.at("timeout_s"), message, s.raw("timeout_s"))
+    else:
+        timeout = min(_TIMEOUT_S, round(0.9 * poll, 3))
+    return MeterConfig(
+        id=meter_id, url=url, username=username, password=password or Secret(""),
+        verify_tls=verify_tls, poll_interval_s=poll, timeout_s=timeout,
+        offline_after=s.integer("offline_after", _OFFLINE_AFTER, 1),
+        registers=_registers(s),
+        local=s.boolean("local", False),
+        # 0 (never valid) marks an invalid unit id so that it is not also called a duplicate
+        modbus_unit_id=s.integer("modbus_unit_id", 0, 1, 247) if s.has("modbus_unit_id") else 1,
+        modbus_mapping=_mapping(s, "modbus_mapping", _MAPPING_PENDING),
+        commands=_commands(s.section("commands", _COMMAND_KEYS)),
+    )
+
+
+def _url(s: Section) -> str:
+    """``http(s)://host[:port]`` with no path (``/api`` is appended); a trailing / is dropped."""
+    value = s.string("url", "", required=True)
+    if not value:
+        return ""
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if parts is not None and (parts.username is not None or parts.password is not None):
+        return s.fail("url", "must not contain credentials (use username and password)",
+                      value, "", secret=True)
+    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname
+            or parts.path not in ("", "/") or parts.query or parts.fragment
+            or parts.netloc.endswith(":") or port == 0):
+        message = "must be http://HOST[:PORT] or https://HOST[:PORT] without a path"
+        return s.fail("url", message, value, "")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _verify_tls(s: Section) -> bool | str:
+    value = s.raw("verify_tls")
+    if isinstance(value, Expanded) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if value is MISSING or isinstance(value, bool):
+        return value if isinstance(value, bool) else True
+    if isinstance(value, str) and value:
+        path = s.ctx.resolve(value)
+        if path.is_file():
+            return str(path)
+    message = "must be true, false or the path of an existing CA bundle file"
+    return s.fail("verify_tls", message, value, True)
+
+
+def _registers(s: Section) -> tuple[str, ...] | None:
+    value = s.raw("registers")
+    if value is MISSING or value == "all":
+        return None
+    if not isinstance(value, list) or not value:
+        message = "must be 'all' or a non-empty list of register names"
+        return s.fail("registers", message, value, None)
+    names: dict[str, int] = {}
+    for index, item in enumerate(value):
+        path = join(s.at("registers"), index)
+        name = s.ctx.expand(path, item) if isinstance(item, str) else item
+        if name is MISSING:
+            continue
+        if not isinstance(name, str) or not name:
+            s.ctx.problem(path, "must be a non-empty string (quote names that look like numbers)",
+                          name)
+        elif name in names:
+            s.ctx.problem(path, f"duplicate register {name!r} (also registers[{names[name]}])")
+        else:
+            names[str(name)] = index
+    return tuple(names)
+
+
+def _mapping(s: Section, key: str, default: str) -> str:
+    """A built-in mapping name or the absolute path of an existing mapping file."""
+    value = s.raw(key)
+    if value is MISSING:
+        return default
+    if value in BUILTIN_MAPPINGS:
+        return str(value)
+    if isinstance(value, str) and value and s.ctx.resolve(value).is_file():
+        return str(s.ctx.resolve(value))
+    message = "must be default, sunspec or the path of an existing mapping file"
+    return s.fail(key, message, value, default)
+
+
+def _commands(s: Section | None) -> CommandPolicy:
+    d = CommandPolicy()
+    if s is None:
+        return d
+    allow: list[str] = []
+    value = s.raw("allow")
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            path = join(s.at("allow"), index)
+            entry = s.ctx.expand(path, item) if isinstance(item, str) else item
+            if entry is MISSING:
+                continue
+            parsed = parse_allow_entry(entry) if isinstance(entry, str) else "must be a string"
+            if isinstance(parsed, str):
+                s.ctx.problem(path, parsed, entry)
+            else:
+                allow.append(str(entry))
+    elif value is not MISSING and value is not None:
+        s.fail("allow", "must be a list of command entries", value, None)
+    return CommandPolicy(
+        allow=tuple(allow),
+        reboot_cooldown_s=s.number("reboot_cooldown_s", d.reboot_cooldown_s, inclusive=True),
+        timeout_s=s.number("timeout_s", d.timeout_s),
+    )
+
+
+def _topic(s: Section, key: str, default: str) -> str:
+    value = s.string(key, default)
+    if not _TOPIC.fullmatch(value):
+        message = "must be an MQTT topic without +, #, empty levels or a leading $ or /"
+        return s.fail(key, message, value, default)
+    return value
+
+
+def _mqtt(s: Section | None) -> MqttConfig:
+    d = MqttConfig()
+    if s is None:
+        return d
+    tls = _tls(s)
+    username = s.optional_string("username")
+    password = read_password(s, required=False)
+    if password is not None and username is None:
+        s.ctx.problem(s.at("username"), "required key missing when a password is given")
+    ha = s.section("homeassistant", _HA_KEYS)
+    return MqttConfig(
+        enabled=s.boolean("enabled", d.enabled),
+        host=s.string("host", d.host),
+        port=s.integer("port", 8883 if tls is not None else d.port, 1, 65535, _PORT),
+        base_topic=_topic(s, "base_topic", d.base_topic),
+        client_id=s.optional_string("client_id"),
+        protocol=s.choice("protocol", d.protocol, ("3.1.1", "5")),
+        qos=s.integer("qos", d.qos, 0, 2, "must be 0, 1 or 2"),
+        retain=s.boolean("retain", d.retain),
+        per_register_topics=s.boolean("per_register_topics", d.per_register_topics),
+        max_silence_s=s.number("max_silence_s", d.max_silence_s),
+        keepalive_s=s.integer("keepalive_s", d.keepalive_s, 1, 65535),
+        username=username,
+        password=password,
+        tls=tls,
+        queue_limit=s.integer("queue_limit", d.queue_limit, 0),
+        homeassistant=_homeassistant(ha),
+    )
+
+
+def _tls(s: Section) -> MqttTls | None:
+    value = s.raw("tls")
+    if value is MISSING or value is None or value is False:
+        return None
+    if value is True:
+        return MqttTls()
+    t = s.section("tls", _TLS_KEYS, "null, true or a mapping (ca_file, cert_file, key_file, "
+                  "insecure)")
+    if t is None:
+        return None
+    files = {key: t.optional_string(key) for key in ("ca_file", "cert_file", "key_file")}
+    found = {key: t.existing_file(key, name) if name else None for key, name in files.items()}
+    if files["key_file"] and not files["cert_file"]:
+        t.ctx.problem(t.at("cert_file"), "required key missing when key_file is given")
+    return MqttTls(ca_file=found["ca_file"], cert_file=found["cert_file"],
+                   key_file=found["key_file"], insecure=t.boolean("insecure", False))
+
+
+def _homeassistant(s: Section | None) -> HomeAssistant:
+    d = HomeAssistant()
+    if s is None:
+        return d
+    return HomeAssistant(
+        enabled=s.boolean("enabled", d.enabled),
+        prefix=_topic(s, "prefix", d.prefix),
+        expire_after_s=s.optional_integer("expire_after_s", 1),
+    )
+
+
+def _modbus(s: Section | None) -> ModbusConfig:
+    d = ModbusConfig()
+    if s is None:
+        return d
+    return ModbusConfig(
+        enabled=s.boolean("enabled", d.enabled),
+        host=s.string("host", d.host),
+        port=s.integer("port", d.port, 1, 65535, _PORT),
+        mapping=_mapping(s, "mapping", d.mapping),
+        unknown_unit=s.choice("unknown_unit", d.unknown_unit, ("ignore", "exception")),
+        writes=s.boolean("writes", d.writes),
+    )
+
+
+def _http(s: Section | None) -> HttpConfig:
+    d = HttpConfig()
+    if s is None:
+        return d
+    return HttpConfig(
+        enabled=s.boolean("enabled", d.enabled),
+        host=s.string("host", d.host),
+        port=s.integer("port", d.port, 1, 65535, _PORT),
+    )
+
+
+def _shard(s: Section | None, modbus: ModbusConfig, http: HttpConfig) -> ShardConfig:
+    """``shard: {index, count}``: 0 <= index < count; instance ``index`` listens on the Modbus
+    and HTTP ports plus ``index`` (see :mod:`gateway.config.shard`), which must stay ports."""
+    d = ShardConfig()
+    if s is None:
+        return d
+    count = s.integer("count", d.count, 1)
+    if count > 1 and not s.has("index"):
+        s.ctx.problem(s.at("index"), f"required key missing when count is above 1 ({count})")
+        return d
+    index = s.integer("index", d.index, 0)
+    if index >= count:
+        return s.fail("index", f"must be below shard.count ({count})", s.raw("index"), d)
+    for name, section in (("modbus", modbus), ("http", http)):
+        if section.enabled and section.port and section.port + index > 65535:
+            message = f"{name}.port + index ({section.port + index}) is not a port 1-65535"
+            return s.fail("index", message, s.raw("index"), d)
+    return ShardConfig(index=index, count=count)
+
+
+def _history(s: Section | None) -> HistoryConfig:
+    """``history: {enabled, max_lookback_s, step_s, max_rows}``; the step fits the look-back."""
+    d = HistoryConfig()
+    if s is None:
+        return d
+    lookback = s.integer("max_lookback_s", d.max_lookback_s, 60, 366 * 86_400)
+    step = s.integer("step_s", d.step_s, 1, 3600)
+    if step > lookback:
+        step = s.fail("step_s", f"must not exceed max_lookback_s ({lookback})", step, d.step_s)
+    return HistoryConfig(
+        enabled=s.boolean("enabled", d.enabled),
+        max_lookback_s=lookback,
+        step_s=step,
+        max_rows=s.integer("max_rows", d.max_rows, 2, 100_000),
+    )

@@ -1,0 +1,143 @@
+"""The configuration's value types: small, frozen and already checked.
+
+:mod:`gateway.config.loader` builds them from ``gateway.yaml`` (the checks of each section
+live in :mod:`gateway.config.sections`); everything else only reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway.secret import Secret
+
+
+@dataclass(frozen=True, slots=True)
+class CommandPolicy:
+    """What may be written to one meter: entries such as ``reboot``, ``relay``,
+    ``cmd:clear``, ``config:/net/hostname``, ``ctrl:relay.close``. Empty: nothing."""
+
+    allow: tuple[str, ...] = ()
+    reboot_cooldown_s: float = 300.0
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class MeterConfig:
+    id: str
+    url: str  # scheme://host[:port], no /api
+    username: str
+    password: Secret
+    verify_tls: bool | str = True  # True, False or a CA bundle path
+    poll_interval_s: float = 1.0
+    timeout_s: float = 0.9
+    offline_after: int = 3  # failed polls before availability flips to offline
+    registers: tuple[str, ...] | None = None  # None: all
+    local: bool = False  # also read /local each poll
+    modbus_unit_id: int = 1
+    modbus_mapping: str = "default"  # default | sunspec | path to a mapping file
+    commands: CommandPolicy = field(default_factory=CommandPolicy)
+
+    @property
+    def api_url(self) -> str:
+        return self.url.rstrip("/") + "/api"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySection:
+    id: str = "egauge-gateway"
+    log_level: str = "info"  # debug | info | warning | error
+    log_format: str = "auto"  # auto | console | json
+    state_dir: str = "/var/lib/egauge-gateway"
+    shutdown_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class MqttTls:
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = False  # skip hostname/certificate verification
+
+
+@dataclass(frozen=True, slots=True)
+class HomeAssistant:
+    enabled: bool = True
+    prefix: str = "homeassistant"
+    expire_after_s: int | None = None  # None: derived from poll interval and offline_after
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    enabled: bool = True
+    host: str = "localhost"
+    port: int = 1883
+    base_topic: str = "egauge"
+    client_id: str | None = None  # None: "egauge-gateway-<gateway.id>"
+    protocol: str = "3.1.1"  # 3.1.1 | 5
+    qos: int = 1
+    retain: bool = True  # for state and register topics
+    per_register_topics: bool = True
+    max_silence_s: float = 60.0  # heartbeat: republish unchanged values at least this often
+    keepalive_s: int = 30
+    username: str | None = None
+    password: Secret | None = None
+    tls: MqttTls | None = None
+    queue_limit: int = 10_000  # messages held while the broker is unreachable
+    homeassistant: HomeAssistant = field(default_factory=HomeAssistant)
+
+
+@dataclass(frozen=True, slots=True)
+class ModbusConfig:
+    enabled: bool = True
+    host: str = "0.0.0.0"  # noqa: S104  (a Modbus server is meant to be reachable)
+    port: int = 5020
+    mapping: str = "default"  # default for meters that name none
+    unknown_unit: str = "ignore"  # ignore (no reply) | exception (0x0B)
+    writes: bool = False  # Modbus writes (coils / command register) through the router
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 9120
+
+
+@dataclass(frozen=True, slots=True)
+class ShardConfig:
+    """This instance's share of the meters (see :mod:`gateway.config.shard`): 0 <= index < count."""
+
+    index: int = 0
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryConfig:
+    """Gap-free history (see :mod:`gateway.history.service`): after a gap, the missing rows are read
+    from the meter's own database and published on ``<base>/<meter>/history``."""
+
+    enabled: bool = True
+    max_lookback_s: int = 86_400  # older parts of a gap are given up
+    step_s: int = 1  # row spacing asked for; the meter answers coarser rows beyond its fine level
+    max_rows: int = 600  # rows per /register request (max-rows)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    gateway: GatewaySection
+    meters: tuple[MeterConfig, ...]
+    mqtt: MqttConfig
+    modbus: ModbusConfig
+    http: HttpConfig
+    source: str = ""  # the file it came from
+    shard: ShardConfig = field(default_factory=ShardConfig)
+    # None: the meters as configured; a tuple: one shard instance's view (shard.instance),
+    # holding the ids of the meters that the other instances poll
+    foreign_meters: tuple[str, ...] | None = None
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+
+    def meter(self, meter_id: str) -> MeterConfig:
+        for m in self.meters:
+            if m.id == meter_id:
+                return m
+        raise KeyError(meter_id)

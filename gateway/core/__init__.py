@@ -1,0 +1,8 @@
+"""What producers and sinks share: the hub (latest state per meter, fan-out to the outputs)
+and the poller (one task per meter). Pollers never know the sinks."""
+
+from gateway.core.histogram import Histogram
+from gateway.core.hub import Hub, MeterState, Sink
+from gateway.core.poller import Poller, PollStats
+
+__all__ = ["Histogram", "Hub", "MeterState", "PollStats", "Poller", "Sink"]

@@ -1,0 +1,237 @@
+"""One task per meter: a steady poll schedule, backoff while failing, availability.
+
+Schedule: polls are due at fixed slots ``start + k * poll_interval_s`` on the monotonic clock,
+so the schedule never drifts. A poll that overruns its slot skips the missed slots (counted in
+``polls_skipped``) instead of piling up. Each HTTP request is bounded by the meter's
+``timeout_s`` (below the interval, checked by the config); the whole poll, a re-login
+included, by ``timeout_s * (requests + 2)``.
+
+While polls fail, the next attempt waits ``poll_interval_s * 2**(failures-1)`` (at least one
+interval, at most ``max(interval, min(30 s, 10 intervals))``, up to 20 % shorter by jitter);
+the first good poll returns to the interval grid. After ``offline_after`` failed polls in a
+row the meter is offline; the first good poll makes it online. Each transition is logged once
+(``meter_offline`` / ``meter_online``). The identity (``/sys``) is read at start and again
+after every offline period; the register metadata is read at start, after an offline period
+and whenever a reading shows another register set (then ``on_registers`` is published).
+
+Every poll holds the meter's *lane* (an ``asyncio.Lock`` shared with the command router and
+the history backfill), so a command never races a poll; ``next_due`` tells the backfill how
+long the lane stays free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import structlog
+
+from gateway.config import MeterConfig
+from gateway.core.histogram import Histogram
+from gateway.core.hub import Hub
+from gateway.errors import MeterError
+from gateway.model import Availability, Identity, LocalValue, Reading, RegisterInfo
+
+log = structlog.get_logger(__name__)
+
+BACKOFF_CAP_S = 30.0
+BACKOFF_CAP_INTERVALS = 10
+
+
+class MeterSource(Protocol):
+    """What the poller needs from a meter client."""
+
+    async def identity(self) -> Identity: ...
+
+    async def register_info(self) -> tuple[RegisterInfo, ...]: ...
+
+    async def read(self, names: Sequence[str] | None = None) -> Reading: ...
+
+    async def local(self) -> tuple[LocalValue, ...]: ...
+
+
+@dataclass(slots=True)
+class PollStats:
+    """Per-meter counters (for metrics and status pages)."""
+
+    polls_ok: int = 0
+    polls_failed: int = 0
+    polls_skipped: int = 0
+    consecutive_failures: int = 0
+    last_latency_s: float | None = None
+    last_error: str = ""
+    online: bool | None = None
+    latency: Histogram = field(default_factory=Histogram)  # of the successful polls
+    busy_since: float | None = None  # clock() when the running poll began (None: idle)
+    busy_deadline_s: float = 0.0  # the running poll's own time limit
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    reading: Reading
+    signature: tuple[tuple[str, str], ...]
+    identity: Identity | None
+    registers: tuple[RegisterInfo, ...] | None
+
+
+def backoff_delay(interval: float, failures: int, jitter: float = 0.0) -> float:
+    """The wait after ``failures`` failed polls in a row; ``jitter`` in [0, 1) shortens it."""
+    cap = max(interval, min(BACKOFF_CAP_S, BACKOFF_CAP_INTERVALS * interval))
+    base = min(cap, interval * 2.0 ** min(failures - 1, 30))
+    return max(interval, base * (1.0 - 0.2 * jitter))
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, MeterError):
+        return f"{type(exc).__name__}: {exc.message}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class Poller:
+    """Polls one meter forever (``run``), publishing to the hub. ``phase_s`` delays the
+    first poll, so that many meters spread their polls over the interval."""
+
+    def __init__(
+        self,
+        cfg: MeterConfig,
+        source: MeterSource,
+        hub: Hub,
+        lane: asyncio.Lock,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        wall: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        phase_s: float = 0.0,
+    ) -> None:
+        self.cfg = cfg
+        self._phase_s = phase_s
+        self.meter = cfg.id
+        self.stats = PollStats()
+        self._source = source
+        self._hub = hub
+        self._lane = lane
+        self._clock = clock
+        self._sleep = sleep
+        self._wall = wall
+        self._rng = rng or random.Random()  # noqa: S311  (jitter, not cryptography)
+        self._names = cfg.registers
+        self._need_identity = True
+        self._signature: tuple[tuple[str, str], ...] | None = None
+        self.next_due: float | None = None  # clock() of the next poll, while ``run`` runs
+
+    async def run(self) -> None:
+        """Poll on the schedule until cancelled."""
+        interval = self.cfg.poll_interval_s
+        due = self._clock() + self._phase_s
+        while True:
+            self.next_due = due
+            delay = due - self._clock()
+            if delay > 0:
+                await self._sleep(delay)
+            ok = await self.poll_once()
+            finished = self._clock()
+            if ok:
+                due += interval
+                if finished > due:
+                    missed = math.ceil((finished - due) / interval)
+                    self.stats.polls_skipped += missed
+                    due += missed * interval
+            else:
+                failures = self.stats.consecutive_failures
+                due = finished + backoff_delay(interval, failures, self._rng.random())
+
+    def stalled(self) -> bool:
+        """True when the running poll has outlived three intervals and its own deadline (it
+        waits for the lane, or something it awaits ignores the timeout)."""
+        since, interval = self.stats.busy_since, self.cfg.poll_interval_s
+        if since is None:
+            return False
+        return self._clock() - since > max(3 * interval, self.stats.busy_deadline_s + interval)
+
+    async def poll_once(self) -> bool:
+        """One poll under the lane; publishes the outcome. True when it succeeded."""
+        started = self._clock()
+        deadline = self.cfg.timeout_s * (self._planned_requests() + 2)
+        self.stats.busy_since, self.stats.busy_deadline_s = started, deadline
+        try:
+            async with self._lane, asyncio.timeout(deadline):
+                result = await self._fetch()
+        except TimeoutError:
+            self._failed(f"MeterTimeout: the poll took longer than {deadline:g} s")
+        except MeterError as exc:
+            self._failed(_reason(exc))
+        except Exception as exc:  # a bug must not end this meter's polling for good
+            log.error("poll_crashed", meter=self.meter, error=repr(exc), exc_info=exc)
+            self._failed(_reason(exc))
+        else:
+            self._succeeded(result, self._clock() - started)
+            return True
+        finally:
+            self.stats.busy_since = None
+        return False
+
+    def _planned_requests(self) -> int:
+        return (
+            1
+            + (1 if self.cfg.local else 0)
+            + (2 if self._need_identity else 0)
+            + (1 if self._signature is None else 0)
+        )
+
+    async def _fetch(self) -> _Result:
+        source = self._source
+        identity = await source.identity() if self._need_identity else None
+        reading = await source.read(self._names)
+        if self.cfg.local:
+            reading = replace(reading, local=await source.local())
+        signature = tuple((v.name, v.type_code) for v in reading.registers)
+        registers = None
+        if signature != self._signature:
+            infos = {i.name: i for i in await source.register_info()}
+            registers = tuple(
+                infos.get(name) or RegisterInfo(name, code, -1) for name, code in signature
+            )
+        return _Result(reading, signature, identity, registers)
+
+    def _succeeded(self, result: _Result, latency: float) -> None:
+        stats = self.stats
+        failed_before = stats.consecutive_failures
+        stats.polls_ok += 1
+        stats.consecutive_failures = 0
+        stats.last_latency_s = latency
+        stats.latency.observe(latency)
+        hub = self._hub
+        if result.identity is not None:
+            self._need_identity = False
+            hub.publish_identity(self.meter, result.identity)
+        if result.registers is not None:
+            self._signature = result.signature
+            hub.publish_registers(self.meter, result.registers)
+        hub.publish_reading(result.reading)
+        if stats.online is not True:
+            reason = "first_poll" if stats.online is None else "recovered"
+            stats.online = True
+            log.info("meter_online", meter=self.meter, reason=reason, failed_polls=failed_before)
+            hub.publish_availability(Availability(self.meter, True, self._wall(), reason))
+
+    def _failed(self, reason: str) -> None:
+        stats = self.stats
+        stats.polls_failed += 1
+        stats.consecutive_failures += 1
+        stats.last_error = reason
+        failed = stats.consecutive_failures
+        log.debug("poll_failed", meter=self.meter, reason=reason, failed_polls=failed)
+        if stats.online is not False and failed >= self.cfg.offline_after:
+            stats.online = False
+            self._need_identity = True
+            self._signature = None
+            log.warning("meter_offline", meter=self.meter, reason=reason, failed_polls=failed)
+            self._hub.publish_availability(
+                Availability(self.meter, False, self._wall(), reason, failed)
+            )

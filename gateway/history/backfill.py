@@ -1,0 +1,204 @@
+"""One meter's backfill: fills the oldest gap of its coverage from the meter's database,
+behind live polling.
+
+Right after a good poll (:meth:`Backfill.run` waits for :attr:`Backfill.polled`) it reads
+``/register?time=FROM:STEP:TO&max-rows=N`` under the meter's lane -- only when the request fits
+before the next poll is due, with that slot as its time limit. A request that runs out of time
+halves the rows asked for next (they grow back after each success); a meter that refuses
+``max-rows`` (firmware before 4.7) is asked without it, the window alone bounding the rows; any
+other failure pauses the backfill (1 s, doubling up to :data:`MAX_PAUSE_S`). Rows are published
+oldest first in messages of at most :data:`ROWS_PER_MESSAGE`; the coverage moves only as far
+as the broker acknowledged them. Beyond the meter's fine level the meter answers with its
+coarser (minute) rows, which are published as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import structlog
+
+from gateway.config import HistoryConfig
+from gateway.errors import MeterReportedError, MeterTimeout
+from gateway.history.coverage import Coverage
+from gateway.history.rows import HistoryRow, history_rows
+
+log = structlog.get_logger(__name__)
+
+ROWS_PER_MESSAGE = 60
+ACK_TIMEOUT_S = 30.0
+MIN_SLOT_S = 0.05  # a slot shorter than this before the next poll is left alone
+MAX_CONCURRENT = 8  # backfill requests in flight across the whole fleet (History's gate)
+MAX_PAUSE_S = 300.0  # the longest wait after failed requests
+
+
+@runtime_checkable
+class HistorySource(Protocol):
+    """What the backfill needs of a meter client."""
+
+    async def history(
+        self, start: float, step: float, end: float, max_rows: int | None = None
+    ) -> list[tuple[float, dict[str, int]]]: ...
+
+
+class HistoryOutput(Protocol):
+    """What the backfill needs of the MQTT output."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    def publish_history(self, meter: str, rows: Sequence[HistoryRow]) -> asyncio.Future[None]:
+        """Publish rows; the future resolves once the broker acknowledged them."""
+        ...
+
+    def on_state_confirmed(self, listener: Callable[[str, float], None]) -> None:
+        """Call ``listener(meter, ts)`` for each live state the broker acknowledged."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Lane:
+    """Where one meter's backfill requests go: its client, the lane it shares with the
+    poller and the command router, and when the next poll is due (monotonic clock)."""
+
+    source: HistorySource
+    lock: asyncio.Lock
+    next_poll: Callable[[], float | None]
+
+
+@dataclass(slots=True)
+class Backfill:
+    """The coverage of one meter and what its backfill learnt about the meter."""
+
+    meter: str
+    cfg: HistoryConfig
+    coverage: Coverage
+    columns: tuple[tuple[str, str], ...] = ()  # (name, type code) of the latest reading
+    online: bool = False
+    polled: asyncio.Event = field(default_factory=asyncio.Event)  # set after each good poll
+    rows: int = 0  # rows asked for per request (halved after a timeout)
+    max_rows_ok: bool = True  # False: the meter refuses max-rows (firmware before 4.7)
+    failures: int = 0  # failed requests in a row
+    paused_until: float = 0.0  # clock() before which no request is made
+    published_rows: int = 0
+    given_up_s: int = 0
+
+    def __post_init__(self) -> None:
+        self.rows = self.rows or self.cfg.max_rows
+
+    async def run(self, output: HistoryOutput, lanes: Callable[[str], Lane | None],
+                  clock: Callable[[], float], ack_timeout_s: float = ACK_TIMEOUT_S,
+                  gate: asyncio.Semaphore | None = None) -> None:
+        """Fill the gaps, oldest first, in the slots after the polls; until cancelled."""
+        while True:
+            await self.polled.wait()
+            self.polled.clear()
+            while await self.fill_once(output, lanes(self.meter), clock, ack_timeout_s, gate):
+                pass
+
+    async def fill_once(self, output: HistoryOutput, lane: Lane | None,
+                        clock: Callable[[], float], ack_timeout_s: float = ACK_TIMEOUT_S,
+                        gate: asyncio.Semaphore | None = None) -> bool:
+        """One request and its publication; True when another one may follow at once."""
+        if not self.online or not output.connected or not self.columns or lane is None:
+            return False
+        lost = self.coverage.give_up(self.cfg.max_lookback_s)
+        if lost:
+            self.given_up_s += lost
+            log.warning("history_gap_given_up", meter=self.meter, seconds=lost,
+                        max_lookback_s=self.cfg.max_lookback_s)
+        gap = self.coverage.gap()
+        if gap is None or clock() < self.paused_until:
+            return False
+        after, before = gap
+        step = self.cfg.step_s
+        end = after + min(self.rows - 1, (before - 1 - after) // step) * step
+        if gate is None:
+            raw = await self._read(lane, clock, after, end)
+        elif gate.locked():  # the fleet's backfill budget is in use: try after the next poll
+            return False
+        else:
+            async with gate:
+                raw = await self._read(lane, clock, after, end)
+        if raw is None:
+            return False
+        rows = history_rows(raw, self.columns, after, end)
+        acked = await self._publish(output, rows, ack_timeout_s)
+        if acked < len(rows):
+            if acked:
+                self.coverage.filled(rows[acked - 1].ts)
+            return False
+        self.coverage.filled(end)
+        log.debug("history_filled", meter=self.meter, after=after, through=end, rows=len(rows))
+        return True
+
+    async def _read(self, lane: Lane, clock: Callable[[], float], after: int, end: int
+                    ) -> list[tuple[float, dict[str, int]]] | None:
+        """The stored rows from ``after`` to ``end`` within the slot before the next poll;
+        ``None`` when there is no slot or the request failed (and was logged)."""
+        step = self.cfg.step_s
+        limit = (end - after) // step + 1
+        for max_rows in (limit, None) if self.max_rows_ok else (None,):
+            slot = _slot(lane, clock)
+            if slot < MIN_SLOT_S:
+                return None
+            try:
+                async with asyncio.timeout(slot), lane.lock:
+                    raw = await lane.source.history(after, step, end, max_rows)
+            except (TimeoutError, MeterTimeout):
+                self.rows = max(2, self.rows // 2)
+                log.info("history_request_slow", meter=self.meter, slot_s=round(slot, 3),
+                         next_rows=self.rows)
+                return None
+            except MeterReportedError as exc:
+                if max_rows is not None:
+                    continue  # firmware before 4.7 knows no max-rows: the window bounds rows
+                self._failed(clock, exc)
+                return None
+            except Exception as exc:  # MeterError, or a client closed at shutdown
+                self._failed(clock, exc)
+                return None
+            if max_rows is None and self.max_rows_ok:
+                self.max_rows_ok = False
+                log.info("history_without_max_rows", meter=self.meter)
+            self.rows = min(self.cfg.max_rows, self.rows * 2)
+            self.failures = 0
+            return raw
+        return None
+
+    def _failed(self, clock: Callable[[], float], exc: Exception) -> None:
+        self.failures += 1
+        pause = min(MAX_PAUSE_S, 2.0 ** (self.failures - 1))
+        self.paused_until = clock() + pause
+        log.info("history_request_failed", meter=self.meter, error=repr(exc), retry_in_s=pause)
+
+    async def _publish(self, output: HistoryOutput, rows: list[HistoryRow],
+                       ack_timeout_s: float) -> int:
+        """Publish in messages of at most ROWS_PER_MESSAGE, in order; the number of rows
+        acknowledged (unconfirmed rows are published again later: at least once)."""
+        acked = 0
+        for i in range(0, len(rows), ROWS_PER_MESSAGE):
+            chunk = rows[i:i + ROWS_PER_MESSAGE]
+            ack = output.publish_history(self.meter, chunk)
+            try:
+                async with asyncio.timeout(ack_timeout_s):
+                    await ack
+            except Exception as exc:  # no acknowledgement in time, or the output gave up
+                log.warning("history_unconfirmed", meter=self.meter, rows=len(chunk),
+                            error=repr(exc))
+                break
+            acked += len(chunk)
+            self.published_rows += len(chunk)
+        return acked
+
+
+def _slot(lane: Lane, clock: Callable[[], float]) -> float:
+    """Seconds a request may take before the next poll is due (less a margin)."""
+    due = lane.next_poll()
+    if due is None:
+        return 0.0
+    left = due - clock()
+    return left - max(MIN_SLOT_S, 0.1 * left)

@@ -1,0 +1,21 @@
+"""Observability: the HTTP endpoint (``/healthz``, ``/readyz``, ``/metrics``, the status page)
+and what it shows. Every view reads a :class:`GatewayView`, never the app itself.
+
+Modules: ``view`` (the protocols and data shown), ``health`` (readiness), ``status`` (the
+HTML page), ``metrics`` (Prometheus), ``endpoint`` (the routes on the HTTP server)."""
+
+from gateway.observe.endpoint import HttpEndpoint
+from gateway.observe.health import Readiness, readiness
+from gateway.observe.metrics import exposition, registry_for
+from gateway.observe.view import (
+    GatewayView,
+    HistoryStatus,
+    MeterStatus,
+    ModbusStats,
+    MqttStats,
+    OutputStatus,
+)
+
+__all__ = ["GatewayView", "HistoryStatus", "HttpEndpoint", "MeterStatus", "ModbusStats",
+           "MqttStats", "OutputStatus", "Readiness", "exposition", "readiness",
+           "registry_for"]

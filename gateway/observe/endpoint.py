@@ -1,0 +1,95 @@
+"""The gateway's own HTTP endpoint (``http:``; loopback by default).
+
+- ``GET /healthz``: 200 while the process runs (its event loop answers);
+- ``GET /readyz``: 200 when ready, 503 otherwise, with a JSON reason
+  (:mod:`gateway.observe.health`);
+- ``GET /metrics``: Prometheus text format (:mod:`gateway.observe.metrics`);
+- ``GET /``: the status page (:mod:`gateway.observe.status`).
+
+``HEAD`` works wherever ``GET`` does; other methods get 405, unknown paths 404.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from gateway.config import HttpConfig
+from gateway.observe.health import readiness
+from gateway.observe.metrics import CONTENT_TYPE, exposition, registry_for
+from gateway.observe.status import render_status
+from gateway.observe.view import GatewayView
+from gateway.support import Request, Response, WebServer
+
+log = structlog.get_logger(__name__)
+
+_JSON = "application/json"
+_NO_CACHE = (("Cache-Control", "no-store"),)
+
+
+def json_response(value: Any, status: int = 200) -> Response:
+    body = json.dumps(value, separators=(",", ":")).encode()
+    return Response(status, body, _JSON, _NO_CACHE)
+
+
+class HttpEndpoint:
+    """Serves ``/healthz``, ``/readyz``, ``/metrics`` and ``/`` over one view of a gateway."""
+
+    def __init__(self, cfg: HttpConfig, view: GatewayView, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._view = view
+        self._clock = clock
+        self.registry = registry_for(view, clock)
+        self._server = WebServer(self.handle, cfg.host, cfg.port)
+        self._routes: dict[str, Callable[[], Response]] = {
+            "/": self._status, "/healthz": self._health, "/readyz": self._ready,
+            "/metrics": self._metrics,
+        }
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    @property
+    def url(self) -> str:
+        host = self._server.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+
+    async def start(self) -> None:
+        """Listen; a port in use is an :class:`OSError` naming the address (exit code 3)."""
+        server = self._server
+        try:
+            await server.start()
+        except OSError as exc:
+            raise OSError(exc.errno, f"http: cannot listen on {server.host}:{server.port}: "
+                                     f"{exc.strerror or exc}") from exc
+        log.info("http_listening", host=server.host, port=server.port)
+
+    async def close(self) -> None:
+        await self._server.close()
+
+    def handle(self, req: Request) -> Response:
+        route = self._routes.get(req.path)
+        if route is None:
+            return Response(404, b"not found\n")
+        if req.method not in ("GET", "HEAD"):
+            return Response(405, b"method not allowed\n", headers=(("Allow", "GET, HEAD"),))
+        return route()
+
+    def _health(self) -> Response:
+        return json_response({"status": "ok"})
+
+    def _ready(self) -> Response:
+        ready = readiness(self._view, self._clock())
+        return json_response(ready.as_json(), 200 if ready.ready else 503)
+
+    def _metrics(self) -> Response:
+        return Response(200, exposition(self.registry), CONTENT_TYPE, _NO_CACHE)
+
+    def _status(self) -> Response:
+        body = render_status(self._view, self._clock())
+        return Response(200, body, "text/html; charset=utf-8", _NO_CACHE)

@@ -1,0 +1,179 @@
+"""Prometheus metrics, read at scrape time from the counters the components already keep.
+
+:class:`GatewayCollector` is a custom collector over a :class:`~gateway.observe.view.GatewayView`,
+registered in a :class:`CollectorRegistry` of its own (no global registry, no metric calls in
+hot paths): the pollers' counters, the meter clients' login counters, the hub's latest
+readings, the MQTT connection's and the Modbus server's stats, and the command outcomes.
+Labels never carry a secret: meter ids, function and exception codes, action names and
+outcome codes only. This module is the project's only prometheus-client user.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from gateway import __version__
+from gateway.observe.view import GatewayView
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def registry_for(view: GatewayView, clock: Callable[[], float] = time.time
+                 ) -> CollectorRegistry:
+    """A registry of its own holding the collector of ``view``."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(GatewayCollector(view, clock))
+    return registry
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """The Prometheus text format of everything in ``registry``."""
+    return generate_latest(registry)
+
+
+class GatewayCollector(Collector):
+    """Every metric of one gateway, built from its live state at each scrape."""
+
+    def __init__(self, view: GatewayView, clock: Callable[[], float] = time.time) -> None:
+        self._view = view
+        self._clock = clock
+
+    def collect(self) -> Iterable[Metric]:
+        info = GaugeMetricFamily("egauge_gateway_info", "The gateway's id and version.",
+                                 labels=["gateway", "version"])
+        info.add_metric([self._view.config.gateway.id, __version__], 1)
+        yield info
+        yield from self._meters()
+        yield from self._mqtt()
+        yield from self._modbus()
+        yield from self._commands()
+        yield from self._history()
+
+    def _meters(self) -> Iterable[Metric]:
+        now = self._clock()
+        polls = CounterMetricFamily("egauge_meter_polls", "Successful polls.", labels=["meter"])
+        errors = CounterMetricFamily("egauge_meter_poll_errors", "Failed polls.",
+                                     labels=["meter"])
+        skipped = CounterMetricFamily("egauge_meter_polls_skipped",
+                                      "Poll slots skipped because a poll overran.",
+                                      labels=["meter"])
+        latency = HistogramMetricFamily("egauge_meter_poll_duration_seconds",
+                                        "Duration of successful polls.", labels=["meter"])
+        logins = CounterMetricFamily("egauge_meter_logins", "Successful logins to the meter.",
+                                     labels=["meter"])
+        refused = CounterMetricFamily("egauge_meter_login_failures",
+                                      "Logins the meter refused.", labels=["meter"])
+        online = GaugeMetricFamily("egauge_meter_online",
+                                   "1 while the meter answers, 0 while offline or not yet "
+                                   "polled.", labels=["meter"])
+        age = GaugeMetricFamily("egauge_meter_data_age_seconds",
+                                "Age of the latest reading (meter timestamp).", labels=["meter"])
+        for meter in self._view.meters():
+            stats, label = meter.stats, [meter.config.id]
+            if stats is None:
+                continue
+            polls.add_metric(label, stats.polls_ok)
+            errors.add_metric(label, stats.polls_failed)
+            skipped.add_metric(label, stats.polls_skipped)
+            latency.add_metric(label, [(_le(b), n) for b, n in stats.latency.cumulative()],
+                               stats.latency.sum)
+            online.add_metric(label, 1 if stats.online else 0)
+            reading = meter.state.reading
+            if reading is not None:
+                age.add_metric(label, max(0.0, now - reading.ts))
+            if meter.logins is not None:
+                logins.add_metric(label, meter.logins)
+                refused.add_metric(label, meter.login_failures or 0)
+        yield from (polls, errors, skipped, latency, logins, refused, online, age)
+
+    def _mqtt(self) -> Iterable[Metric]:
+        stats = self._view.mqtt
+        if stats is None:
+            return
+        yield GaugeMetricFamily("egauge_mqtt_connected", "1 while connected to the broker.",
+                                value=1 if stats.connected else 0)
+        for name, doc, value in (
+            ("egauge_mqtt_connects", "Sessions established with the broker.", stats.connects),
+            ("egauge_mqtt_connect_failures", "Failed connection attempts.",
+             stats.connect_failures),
+            ("egauge_mqtt_published", "Messages handed to the broker.", stats.published),
+            ("egauge_mqtt_dropped", "Messages dropped from the full offline queue.",
+             stats.dropped),
+            ("egauge_mqtt_received", "Messages received (command requests, ...).",
+             stats.received),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+        yield GaugeMetricFamily("egauge_mqtt_queued", "Messages waiting for the broker.",
+                                value=stats.queued)
+
+    def _modbus(self) -> Iterable[Metric]:
+        stats = self._view.modbus
+        if stats is None:
+            return
+        yield GaugeMetricFamily("egauge_modbus_listening", "1 while the server listens.",
+                                value=1 if self._view.modbus_listening else 0)
+        requests = CounterMetricFamily("egauge_modbus_requests",
+                                       "Requests answered, by function code.",
+                                       labels=["function"])
+        for fc, n in sorted(stats.functions.items()):
+            requests.add_metric([str(fc)], n)
+        yield requests
+        exceptions = CounterMetricFamily("egauge_modbus_exceptions",
+                                         "Exception responses, by function and exception code.",
+                                         labels=["function", "code"])
+        for (fc, code), n in sorted(stats.function_exceptions.items()):
+            exceptions.add_metric([str(fc), f"0x{code:02X}"], n)
+        yield exceptions
+        yield CounterMetricFamily("egauge_modbus_unanswered",
+                                  "Requests for unknown unit ids left unanswered.",
+                                  value=stats.unanswered)
+        yield GaugeMetricFamily("egauge_modbus_connections", "Open client connections.",
+                                value=stats.connections)
+        yield CounterMetricFamily("egauge_modbus_connections_refused",
+                                  "Connections refused at the connection limit.",
+                                  value=stats.refused)
+        yield CounterMetricFamily("egauge_modbus_connections_evicted",
+                                  "Silent clients dropped at the connection limit.",
+                                  value=stats.evicted)
+
+    def _commands(self) -> Iterable[Metric]:
+        counts = self._view.command_counts
+        if counts is None:
+            return
+        family = CounterMetricFamily("egauge_commands", "Command requests by outcome.",
+                                     labels=["meter", "action", "outcome"])
+        for (meter, action, outcome), n in sorted(counts.items()):
+            family.add_metric([meter, action, outcome], n)
+        yield family
+
+    def _history(self) -> Iterable[Metric]:
+        history = self._view.history()
+        if history is None:
+            return
+        rows = CounterMetricFamily("egauge_history_rows_published",
+                                   "History rows published after gaps.", labels=["meter"])
+        given_up = CounterMetricFamily("egauge_history_given_up_seconds",
+                                       "Seconds of gaps older than the look-back, not filled.",
+                                       labels=["meter"])
+        pending = GaugeMetricFamily("egauge_history_gap_seconds",
+                                    "Span of the oldest gap still to fill.", labels=["meter"])
+        for status in sorted(history, key=lambda h: h.meter):
+            rows.add_metric([status.meter], status.published_rows)
+            given_up.add_metric([status.meter], status.given_up_s)
+            pending.add_metric([status.meter], status.gap_s)
+        yield from (rows, given_up, pending)
+
+
+def _le(bound: float) -> str:
+    """A bucket bound as Prometheus writes it (``0.5``, ``1.0``, ``+Inf``)."""
+    return "+Inf" if bound == float("inf") else repr(float(bound))

@@ -1,0 +1,88 @@
+"""The status page at ``/``: the outputs, and per meter its availability, the age of its data
+and its latest values. Plain HTML (no scripts), every text escaped, refreshed every 5 s."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+from gateway import __version__
+from gateway.observe.health import readiness
+from gateway.observe.view import GatewayView, MeterStatus, OutputStatus
+
+_STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.2em .6em;
+text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}.on{color:#070}
+.off{color:#b00}.unk{color:#777}"""
+
+
+def e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def number(value: float | None) -> str:
+    return "–" if value is None else f"{value:.10g}"
+
+
+def age_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "no data yet"
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def render_status(view: GatewayView, now: float) -> bytes:
+    ready = readiness(view, now)
+    gateway_id = view.config.gateway.id
+    parts = [
+        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
+        '<meta http-equiv="refresh" content="5">',
+        f"<title>egauge-gateway {e(gateway_id)}</title><style>{_STYLE}</style>",
+        f"</head><body><h1>egauge-gateway <small>{e(gateway_id)}</small></h1>",
+        f"<p>version {e(__version__)} &middot; ",
+        "<span class=on>ready</span>" if ready.ready else
+        "<span class=off>not ready</span>: " + e("; ".join(ready.reasons)),
+        "</p>", _outputs(view.outputs()),
+    ]
+    for meter in view.meters():
+        parts.append(_meter(meter, now))
+    parts.append("</body></html>")
+    return "".join(parts).encode("utf-8")
+
+
+def _outputs(rows: Sequence[OutputStatus]) -> str:
+    if not rows:
+        return "<p>No outputs enabled.</p>"
+    body = "".join(f"<tr><td>{e(o.name)}</td><td>{e(o.address)}</td>"
+                   f"<td class={'on' if o.up else 'off'}>{e(o.state)}</td></tr>" for o in rows)
+    return ("<h2>Outputs</h2><table><tr><th>output</th><th>address</th><th>state</th></tr>"
+            f"{body}</table>")
+
+
+def _meter(meter: MeterStatus, now: float) -> str:
+    m, state, stats = meter.config, meter.state, meter.stats
+    avail = state.availability
+    if avail is None:
+        shown = "<span class=unk>not polled yet</span>"
+    elif avail.online:
+        shown = "<span class=on>online</span>"
+    else:
+        shown = f"<span class=off>offline</span> ({e(avail.reason)})"
+    reading = state.reading
+    age = None if reading is None else max(0.0, now - reading.ts)
+    ident = state.identity
+    facts = [f"{e(m.url)}", shown, f"data age {e(age_text(age))}"]
+    if ident is not None:
+        facts.append(f"{e(ident.model)} {e(ident.serial)}, firmware {e(ident.firmware)}")
+    if stats is not None:
+        facts.append(f"polls {stats.polls_ok} ok, {stats.polls_failed} failed")
+        if stats.last_error and avail is not None and not avail.online:
+            facts.append(f"last error: {e(stats.last_error)}")
+    head = f"<h2>{e(m.id)}</h2><p>" + " &middot; ".join(facts) + "</p>"
+    if reading is None:
+        return head
+    rows = "".join(
+        f"<tr><td>{e(v.name)}</td><td class=n>{e(number(v.rate))}</td><td>{e(v.unit)}</td>"
+        f"<td class=n>{e(number(v.cumulative))}</td><td>{e(v.cumulative_unit)}</td></tr>"
+        for v in reading.registers)
+    return (head + "<table><tr><th>register</th><th>rate</th><th>unit</th><th>cumulative</th>"
+            f"<th>unit</th></tr>{rows}</table>")

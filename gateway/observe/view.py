@@ -1,0 +1,121 @@
+"""What the views (readiness, the status page, ``/metrics``) are shown: narrow protocols and
+plain data, never the app itself. The runtime implements :class:`GatewayView` over its parts
+(:mod:`gateway.runtime.view`); tests may hand in anything of this shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.config import Config, MeterConfig
+from gateway.core import MeterState, PollStats
+
+
+@dataclass(frozen=True, slots=True)
+class MeterStatus:
+    """One meter as the views show it: its settings, the hub's latest state, the poller's
+    counters and the client's login counters (``None`` where unknown)."""
+
+    config: MeterConfig
+    state: MeterState
+    stats: PollStats | None = None
+    logins: int | None = None
+    login_failures: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputStatus:
+    """One output on the status page: ``up`` is connected or listening."""
+
+    name: str
+    address: str
+    up: bool
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryStatus:
+    """One meter's backfill for ``/metrics``."""
+
+    meter: str
+    published_rows: int
+    given_up_s: int
+    gap_s: int  # span of the oldest gap still to fill (0: none)
+
+
+class MqttStats(Protocol):
+    """The broker connection's counters."""
+
+    @property
+    def connected(self) -> bool: ...
+    @property
+    def connects(self) -> int: ...
+    @property
+    def connect_failures(self) -> int: ...
+    @property
+    def published(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+    @property
+    def received(self) -> int: ...
+    @property
+    def queued(self) -> int: ...
+
+
+class ModbusStats(Protocol):
+    """The Modbus server's counters."""
+
+    @property
+    def functions(self) -> Mapping[int, int]: ...
+    @property
+    def function_exceptions(self) -> Mapping[tuple[int, int], int]: ...
+    @property
+    def unanswered(self) -> int: ...
+    @property
+    def connections(self) -> int: ...
+    @property
+    def refused(self) -> int: ...
+    @property
+    def evicted(self) -> int: ...
+
+
+class GatewayView(Protocol):
+    """Everything the views read, at the moment they read it."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def meters(self) -> Sequence[MeterStatus]:
+        """Every meter of this instance, in configuration order."""
+        ...
+
+    def outputs(self) -> Sequence[OutputStatus]:
+        """The enabled network outputs (MQTT, Modbus TCP, ...)."""
+        ...
+
+    @property
+    def mqtt(self) -> MqttStats | None:
+        """The broker connection's counters (None: MQTT is off)."""
+        ...
+
+    @property
+    def modbus_listening(self) -> bool: ...
+
+    @property
+    def modbus(self) -> ModbusStats | None:
+        """The Modbus server's counters (None: Modbus is off)."""
+        ...
+
+    @property
+    def command_counts(self) -> Mapping[tuple[str, str, str], int] | None:
+        """Command outcomes by (meter, action, outcome)."""
+        ...
+
+    def history(self) -> Sequence[HistoryStatus] | None:
+        """Per meter backfill counters (None: history is off)."""
+        ...

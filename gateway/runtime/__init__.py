@@ -1,0 +1,9 @@
+"""The running gateway: the composition root (:class:`App`), the fleet of polled meters,
+configuration reloads, systemd notifications and the demo. Nothing imports this package
+but the command line."""
+
+from gateway.runtime.app import App, main
+from gateway.runtime.component import Component
+from gateway.runtime.fleet import Fleet
+
+__all__ = ["App", "Component", "Fleet", "main"]

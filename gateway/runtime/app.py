@@ -1,0 +1,432 @@
+"""The composition root: ``egauge-gateway run -c FILE``.
+
+:class:`App` builds the hub, the fleet (one meter client, lane and poller per meter,
+:mod:`gateway.runtime.fleet`) and the outputs (each a :class:`Component`), runs them in one
+``asyncio.TaskGroup`` and stops them in order on SIGTERM or SIGINT:
+
+1. stop the pollers (no poll is cut off inside a command: both share the meter's lane);
+2. drain the components: the commands in flight are answered, new ones refused;
+3. publish every meter offline through the hub (MQTT availability, Modbus status, ...);
+4. log out of the meters;
+5. stop the components in reverse order (MQTT: ``bridge/state`` offline, then DISCONNECT).
+
+All of it within ``gateway.shutdown_timeout_s``. A second SIGTERM or SIGINT during the
+shutdown forces the exit: the state files are written at once and the process ends with
+exit code 1 (as uvicorn does). A crash (an exception escaping a component) also writes the
+state files (Modbus pins, the retained-topic ledger, the history watermarks) before the exit.
+SIGHUP reloads the configuration file: its meter changes are applied without dropping the
+MQTT session or Modbus clients (:mod:`gateway.runtime.reload`); an invalid file is refused
+(``config_reload_refused``) and the running configuration kept. Under systemd
+(``$NOTIFY_SOCKET``) the app reports READY, RELOADING, STOPPING and STATUS, and pings the
+watchdog while its pollers make progress. Exit codes: :mod:`gateway.errors`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import os
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import structlog
+
+from gateway import __version__
+from gateway.commands import CommandRouter, CommandTally
+from gateway.config import Config, MeterConfig, load_or_report, shard
+from gateway.core import Hub, Poller
+from gateway.errors import (
+    EXIT_CONFIG,
+    EXIT_CRASH,
+    EXIT_OK,
+    EXIT_STARTUP,
+    ConfigError,
+    StartupFailed,
+)
+from gateway.history import History, Lane
+from gateway.meter import MeterClient
+from gateway.modbus import ModbusOutput
+from gateway.mqtt import AuditPublisher, MqttOutput, RequestBinding, create_output
+from gateway.observe import HttpEndpoint
+from gateway.runtime.component import Component
+from gateway.runtime.fleet import ClientFactory, Fleet, WebApiClients, cancel, close_clients
+from gateway.runtime.notify import Notifier, Watchdog, watchdog_interval
+from gateway.runtime.reload import reload_plan
+from gateway.runtime.view import AppView
+from gateway.support import configure_logging
+
+log = structlog.get_logger(__name__)
+
+FORCE_EXIT_S = 3.0  # after a forced stop, the process ends this long later come what may
+
+
+class App:
+    """Builds, starts, runs and stops the gateway."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        client_factory: ClientFactory | None = None,
+        extensions: Sequence[Callable[[App], None]] = (),
+        notifier: Notifier | None = None,
+        owns_process: bool = False,
+    ) -> None:
+        """``extensions`` run at the end of :meth:`build` (clients, lanes and pollers exist
+        then) and may :meth:`add` further components. ``notifier`` defaults to systemd's
+        ``$NOTIFY_SOCKET`` (none: no notifications). With ``shard`` in ``config`` the app
+        runs only its own share of the meters (:func:`gateway.config.shard.instance`).
+        ``owns_process``: a forced stop may end the whole process (the ``run`` command)."""
+        self.config = config = shard.instance(config)
+        self._extensions = tuple(extensions)
+        self._owns_process = owns_process
+        self.hub = Hub(m.id for m in config.meters)
+        self.fleet = Fleet(self.hub, client_factory or WebApiClients())
+        self.components: list[Component] = []
+        self.mqtt: MqttOutput | None = None  # set by build() when mqtt.enabled
+        self.modbus: ModbusOutput | None = None  # set by build() when modbus.enabled
+        self.router: CommandRouter | None = None  # set by build(): MQTT requests, Modbus writes
+        self.http: HttpEndpoint | None = None  # set by build() when http.enabled
+        self.history: History | None = None  # set by build() with mqtt and history enabled
+        self.command_tally: CommandTally | None = None  # set with the router
+        self.notifier = Notifier.from_env() if notifier is None else notifier
+        self.watchdog: Watchdog | None = None  # set by start() when systemd asks for one
+        self.stopping = False
+        self._serve_tasks: list[asyncio.Task[None]] = []
+        self._own_tasks: list[asyncio.Task[None]] = []  # watchdog and reloads
+        self._started: list[Component] = []
+        self._stop = asyncio.Event()
+        self._reload_wanted = asyncio.Event()
+        self._signals = 0
+        self._forced = False
+        self._main: asyncio.Task[int] | None = None
+
+    # -- the fleet, as tests and the demo see it -------------------------------------------
+
+    @property
+    def clients(self) -> dict[str, MeterClient]:
+        return self.fleet.clients
+
+    @property
+    def lanes(self) -> dict[str, asyncio.Lock]:
+        return self.fleet.lanes
+
+    @property
+    def pollers(self) -> dict[str, Poller]:
+        return self.fleet.pollers
+
+    # -- building ------------------------------------------------------------------------
+
+    def add(self, component: Component) -> None:
+        """Register an output or service (before :meth:`start`)."""
+        self.components.append(component)
+        if component.sink is not None:
+            self.hub.add_sink(component.sink)
+
+    def build(self) -> None:
+        """Create the state directory, meter clients, pollers and the outputs."""
+        state_dir = Path(self.config.gateway.state_dir)
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupFailed(f"state_dir {state_dir}: {exc.strerror or exc}") from exc
+        self.fleet.build(self.config.meters)
+        cfg = self.config
+        if cfg.http.enabled:
+            http = self.http = HttpEndpoint(cfg.http, AppView(self))
+            self.add(Component("http", start=http.start, stop=http.close))
+        if cfg.mqtt.enabled:
+            mqtt = self.mqtt = create_output(cfg, outputs=self.output_names)
+            self.add(Component("mqtt", mqtt, mqtt.start, mqtt.serve, mqtt.stop,
+                               mqtt.prepare_meters, flush=mqtt.flush))
+            self._build_commands(mqtt)
+            if cfg.history.enabled:
+                self._build_history(mqtt)
+        else:
+            self._build_commands(None)
+        if cfg.modbus.enabled:
+            modbus = self.modbus = ModbusOutput(cfg.modbus, cfg.meters, cfg.gateway.state_dir,
+                                                router=self.router)
+            self.add(Component("modbus", modbus, modbus.start, modbus.serve, modbus.close,
+                               modbus.prepare_meters, flush=modbus.flush))
+        for extend in self._extensions:
+            extend(self)
+
+    def _build_commands(self, mqtt: MqttOutput | None) -> None:
+        """The command router, fed by MQTT request topics (with ``mqtt``) and by Modbus writes
+        (``modbus.writes``); it shares the pollers' lanes."""
+        fleet = self.fleet
+        tally = self.command_tally = CommandTally()
+        router = self.router = CommandRouter(
+            fleet.clients, {m.id: m.commands for m in self.config.meters}, fleet.lanes,
+            is_online=self.is_online, audit=tally)
+        binding = None
+        if mqtt is not None:
+            router.add_audit(AuditPublisher(mqtt.connection, mqtt.topics))
+            binding = RequestBinding(mqtt.connection, router, mqtt.topics)
+            binding.attach()
+
+        def meters(configs: Sequence[MeterConfig]) -> Callable[[], None]:
+            def switch() -> None:  # runs once the fleet holds the new clients and lanes
+                router.set_meters({m.id: fleet.clients[m.id] for m in configs},
+                                  {m.id: m.commands for m in configs}, fleet.lanes)
+                if binding is not None:
+                    binding.set_meters(m.id for m in configs)
+            return switch
+
+        async def drain() -> None:
+            if binding is not None:
+                await binding.drain()
+            await router.drain()
+
+        self.add(Component("commands", serve=binding.run if binding else None, meters=meters,
+                           drain=drain))
+
+    def _build_history(self, mqtt: MqttOutput) -> None:
+        """Gap-free history: a hub sink that backfills gaps through each meter's lane."""
+        fleet = self.fleet
+
+        def lane(meter: str) -> Lane | None:
+            poller, client = fleet.pollers.get(meter), fleet.clients.get(meter)
+            if poller is None or client is None:
+                return None
+            return Lane(client, fleet.lanes[meter], lambda: poller.next_due)
+
+        history = self.history = History(
+            self.config.history, (m.id for m in self.config.meters), mqtt, lane,
+            shard.instance_dir(self.config))
+
+        def meters(configs: Sequence[MeterConfig]) -> Callable[[], None]:
+            return lambda: history.set_meters(m.id for m in configs)
+
+        self.add(Component("history", history, history.start, history.serve, history.stop,
+                           meters, flush=history.save))
+
+    def is_online(self, meter: str) -> bool:
+        """Not known to be offline: a meter not polled yet may still take a command."""
+        availability = self.hub.meter(meter).availability
+        return availability is None or availability.online
+
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.components)
+
+    # -- running -------------------------------------------------------------------------
+
+    async def start(self, tg: asyncio.TaskGroup) -> None:
+        """Start the components, then their ``serve`` tasks, then one poller task per meter."""
+        for c in self.components:
+            if c.start is not None:
+                await c.start()
+            self._started.append(c)
+        for c in self.components:
+            if c.serve is not None:
+                self._serve_tasks.append(tg.create_task(c.serve(), name=f"{c.name}:serve"))
+        self.fleet.start(tg)
+        self._own_tasks.append(tg.create_task(self._reloads(), name="config-reload"))
+        interval = watchdog_interval()
+        if interval is not None and self.notifier.enabled:
+            dog = self.watchdog = Watchdog(self.notifier, interval, self.stuck_pollers)
+            self._own_tasks.append(tg.create_task(dog.run(), name="watchdog"))
+        settle_heap()
+        log.info("gateway_started", gateway=self.config.gateway.id, version=__version__,
+                 meters=len(self.fleet.pollers), outputs=list(self.output_names()))
+
+    def stuck_pollers(self) -> list[str]:
+        return self.fleet.stuck()
+
+    def status_line(self) -> str:
+        return (f"{self.fleet.online()} of {len(self.fleet.pollers)} meters online; outputs: "
+                + (", ".join(self.output_names()) or "none"))
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        """Re-read the configuration file soon (:meth:`reload`)."""
+        self._reload_wanted.set()
+
+    async def _reloads(self) -> None:
+        """Reload whenever one is wanted (SIGHUP), one reload at a time."""
+        while True:
+            await self._reload_wanted.wait()
+            self._reload_wanted.clear()
+            await self.reload()
+
+    async def reload(self) -> bool:
+        """Apply the configuration file again. First everything that can fail (reading and
+        checking the file, the new meters' clients, each component's check of the new meter
+        set), then -- only when all of that worked -- the switch, which cannot fail. True
+        when the new configuration runs; False when it was refused (logged as
+        ``config_reload_refused`` with every problem, nothing changed)."""
+        self.notifier.reloading()
+        source = self.config.source
+        clients: dict[str, MeterClient] = {}
+        try:
+            try:
+                plan = reload_plan(self.config)
+                clients = {m.id: self.fleet.client_factory(m) for m in plan.started}
+                meters = plan.config.meters
+                switches = [c.meters(meters) for c in self.components if c.meters]
+            except ConfigError as exc:
+                log.error("config_reload_refused", source=source, problems=list(exc.problems))
+                await close_clients(clients)
+                return False
+            except Exception as exc:  # a reload must never take the running gateway down
+                log.error("config_reload_refused", source=source, problems=[repr(exc)],
+                          exc_info=exc)
+                await close_clients(clients)
+                return False
+            await self.fleet.apply(plan, clients, switches)
+            self.config = plan.config
+            log.info("config_reloaded", source=plan.config.source,
+                     added=[m.id for m in plan.added], removed=list(plan.removed),
+                     changed=[m.id for m in plan.changed])
+            if plan.restart_needed:
+                log.warning("config_reload_restart_needed", sections=list(plan.restart_needed))
+            return True
+        finally:
+            self.notifier.ready(self.status_line())
+
+    async def stop(self) -> None:
+        """The ordered shutdown (see the module docstring)."""
+        self.stopping = True
+        self.notifier.stopping()
+        await cancel(self._own_tasks)
+        await self.fleet.stop_pollers()
+        for c in self._started:
+            if c.drain is not None:
+                await self._step(c, "drain", c.drain)
+        self.fleet.publish_offline("shutdown")
+        await self.fleet.close()
+        while self._started:
+            c = self._started.pop()
+            if c.stop is not None:
+                await self._step(c, "stop", c.stop)
+        await cancel(self._serve_tasks)
+
+    async def _step(self, c: Component, step: str, call: Callable[[], Awaitable[None]]) -> None:
+        """One shutdown step of a component; a failure is only logged."""
+        try:
+            await call()
+        except Exception as exc:
+            log.error("component_stop_failed", component=c.name, step=step, error=repr(exc),
+                      exc_info=exc)
+
+    def flush_state(self) -> None:
+        """Write every component's state files now (a crash, a forced stop)."""
+        for c in self.components:
+            if c.flush is None:
+                continue
+            try:
+                c.flush()
+            except Exception as exc:
+                log.error("state_flush_failed", component=c.name, error=repr(exc))
+
+    async def run(self) -> int:
+        """Build, start, wait for SIGTERM/SIGINT, stop; return the exit code."""
+        self._main = asyncio.current_task()
+        signals = self._catch_signals()
+        timeout = self.config.gateway.shutdown_timeout_s
+        try:
+            async with asyncio.TaskGroup() as tg:
+                try:
+                    self.build()
+                    await self.start(tg)
+                except (ConfigError, StartupFailed, OSError) as exc:
+                    await self._abort(exc)
+                    return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_STARTUP
+                self.notifier.ready(self.status_line())
+                await self._stop.wait()
+                log.info("gateway_stopping", timeout_s=timeout)
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self.stop()
+                except TimeoutError:
+                    log.warning("shutdown_timeout", timeout_s=timeout)
+                    self.flush_state()
+                    await cancel([*self._own_tasks, *self._serve_tasks])
+                    await self.fleet.stop_pollers()
+        except asyncio.CancelledError:
+            if not self._forced:
+                raise
+            log.error("gateway_stopped_forced", gateway=self.config.gateway.id)
+            return EXIT_CRASH
+        except Exception as exc:
+            log.error("gateway_crashed", error=repr(exc), exc_info=exc)
+            self.flush_state()
+            return EXIT_CRASH
+        finally:
+            loop = asyncio.get_running_loop()
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+        log.info("gateway_stopped", gateway=self.config.gateway.id)
+        return EXIT_OK
+
+    def _signal(self, sig: signal.Signals) -> None:
+        """The first SIGTERM/SIGINT asks for the ordered stop, the second forces it."""
+        self._signals += 1
+        if self._signals == 1:
+            log.info("signal_received", signal=sig.name)
+            self.request_stop()
+            return
+        if self._forced:
+            return
+        self._forced = True
+        log.warning("shutdown_forced", signal=sig.name)
+        self.flush_state()
+        if self._main is not None:
+            self._main.cancel()
+        if self._owns_process:  # whatever ignores the cancellation, the process ends
+            asyncio.get_running_loop().call_later(FORCE_EXIT_S, os._exit, EXIT_CRASH)
+
+    def _catch_signals(self) -> list[signal.Signals]:
+        """SIGTERM and SIGINT stop (twice: force), SIGHUP reloads (only possible in the main
+        thread)."""
+        loop = asyncio.get_running_loop()
+        caught = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._signal, sig)
+            except (ValueError, RuntimeError, NotImplementedError):
+                continue
+            caught.append(sig)
+        try:
+            loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+            caught.append(signal.SIGHUP)
+        except (ValueError, RuntimeError, NotImplementedError):
+            pass
+        return caught
+
+    async def _abort(self, exc: BaseException) -> None:
+        problems = exc.problems if isinstance(exc, ConfigError) else (str(exc),)
+        log.error("startup_failed", problems=list(problems))
+        await cancel([*self._own_tasks, *self._serve_tasks])
+        await self.fleet.stop_pollers()
+        while self._started:
+            c = self._started.pop()
+            if c.stop is not None:
+                await self._step(c, "stop", c.stop)
+        for client in self.fleet.clients.values():
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+
+def settle_heap() -> None:
+    """Exempt what start-up built (meter clients, plans, images) from the cyclic garbage
+    collector: otherwise each full collection scans every one of those long-lived objects
+    again, which at hundreds of meters stalls the event loop (and every poll) for 100 ms.
+    The garbage is collected first, once, so that it is not kept for good."""
+    gc.collect()
+    gc.freeze()
+
+
+def main(args: argparse.Namespace) -> int:
+    """``egauge-gateway run -c FILE``."""
+    config = load_or_report(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    configure_logging(config.gateway.log_level, config.gateway.log_format)
+    return asyncio.run(App(config, owns_process=True).run())

@@ -1,0 +1,111 @@
+"""The app as the views see it: :class:`AppView` implements
+:class:`~gateway.observe.GatewayView` over the app's parts, read at each request."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from gateway.commands import CommandTally
+from gateway.config import Config
+from gateway.core import Hub
+from gateway.history import History
+from gateway.modbus import ModbusOutput
+from gateway.mqtt import MqttOutput
+from gateway.observe import HistoryStatus, MeterStatus, ModbusStats, MqttStats, OutputStatus
+from gateway.runtime.fleet import Fleet
+
+
+class Parts(Protocol):
+    """What the view reads of the app (:class:`gateway.runtime.app.App` has all of it)."""
+
+    @property
+    def config(self) -> Config: ...
+    @property
+    def stopping(self) -> bool: ...
+    @property
+    def hub(self) -> Hub: ...
+    @property
+    def fleet(self) -> Fleet: ...
+    @property
+    def mqtt(self) -> MqttOutput | None: ...
+    @property
+    def modbus(self) -> ModbusOutput | None: ...
+    @property
+    def command_tally(self) -> CommandTally | None: ...
+    @property
+    def history(self) -> History | None: ...
+
+
+class AppView:
+    """A :class:`~gateway.observe.GatewayView` of the parts of one running app."""
+
+    def __init__(self, app: Parts) -> None:
+        self._app = app
+
+    @property
+    def config(self) -> Config:
+        return self._app.config
+
+    @property
+    def stopping(self) -> bool:
+        return self._app.stopping
+
+    def meters(self) -> Sequence[MeterStatus]:
+        app = self._app
+        fleet = app.fleet
+        out = []
+        for m in app.config.meters:
+            poller, client = fleet.pollers.get(m.id), fleet.clients.get(m.id)
+            out.append(MeterStatus(
+                m, app.hub.meter(m.id), poller.stats if poller else None,
+                client.logins if client else None, client.login_failures if client else None))
+        return out
+
+    def outputs(self) -> Sequence[OutputStatus]:
+        app, cfg = self._app, self._app.config
+        rows = []
+        if app.mqtt is not None:
+            up = app.mqtt.connected
+            rows.append(OutputStatus("MQTT", f"{cfg.mqtt.host}:{cfg.mqtt.port} "
+                                     f"({cfg.mqtt.base_topic}/...)", up,
+                                     "connected" if up else "not connected"))
+        if app.modbus is not None:
+            up = app.modbus.listening
+            rows.append(OutputStatus("Modbus TCP", f"{cfg.modbus.host}:{app.modbus.port}", up,
+                                     "listening" if up else "not listening"))
+        return rows
+
+    @property
+    def mqtt(self) -> MqttStats | None:
+        mqtt = self._app.mqtt
+        return None if mqtt is None else mqtt.stats
+
+    @property
+    def modbus_listening(self) -> bool:
+        modbus = self._app.modbus
+        return modbus is not None and modbus.listening
+
+    @property
+    def modbus(self) -> ModbusStats | None:
+        modbus = self._app.modbus
+        return None if modbus is None else modbus.stats
+
+    @property
+    def command_counts(self) -> Mapping[tuple[str, str, str], int] | None:
+        tally = self._app.command_tally
+        return None if tally is None else tally.counts
+
+    def history(self) -> Sequence[HistoryStatus] | None:
+        history = self._app.history
+        if history is None:
+            return None
+        out = []
+        for meter in sorted(self._app.fleet.pollers):
+            backfill = history.backfill(meter)
+            if backfill is None:
+                continue
+            gap = backfill.coverage.gap()
+            out.append(HistoryStatus(meter, backfill.published_rows, backfill.given_up_s,
+                                     0 if gap is None else gap[1] - gap[0]))
+        return out

@@ -1,0 +1,67 @@
+"""The fleet benchmark in its smoke mode (3 meters, seconds, high ports), so it cannot rot.
+
+Only that it runs end to end and that its figures are consistent is checked here; the real
+numbers come from the full run (bench/RESULTS.md), never from a timed test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+from gateway.simulator import default_registers
+from tests.support.broker import require_binary
+
+REPO = Path(__file__).resolve().parents[3]
+METERS = 3  # the smoke mode's fleet
+
+
+def test_the_benchmark_runs_every_subject_and_keeps_the_page_around_its_results(
+        tmp_path: Path) -> None:
+    require_binary("mosquitto")
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Results\n\nWritten by hand.\n\n<!-- fleet:begin -->\nold\n"
+                       "<!-- fleet:end -->\n\nAlso by hand.\n", encoding="utf-8")
+    out = tmp_path / "figures.json"
+    done = subprocess.run(
+        [sys.executable, "bench/fleet.py", "--smoke", "--json", str(out), "--results",
+         str(results), "--work", str(tmp_path / "work")],
+        cwd=REPO, capture_output=True, text=True, timeout=170, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    figures = json.loads(out.read_text())
+    phases = {p["subject"]: p for p in figures["phases"]}
+    assert set(phases) == {"gateway", "floor", "peer"}
+    for subject, p in phases.items():
+        assert p["meters"] == METERS, subject
+        assert p["polls"] >= METERS, f"{subject}: every meter polled at least once"
+        assert p["registers"] == len(default_registers())
+        assert p["peak_rss_mb"] > 0
+        assert p["note"] == "", f"{subject} did not stop cleanly: {p['note']}"
+    for subject in ("gateway", "floor"):  # the two that publish to MQTT
+        p = phases[subject]
+        assert p["on_schedule"] > 0, subject
+        p50, p99 = p["latency_ms"]
+        assert 0 < p50 <= p99 < 1000 * 1.0, f"{subject}: within one poll interval"
+    gateway = phases["gateway"]
+    counted = gateway["counters"]
+    assert counted["egauge_meter_polls"] > 0
+    assert counted["egauge_meter_poll_errors"] == 0
+    # one state per poll plus the register values: never fewer messages than polls
+    assert counted["egauge_mqtt_published"] >= counted["egauge_meter_polls"]
+    p50, p99 = gateway["inside_ms"]
+    assert p50 <= p99 <= gateway["latency_ms"][1] + 1, "building the state precedes delivery"
+    assert math.isfinite(gateway["cpu_s"])
+    assert gateway["cpu_s"] >= 0
+
+    page = results.read_text(encoding="utf-8")
+    assert page.startswith("# Results\n\nWritten by hand.\n")
+    assert page.rstrip().endswith("Also by hand.")
+    assert "\nold\n" not in page
+    assert "python bench/fleet.py --smoke" in page
+    assert "Machine: cpu " in page
+    for subject in ("gateway", "floor", "peer"):
+        assert f"| {METERS} | {subject} |" in page

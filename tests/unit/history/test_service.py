@@ -1,0 +1,288 @@
+"""History (gap tracker + backfill) against a fake output and a fake meter database: which
+requests it makes, when it makes none, what it publishes and what it remembers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import structlog
+
+from gateway.config import HistoryConfig
+from gateway.errors import MeterReportedError, MeterUnavailable
+from gateway.history import STATE_FILE, History, HistoryRow, Lane
+from gateway.model import Availability, Reading, RegisterValue
+from tests.support.waiting import async_wait_until
+
+WATTS = 1000  # the fake meter's Grid register draws this much, always
+
+
+class FakeOutput:
+    def __init__(self) -> None:
+        self.connected = True
+        self.hold = False  # True: publications are never acknowledged
+        self.acks_left: int | None = None  # acknowledge only this many more messages
+        self.published: list[tuple[str, list[HistoryRow]]] = []
+        self._listeners: list[Callable[[str, float], None]] = []
+
+    def on_state_confirmed(self, listener: Callable[[str, float], None]) -> None:
+        self._listeners.append(listener)
+
+    def confirm(self, meter: str, *seconds: int) -> None:
+        for t in seconds:
+            for listener in self._listeners:
+                listener(meter, t + 0.000420096)
+
+    def publish_history(self, meter: str, rows: list[HistoryRow]) -> asyncio.Future[None]:
+        self.published.append((meter, list(rows)))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.acks_left is not None:
+            self.hold = self.acks_left <= 0
+            self.acks_left -= 1
+        if not self.hold:
+            done.set_result(None)
+        return done
+
+    def seconds(self) -> list[int]:
+        return [r.ts for _, rows in self.published for r in rows]
+
+
+class FakeDatabase:
+    """1-second rows of one register, as a meter answers ``time=start:step:end``."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.calls: list[tuple[float, float, float, int | None]] = []
+        self.delay_s = delay_s
+        self.refuse: Exception | None = None  # raised for every request
+        self.refuse_max_rows = False  # an old firmware: max-rows is an invalid option
+
+    async def history(self, start: float, step: float, end: float,
+                      max_rows: int | None = None) -> list[tuple[float, dict[str, int]]]:
+        self.calls.append((start, step, end, max_rows))
+        if self.refuse is not None:
+            raise self.refuse
+        if self.refuse_max_rows and max_rows is not None:
+            raise MeterReportedError("m", "Invalid query option: max-rows.")
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        times = []
+        t = end
+        while t >= start and (max_rows is None or len(times) < max_rows):
+            times.append(t)
+            t -= step
+        return [(float(t), {"Grid": WATTS * int(t)}) for t in sorted(times)]
+
+
+def reading(t: float) -> Reading:
+    return Reading("m", t, (RegisterValue("Grid", "P", "W", float(WATTS), 0.0, "kWh", 0),))
+
+
+@contextlib.asynccontextmanager
+async def running(history: History) -> AsyncIterator[History]:
+    await history.start()
+    task = asyncio.create_task(history.serve(), name="history-under-test")
+    try:
+        yield history
+    finally:
+        await history.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def make(tmp_path: Path, output: FakeOutput, db: FakeDatabase, *, slot_s: float = 10.0,
+         ack_timeout_s: float = 5.0, clock: Callable[[], float] = time.monotonic,
+         max_concurrent: int = 8, **cfg: int) -> History:
+    lock = asyncio.Lock()
+    return History(HistoryConfig(**cfg), ["m"], output,
+                   lambda meter: Lane(db, lock, lambda: clock() + slot_s),
+                   tmp_path, ack_timeout_s=ack_timeout_s, clock=clock,
+                   max_concurrent=max_concurrent)
+
+
+def gap(h: History, out: FakeOutput, *seconds: int, online: bool = True) -> None:
+    """Meter ``m`` online (or not) and live states of these seconds acknowledged."""
+    h.on_availability(Availability("m", online, 0.0))
+    out.confirm("m", *seconds)
+
+
+async def poll(h: History, t: float) -> None:
+    """A good poll at meter time ``t``; returns once the backfill has taken it up."""
+    h.on_reading(reading(t))
+    state = h.backfill("m")
+    assert state is not None
+    await async_wait_until(lambda: not state.polled.is_set(), what="the backfill woken")
+
+
+def saved(tmp_path: Path) -> dict[str, int]:
+    data = json.loads((tmp_path / STATE_FILE).read_text())
+    return {m: v["published_until"] for m, v in data["meters"].items()}
+
+
+async def test_a_gap_is_read_in_max_rows_chunks_oldest_first_and_remembered(
+        tmp_path: Path) -> None:
+    out, db = FakeOutput(), FakeDatabase()
+    async with running(make(tmp_path, out, db, max_rows=4)) as h:
+        gap(h, out, 100, 101, 110, 111)
+        await poll(h, 111.0004)
+        await async_wait_until(lambda: h.watermark("m") == 111, what="the gap filled")
+    assert out.seconds() == list(range(102, 110))
+    # each request names its base row (the newest published) and at most max-rows rows
+    assert db.calls == [(101, 1, 104, 4), (104, 1, 107, 4), (107, 1, 109, 3)]
+    rows = [r for _, chunk in out.published for r in chunk]
+    assert all(r.dt == 1 and r.values[0].rate == WATTS for r in rows)
+    assert rows[0].values[0].cumulative == pytest.approx(WATTS * 102 / 3_600_000)
+    assert saved(tmp_path) == {"m": 111}
+
+
+async def test_a_restart_resumes_after_the_saved_watermark(tmp_path: Path) -> None:
+    (tmp_path / STATE_FILE).write_text(json.dumps({"meters": {"m": {"published_until": 500}}}))
+    out, db = FakeOutput(), FakeDatabase()
+    async with running(make(tmp_path, out, db)) as h:
+        assert h.watermark("m") == 500
+        gap(h, out, 505)
+        await poll(h, 505.0004)
+        await async_wait_until(lambda: h.watermark("m") == 505, what="the gap filled")
+    assert out.seconds() == [501, 502, 503, 504]
+    assert saved(tmp_path) == {"m": 505}
+
+
+@pytest.mark.parametrize("blocker", ["broker_away", "meter_offline", "no_slot"])
+async def test_no_request_without_broker_meter_or_time_before_the_next_poll(
+        tmp_path: Path, blocker: str) -> None:
+    out, db = FakeOutput(), FakeDatabase()
+    out.connected = blocker != "broker_away"
+    slot_s = 0.01 if blocker == "no_slot" else 10.0
+    async with running(make(tmp_path, out, db, slot_s=slot_s)) as h:
+        gap(h, out, 100, 110, online=blocker != "meter_offline")
+        for _ in range(5):
+            await poll(h, 110.0)
+        assert db.calls == []
+        assert out.published == []
+        assert h.watermark("m") == 100
+
+
+async def test_no_request_while_the_fleet_wide_backfill_budget_is_in_use(
+        tmp_path: Path) -> None:
+    out, db = FakeOutput(), FakeDatabase()
+    async with running(make(tmp_path, out, db, max_concurrent=0)) as h:  # budget taken
+        gap(h, out, 100, 110)
+        for _ in range(5):
+            await poll(h, 110.0)
+        assert db.calls == []
+        assert h.watermark("m") == 100
+
+
+async def test_a_request_that_outlasts_its_slot_is_cut_and_the_next_asks_fewer_rows(
+        tmp_path: Path) -> None:
+    out, db = FakeOutput(), FakeDatabase(delay_s=0.5)
+    async with running(make(tmp_path, out, db, slot_s=0.2, max_rows=40)) as h:
+        gap(h, out, 100, 200)
+        with structlog.testing.capture_logs() as logs:
+            await poll(h, 200.0)
+            await async_wait_until(lambda: any(e["event"] == "history_request_slow"
+                                               for e in logs), what="the slow request")
+            await poll(h, 200.0)
+            await async_wait_until(lambda: len(db.calls) == 2, what="a second request")
+    assert [c[3] for c in db.calls] == [40, 20]
+    assert out.published == []
+    assert h.watermark("m") == 100
+
+
+async def test_unacknowledged_rows_do_not_move_the_watermark_and_are_sent_again(
+        tmp_path: Path) -> None:
+    out, db = FakeOutput(), FakeDatabase()
+    out.hold = True
+    async with running(make(tmp_path, out, db, ack_timeout_s=0.05)) as h:
+        gap(h, out, 100, 104)
+        with structlog.testing.capture_logs() as logs:
+            await poll(h, 104.0)
+            await async_wait_until(lambda: any(e["event"] == "history_unconfirmed"
+                                               for e in logs), what="an unconfirmed message")
+        assert len(out.published) == 1
+        assert h.watermark("m") == 100
+        out.hold = False
+        await poll(h, 104.0)
+        await async_wait_until(lambda: h.watermark("m") == 104, what="the acknowledged rows")
+    assert out.seconds() == [101, 102, 103, 101, 102, 103]  # at least once
+
+
+async def test_a_gap_beyond_the_look_back_is_cut(tmp_path: Path) -> None:
+    out, db = FakeOutput(), FakeDatabase()
+    async with running(make(tmp_path, out, db, max_lookback_s=60, max_rows=100)) as h:
+        gap(h, out, 100, 1000)
+        with structlog.testing.capture_logs() as logs:
+            await poll(h, 1000.0)
+            await async_wait_until(lambda: h.watermark("m") == 1000, what="the gap filled")
+    assert out.seconds() == list(range(941, 1000))
+    assert h.given_up_s == 840
+    assert [e["seconds"] for e in logs if e["event"] == "history_gap_given_up"] == [840]
+
+
+async def test_an_unreadable_state_file_is_reported_and_history_starts_afresh(
+        tmp_path: Path) -> None:
+    (tmp_path / STATE_FILE).write_text("{not json")
+    out, db = FakeOutput(), FakeDatabase()
+    with structlog.testing.capture_logs() as logs:
+        async with running(make(tmp_path, out, db)) as h:
+            assert h.watermark("m") is None
+    assert any(e["event"] == "history_state_unreadable" for e in logs)
+
+
+async def test_meters_added_by_a_reload_are_tracked_and_removed_ones_forgotten(
+        tmp_path: Path) -> None:
+    out, db = FakeOutput(), FakeDatabase()
+    async with running(make(tmp_path, out, db)) as h:
+        out.confirm("m", 100)
+        h.set_meters(["n"])
+        out.confirm("m", 101)
+        out.confirm("n", 7)
+        assert (h.watermark("m"), h.watermark("n")) == (None, 7)
+    assert saved(tmp_path) == {"m": 100, "n": 7}
+
+
+async def test_a_meter_that_refuses_max_rows_is_asked_without_it_from_then_on(
+        tmp_path: Path) -> None:
+    out, db = FakeOutput(), FakeDatabase()
+    db.refuse_max_rows = True
+    async with running(make(tmp_path, out, db, max_rows=3)) as h:
+        gap(h, out, 100, 106)
+        await poll(h, 106.0)
+        await async_wait_until(lambda: h.watermark("m") == 106, what="the gap filled")
+    assert db.calls == [(100, 1, 102, 3), (100, 1, 102, None), (102, 1, 104, None),
+                        (104, 1, 105, None)]
+    assert out.seconds() == [101, 102, 103, 104, 105]
+
+
+async def test_a_failing_meter_pauses_the_backfill(tmp_path: Path) -> None:
+    now = [1000.0]
+    out, db = FakeOutput(), FakeDatabase()
+    db.refuse = MeterUnavailable("m", "connection refused")
+    async with running(make(tmp_path, out, db, clock=lambda: now[0])) as h:
+        gap(h, out, 100, 110)
+        await poll(h, 110.0)
+        await async_wait_until(lambda: len(db.calls) == 1, what="a first request")
+        for _ in range(3):  # polls within the pause: no request
+            await poll(h, 110.0)
+        assert len(db.calls) == 1
+        now[0] += 1.5
+        db.refuse = None
+        await poll(h, 111.0)
+        await async_wait_until(lambda: h.watermark("m") == 110, what="the gap filled")
+    assert out.seconds() == list(range(101, 110))
+
+
+async def test_rows_are_acknowledged_message_by_message(tmp_path: Path) -> None:
+    out, db = FakeOutput(), FakeDatabase()
+    out.acks_left = 1  # the first message of 60 rows is taken, the second never
+    async with running(make(tmp_path, out, db, max_rows=200, ack_timeout_s=0.05)) as h:
+        gap(h, out, 100, 200)
+        await poll(h, 200.0)
+        await async_wait_until(lambda: len(out.published) == 2, what="two messages")
+        await async_wait_until(lambda: h.watermark("m") == 160, what="the first 60 rows")
+    assert [len(rows) for _, rows in out.published] == [60, 39]

@@ -1,0 +1,64 @@
+"""Type codes, quanta and units (egauge-webapi §2.4), values typed in from the spec table."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.meter import type_code
+
+# code: (rate unit, quantum) exactly as the spec's table lists them
+SPEC = {
+    "#": ("", 1), "#3": ("", 0.001), "%": ("%", 0.001), "$": ("$/s", 2**-29),
+    "a": ("°", 0.001), "aq": ("", 0.001), "d": ("", 1), "Ee": ("W/m²", 1), "F": ("Hz", 0.001),
+    "h": ("%", 0.001), "I": ("A", 0.001), "m": ("g", 0.001), "P": ("W", 1), "Pa": ("Pa", 1),
+    "ppm": ("ppm", 0.001), "var": ("var", 1), "Q": ("g/s", 1), "Qe": ("Ah", 0.001),
+    "Qv": ("m³/s", 1e-9), "R": ("Ω", 1), "S": ("VA", 1), "T": ("°C", 0.001),
+    "THD": ("%", 0.001), "V": ("V", 0.001), "v": ("m/s", 0.001),
+    # egauge-python's extra codes
+    "PQ": ("var", 1), "Vdc": ("V", 0.001), "Idc": ("A", 0.001), "dT": ("°C", 0.001),
+}
+
+
+@pytest.mark.parametrize(("code", "unit", "quantum"), [(c, u, q) for c, (u, q) in SPEC.items()])
+def test_every_spec_code_has_its_unit_and_quantum(code: str, unit: str, quantum: float) -> None:
+    tc = type_code(code)
+    assert tc.known
+    assert tc.code == code
+    assert tc.unit == unit
+    assert tc.quantum == quantum
+
+
+@pytest.mark.parametrize(("code", "unit"), [("P", "kWh"), ("S", "kVAh"), ("var", "kvarh"),
+                                            ("PQ", "kvarh")])
+def test_power_codes_report_energy_in_kilo_units_per_hour(code: str, unit: str) -> None:
+    tc = type_code(code)
+    assert tc.cumulative_unit == unit
+    # 1 kWh = 3.6 MJ = 3 600 000 W·s raw counts at quantum 1
+    assert tc.cumulative(3_600_000) == pytest.approx(1.0)
+    assert tc.cumulative(-7_200_000) == pytest.approx(-2.0)
+
+
+def test_reactive_power_reads_the_same_as_var_or_pq() -> None:
+    var, pq = type_code("var"), type_code("PQ")
+    assert (var.unit, var.cumulative_unit, var.cumulative(123_456)) == (
+        pq.unit, pq.cumulative_unit, pq.cumulative(123_456))
+
+
+def test_accumulated_codes_report_unit_seconds() -> None:
+    volts = type_code("V")
+    assert volts.cumulative_unit == "V·s"
+    assert volts.cumulative(120_500) == pytest.approx(120.5)  # 120 500 mV·s
+    amps = type_code("I")
+    assert amps.cumulative(-2_000) == pytest.approx(-2.0)
+
+
+def test_discrete_and_whole_numbers_are_not_scaled() -> None:
+    assert type_code("d").cumulative(42) == 42
+    assert type_code("#").cumulative(-5) == -5
+
+
+def test_unknown_codes_are_opaque_numbers() -> None:
+    tc = type_code("Zq")
+    assert not tc.known
+    assert (tc.code, tc.unit, tc.quantum, tc.cumulative_unit) == ("Zq", "", 1.0, "")
+    assert tc.cumulative(9_007_199_254_740_993) == float(9_007_199_254_740_993)
