@@ -94,7 +94,7 @@ class Capturer:
     def state(self, cap: _Capture) -> str:
         if cap.start is None:
             return "armed"
-        return "capturing" if cap.polls <= self.progress_polls else "full"
+        return "capturing" if cap.polls < self.progress_polls else "full"
 
     def busy(self) -> bool:
         cap = self.current

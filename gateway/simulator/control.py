@@ -71,7 +71,8 @@ def handle(meter: SimMeter, req: Request) -> Reply:
 def state(meter: SimMeter) -> dict[str, Json]:
     return {"serial": meter.serial, "logins": meter.logins, "calls": meter.recorder.total,
             "relay_mask": meter.relay_mask, "down": meter.is_down,
-            "registers": [{"name": r.name, "idx": r.idx} for r in meter.registers]}
+            "registers": [{"name": r.name, "idx": r.idx, "type": r.type_code}
+                          for r in meter.registers]}
 
 
 def _object(req: Request) -> dict[str, Json]:

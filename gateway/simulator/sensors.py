@@ -86,9 +86,9 @@ class LocalSensors:
     def rate(self, name: str, t: float, measurement: str = "n", section: str = "values") -> float:
         """The rate of the second ``floor(t)``: its change of count, in quanta."""
         second = math.floor(t)
-        q = self._quantum(name, measurement, section)
-        wave = self._wave(name, measurement, section)
-        return quantised(wave.counts(second - 1, second, q), q)
+        change = self.cumul(name, second, measurement, section) - self.cumul(
+            name, second - 1, measurement, section)
+        return quantised(change, self._quantum(name, measurement, section))
 
     def cumul(self, name: str, t: float, measurement: str = "n", section: str = "values") -> int:
         q = self._quantum(name, measurement, section)
