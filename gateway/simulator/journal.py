@@ -142,6 +142,11 @@ class Journal:
                 alert.first = self.started + (self._periodic_seen + 1) * self.period_s
             self._periodic_seen = due
 
+    def current(self) -> list[Alert]:
+        """The alert log now (the clock-driven occurrences included), oldest first."""
+        self._catch_up()
+        return list(self.alerts)
+
     # -- the service -------------------------------------------------------------------
     def handle(self, method: str, path: Sequence[str], params: dict[str, str],
                body: Json) -> dict[str, Json]:

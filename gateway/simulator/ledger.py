@@ -60,13 +60,6 @@ class Ledger:
         reg = self._lookup(name)
         return quantised(self._change(reg, math.floor(t)), reg.quantum)
 
-    def true_raw(self, name: str, t: float) -> int:
-        """The accumulator at second ``floor(t)`` as if no cumulative reset had happened."""
-        reg = self._lookup(name)
-        if reg.virtual:
-            return sum((1 if s == "+" else -1) * self.true_raw(n, t) for s, n in reg.formula)
-        return self._counts(reg, math.floor(t))
-
     def raw(self, name: str, t: float) -> int:
         """The stored accumulator at second ``floor(t)``, counted from database creation."""
         reg = self._lookup(name)

@@ -336,6 +336,11 @@ class SimMeter:
         bumps its entry's count."""
         return self.journal.raise_alert(name, detail, prio)
 
+    @property
+    def alerts(self) -> list[Alert]:
+        """The alert log as ``/log/alert`` would list it now."""
+        return self.journal.current()
+
     def _capture_sine(self, channel: str, t: float) -> Sine:
         second = int(t // 1)
         peak = self.sensors.rate(channel, second) * 2**0.5

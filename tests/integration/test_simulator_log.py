@@ -73,9 +73,14 @@ async def test_system_kernel_and_lua_logs(client: httpx.AsyncClient, meter: SimM
     assert len((await client.get("/log/system")).json()["log"]) == 2 * len(system)
 
 
-async def test_alerts_appear_over_time(client: httpx.AsyncClient, clock: ManualClock) -> None:
+async def test_alerts_appear_over_time(client: httpx.AsyncClient, meter: SimMeter,
+                                       clock: ManualClock) -> None:
     assert await alerts(client) == {"drops": 0, "log": []}
-    clock.advance(PERIOD)
+    clock.advance(PERIOD - 1)
+    assert meter.alerts == []
+    assert (await alerts(client))["log"] == []
+    clock.advance(1)
+    assert [(a.name, a.count) for a in meter.alerts] == [("Periodic alert", 1)]
     log = (await alerts(client))["log"]
     assert len(log) == 1
     first = log[0]

@@ -89,7 +89,7 @@ async def test_control_endpoint_reboot_rewind_alert_and_raw(
             assert (await ctl.post("/__sim__/reboot", json=bad)).status_code == 400
         alert = await ctl.post("/__sim__/alert", json={"name": "Door open", "prio": 6})
         assert alert.json()["status"] == "OK"
-        assert [(a.name, a.prio) for a in meter.journal.alerts] == [("Door open", 6)]
+        assert [(a.name, a.prio) for a in meter.alerts] == [("Door open", 6)]
         assert (await ctl.post("/__sim__/alert", json={"name": "x", "prio": 9})
                 ).status_code == 400
         assert (await ctl.get("/__sim__/raw", params={"name": "Nope", "from": "1", "to": "2"})
