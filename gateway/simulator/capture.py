@@ -176,6 +176,7 @@ class Capturer:
         mask = sum(1 << ch for ch in cap.channels)
         rows: list[dict[str, Json]] = []
         marked = cap.trigger_at is None
+        first_tick = round((cap.start - math.floor(cap.start)) * TS_FREQ)
         for i in range(cap.max_count):
             ch = cap.channels[i % len(cap.channels)]
             t = cap.start + i * step
@@ -183,7 +184,6 @@ class Capturer:
             value = peak * math.sin(2 * math.pi * freq * (t - origin) + phase)
             unit = CHANNELS[ch][1]
             shown: float | int = round(value / _RAW_LSB[unit]) if cap.raw else round(value, 5)
-            first_tick = round((cap.start - math.floor(cap.start)) * TS_FREQ)
             row: dict[str, Json] = {"t": first_tick if i == 0 else SAMPLE_TICKS, "d": [shown]}
             if not marked and cap.trigger_at is not None and t >= cap.trigger_at - 1e-9:
                 row["trigger"] = True
