@@ -24,6 +24,9 @@ from gateway.simulator.registers import SimRegister
 from gateway.simulator.signals import quantised
 
 
+_MEMO_LIMIT = 4096
+
+
 @dataclass(frozen=True, slots=True)
 class CumulativeReset:
     """From second ``at`` on, register ``name`` reads ``offsets[name]`` less."""
@@ -39,12 +42,26 @@ class Ledger:
         self.created = created
         self._lookup = lookup
         self.resets: list[CumulativeReset] = []
+        self._memo: dict[tuple[str, int], int] = {}  # (name, second) -> count
+
+    def forget(self) -> None:
+        """Drop remembered counts (call when the register set changes)."""
+        self._memo.clear()
 
     def _counts(self, reg: SimRegister, second: int) -> int:
+        key = (reg.name, second)
+        known = self._memo.get(key)
+        if known is not None:
+            return known
         assert reg.wave is not None
         if reg.type_code == "d":
-            return round(reg.wave.rate(second))
-        return reg.wave.counts(self.created, second, reg.quantum)
+            value = round(reg.wave.rate(second))
+        else:
+            value = reg.wave.counts(self.created, second, reg.quantum)
+        if len(self._memo) >= _MEMO_LIMIT:
+            self._memo.clear()
+        self._memo[key] = value
+        return value
 
     def _change(self, reg: SimRegister, second: int) -> int:
         """Quanta accumulated during ``second`` (never touched by resets)."""

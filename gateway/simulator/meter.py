@@ -199,6 +199,7 @@ class SimMeter:
         regs.check_register_set(registers)
         self._registers = sorted(registers, key=lambda r: r.idx)
         self._by_name = {r.name: r for r in self._registers}
+        self.ledger.forget()
         self._state_version += 1
 
     def reorder_registers(self, names: Iterable[str]) -> None:
