@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from gateway.simulator.registers import SimRegister
 from gateway.simulator.signals import quantised
 
-
 _MEMO_LIMIT = 4096
 
 
