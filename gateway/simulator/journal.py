@@ -83,7 +83,7 @@ class Journal:
     """The logs of one meter; ``now`` is the meter's clock."""
 
     def __init__(self, now: Callable[[], float], serial: str, firmware: str, kernel: str,
-                 period_s: float = 3600.0) -> None:
+                 period_s: float = 3600.0, booted_at: float | None = None) -> None:
         self._now = now
         self.serial, self.firmware, self.kernel = serial, firmware, kernel
         self.period_s = period_s
@@ -94,8 +94,8 @@ class Journal:
         self._next_id = 1
         self.system: list[str] = []
         self.kernel_log: list[tuple[int, float, str]] = []
-        self.boot_time = self.started
-        self.booted(self.started, "general reset")
+        self.boot_time = self.started if booted_at is None else booted_at
+        self.booted(self.boot_time, "general reset")
 
     # -- events ------------------------------------------------------------------------
     def booted(self, t: float, reason: str) -> None:

@@ -110,7 +110,8 @@ class SimMeter:
             self._register_config)
         self.capturer = Capturer(self._capture_sine)
         self.ctid = CtidService()
-        self.journal = Journal(self.now, serial, FIRMWARE, KERNEL, alert_period_s)
+        self.journal = Journal(self.now, serial, FIRMWARE, KERNEL, alert_period_s,
+                               booted_at=self.boot_time)
         self.lua = LuaVars(lambda: self.now() - self.boot_time)
         self._down_until = 0.0
         self._listeners: list[DownListener] = []

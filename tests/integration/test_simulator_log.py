@@ -59,11 +59,16 @@ async def test_system_kernel_and_lua_logs(client: httpx.AsyncClient, meter: SimM
     newest = max(float(e["ts"]) for e in kernel)
     assert (await client.get("/log/kernel", params={"after": str(newest)})).json() == {
         "log": []}
-    clock.advance(180)
     lua = (await client.get("/log/lua/main")).json()["log"]
-    assert [e["msg"] for e in lua][-3:] == ["tick 1", "tick 2", "tick 3"]
-    after = (await client.get("/log/lua/main", params={"after": lua[-2]["ts"]})).json()
-    assert after["log"] == lua[-1:]
+    assert len(lua) == 100  # the newest lines of a script running for days
+    clock.advance(180)
+    later = (await client.get("/log/lua/main")).json()["log"]
+    ticks = [int(e["msg"].removeprefix("tick ")) for e in later]
+    assert ticks == list(range(ticks[0], ticks[0] + 100))  # a line a minute
+    assert later[-4] == lua[-1]  # three minutes on: three lines more
+    assert float(later[-1]["ts"]) == (T + 180) // 60 * 60
+    after = (await client.get("/log/lua/main", params={"after": later[-2]["ts"]})).json()
+    assert after["log"] == later[-1:]
     assert (await client.get("/log/lua/nope")).json() == {"error": "Unknown script: 'nope'."}
     meter.reboot_state()  # a reboot logs its boot lines again
     await sim_login(client)  # the reboot revoked the token
