@@ -48,7 +48,7 @@ from measures import Phase, Window
 from processes import REPO, Child, python
 from simulator import PASSWORD
 
-from gateway.simulator.registers import default_registers
+from gateway.simulator import default_registers
 
 SUBJECTS = ("gateway", "floor", "peer")
 MODBUS_UNITS = 247  # unit ids 1-247: what one Modbus endpoint can address

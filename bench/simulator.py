@@ -36,8 +36,10 @@ def poll_arrivals(meter: SimMeter) -> list[float]:
 
 
 async def serve(args: argparse.Namespace) -> None:
+    # the peer, egauge-async, parses type codes with its own enum: it knows reactive
+    # power only as the spec's "var" and rejects egauge-python's "PQ"
     meters = fleet(args.meters, username=USERNAME, password=PASSWORD,
-                   token_lifetime_s=3600.0)
+                   token_lifetime_s=3600.0, reactive_code="var")
     async with SimServer(meters, args.host, args.port, fleet_addresses=True) as server:
         lines = ["ready", *(f"{i} {server.url_for(m)}" for i, m in enumerate(meters))]
         print("\n".join(lines), flush=True)

@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nonce-lifetime", type=float, default=60.0)
     p.add_argument("--control", action="store_true",
                    help="serve the /__sim__/ fault-control endpoint (also EGAUGE_SIM_CONTROL=1)")
+    p.add_argument("--reactive-code", choices=["PQ", "var"], default="PQ",
+                   help="type code of the Reactive register: PQ (egauge-python) or var "
+                        "(the spec, egauge-async)")
+    p.add_argument("--day-length", type=int, default=86400, metavar="SECONDS",
+                   help="length of the simulated day (solar production, load cycle)")
 
     p = add("map", "Modbus register maps", _lazy("gateway.modbus.cli", "main"))
     p.add_argument("action", choices=["export", "generate"])

@@ -1,7 +1,10 @@
 """``egauge-gateway simulate``: serve one simulated meter or a fleet until Ctrl-C/SIGTERM.
 
 Prints each meter's serial and URL and the shared credentials on stdout; logs events to
-stderr. The control endpoint ``/__sim__/...`` is enabled by ``--control`` where the parser
+stderr. ``--reactive-code`` types the ``Reactive`` register ``PQ`` (default, what
+egauge-python reads) or ``var`` (the spec's code, what egauge-async reads);
+``--day-length`` shortens the simulated day (seconds; ``Grid`` then changes direction twice
+per day). The control endpoint ``/__sim__/...`` is enabled by ``--control`` where the parser
 offers it, or by the environment variable ``EGAUGE_SIM_CONTROL=1``.
 """
 
@@ -31,7 +34,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         meters = fleet(args.meters, username=args.username, password=args.password,
                        token_lifetime_s=args.token_lifetime,
-                       nonce_lifetime_s=args.nonce_lifetime)
+                       nonce_lifetime_s=args.nonce_lifetime,
+                       reactive_code=getattr(args, "reactive_code", "PQ"),
+                       day_s=getattr(args, "day_length", 86400))
     except ValueError as exc:
         log.error("sim_bad_arguments", error=str(exc))
         return EXIT_STARTUP

@@ -1,6 +1,8 @@
 """``/api/cmd`` and ``/api/ctrl`` of a simulated meter (egauge-webapi §6, §7).
 
-``/cmd/reboot`` answers ``{"status": "OK"}`` and then takes the meter off the network;
+``/cmd/reboot`` answers ``{"status": "OK"}`` and then takes the meter off the network for
+``reboot_downtime_s`` (its counters reset as ``reboot_resets_cumulative`` and
+``reboot_rewind_s`` say, see ``SimMeter.reboot_state``);
 ``/cmd/clear`` takes ``"excess"`` or ``"web_cache"``; ``/cmd/set-time`` takes a timestamp
 string (or null); the long operations (update, activate, test-email, test-remote) answer a
 token; the rest answer ``{"status": "OK"}`` without doing anything.
@@ -26,7 +28,8 @@ TOKEN_COMMANDS = frozenset({"activate", "test-email", "test-remote"})
 
 def command(meter: SimMeter, name: str, body: Json) -> Reply:
     if name == "reboot":
-        meter.reboot_state()
+        meter.reboot_state(reset_cumulative=meter.reboot_resets_cumulative,
+                           rewind_s=meter.reboot_rewind_s)
         ok = status_ok()
         return Reply(ok.status, ok.body, down_after_s=meter.reboot_downtime_s)
     if name == "clear":

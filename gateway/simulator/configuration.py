@@ -173,3 +173,35 @@ class ConfigStore:
         else:
             del parent[key[-1]]
         return root
+
+
+def default_tree(hostname: str, epoch: int, username: str, privs: list[str],
+                 user_hash: str) -> dict[str, Json]:
+    """A new meter's configuration tree."""
+    return {
+        "net": {
+            "hostname": hostname,
+            "ipv4": {"dhcp": True, "address": "192.168.1.88", "broadcast": "192.168.1.255",
+                     "netmask": "255.255.255.0", "network": "192.168.1.0",
+                     "gateway": "192.168.1.1"},
+            "nameserver": {"server": ["192.168.1.1"]},
+            "ntp": {"server": ["pool.ntp.org"]},
+            "http": {"cgi-bin": "user-required", "client": {"insecure": False},
+                     "certificate": ""},
+            "option": {"secure_only": False},
+            "proxy": {"enable": False, "server": "d.egauge.net"},
+        },
+        "db": {"epoch": str(epoch)},
+        "time": {"zone": "UTC0"},
+        "local": {"gain": "normal", "update-interval": 1000},
+        "var": {"global": {"billing.start_day": "1", "billing.interval": "1",
+                           "default.currency_symbol": "$"}},
+        "user": {username: {"priv": privs, "hash": user_hash}},
+        "remote": {},
+        "modbus": {"server": {"enable": [], "id": 1, "tcp": {"port": 502}},
+                   "client": {"map": {}}},
+        "push": {"interval": 60, "options": "json,gzip,epoch,sec,skip=59", "service": "",
+                 "uri": "", "user": "", "password": ""},
+        "alert": {"custom": []},
+        "language_code": "en_GB",
+    }

@@ -7,10 +7,19 @@ for tests that run the simulator in another process.
 ``{"order": [names], "remove": [names], "add": [{name, type, base, amp, period_s}]}``.
 ``GET /__sim__/faults`` shows the switches, ``GET /__sim__/state`` the meter's counters,
 ``GET /__sim__/calls`` the recorded calls (``DELETE`` forgets them).
+
+``POST /__sim__/reboot`` ``{"downtime_s": s, "reset_cumulative": bool, "rewind_s": n}``
+reboots the meter (``SimMeter.reboot``; downtime defaults to ``reboot_downtime_s``) and
+answers ``{"status": "OK", "first_second": ...}``. ``POST /__sim__/alert``
+``{"name", "detail", "prio"}`` raises an alert (``SimMeter.raise_alert``).
+``GET /__sim__/raw?name=<register>&from=<t0>&to=<t1>`` answers the exact raw values
+``{"raw": [raw(t0) .. raw(t1)], "changes": [raw(t) - raw(t-1) for t0 < t <= t1]}``
+(at most 86400 seconds).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import TYPE_CHECKING
 
@@ -45,6 +54,15 @@ def handle(meter: SimMeter, req: Request) -> Reply:
         if what == "calls" and req.method == "DELETE":
             meter.clear_calls()
             return json_reply({"status": "OK"})
+        if what == "reboot" and req.method == "POST":
+            return _reboot(meter, _object(req))
+        if what == "alert" and req.method == "POST":
+            spec = _object(req)
+            alert = meter.raise_alert(str(spec["name"]), str(spec.get("detail", "")),
+                                      _whole(spec.get("prio", 3), "prio"))
+            return json_reply({"status": "OK", "id": alert.id})
+        if what == "raw" and req.method == "GET":
+            return json_reply(_raw(meter, dict(req.query)))
     except (QueryError, ValueError, KeyError, TypeError) as exc:
         return error_reply(f"Invalid control request: {exc}", 400)
     return error_reply("Not Found.", 404)
@@ -53,16 +71,55 @@ def handle(meter: SimMeter, req: Request) -> Reply:
 def state(meter: SimMeter) -> dict[str, Json]:
     return {"serial": meter.serial, "logins": meter.logins, "calls": meter.recorder.total,
             "relay_mask": meter.relay_mask, "down": meter.is_down,
-            "registers": [{"name": r.name, "idx": r.idx} for r in meter.registers]}
+            "registers": [{"name": r.name, "idx": r.idx, "type": r.type_code}
+                          for r in meter.registers]}
 
 
-def _post_faults(meter: SimMeter, req: Request) -> Reply:
+def _object(req: Request) -> dict[str, Json]:
     try:
         changes = json.loads(req.body or b"{}")
     except ValueError as exc:
         raise QueryError("body is not JSON") from exc
     if not isinstance(changes, dict):
         raise QueryError("body must be a JSON object")
+    return changes
+
+
+def _whole(value: Json, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise QueryError(f"{what} must be a whole number")
+    return value
+
+
+def _reboot(meter: SimMeter, spec: dict[str, Json]) -> Reply:
+    unknown = sorted(set(spec) - {"downtime_s", "reset_cumulative", "rewind_s"})
+    if unknown:
+        raise QueryError(f"unknown reboot option {unknown[0]!r}")
+    downtime = spec.get("downtime_s", meter.reboot_downtime_s)
+    if isinstance(downtime, bool) or not isinstance(downtime, (int, float)) or downtime < 0:
+        raise QueryError("downtime_s must be a number >= 0")
+    rewind = spec.get("rewind_s")
+    first = meter.reboot_state(reset_cumulative=bool(spec.get("reset_cumulative", False)),
+                               rewind_s=None if rewind is None else _whole(rewind, "rewind_s"))
+    reply = json_reply({"status": "OK", "first_second": first})
+    if downtime > 0:
+        return Reply(reply.status, reply.body, down_after_s=float(downtime))
+    return reply
+
+
+def _raw(meter: SimMeter, params: dict[str, str]) -> dict[str, Json]:
+    name = params["name"]
+    meter.register(name)  # KeyError for an unknown register
+    start, end = int(params["from"]), int(params["to"])
+    if not 0 <= end - start <= 86400:
+        raise QueryError("need from <= to, at most 86400 seconds apart")
+    raw = [meter.raw(name, t) for t in range(start, end + 1)]
+    return {"name": name, "from": start, "to": end, "raw": raw,
+            "changes": [b - a for a, b in itertools.pairwise(raw)]}
+
+
+def _post_faults(meter: SimMeter, req: Request) -> Reply:
+    changes = _object(req)
     new_registers = _planned(meter, changes["registers"]) if "registers" in changes else None
     switches = {k: v for k, v in changes.items() if k not in _ACTIONS}
     Faults().update(switches)  # check everything before changing anything

@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable
 
 from gateway.simulator.meter import SimMeter
-from gateway.simulator.registers import default_registers
 
 
 def serial_for(i: int) -> str:
@@ -15,12 +14,14 @@ def serial_for(i: int) -> str:
 
 def fleet(count: int, *, username: str = "owner", password: str = "default",  # noqa: S107 -- the demo password
           token_lifetime_s: float = 600.0, nonce_lifetime_s: float = 60.0,
-          clock: Callable[[], float] = time.time) -> list[SimMeter]:
-    """``count`` meters SIM0001, SIM0002, ... with the same credentials; each meter's
-    waves are phase-shifted so the meters do not read alike."""
+          clock: Callable[[], float] = time.time, reactive_code: str = "PQ",
+          day_s: int = 86400) -> list[SimMeter]:
+    """``count`` meters SIM0001, SIM0002, ... with the same credentials, each the default
+    site (``reactive_code``, ``day_s`` as :class:`SimMeter` takes them) with its appliance
+    cycles phase-shifted so the meters do not read alike."""
     if count < 1:
         raise ValueError("a fleet needs at least one meter")
     return [SimMeter(serial_for(i), username, password, token_lifetime_s=token_lifetime_s,
-                     nonce_lifetime_s=nonce_lifetime_s,
-                     clock=clock, registers=default_registers(phase=0.37 * i))
+                     nonce_lifetime_s=nonce_lifetime_s, clock=clock,
+                     reactive_code=reactive_code, day_s=day_s, phase=0.37 * i)
             for i in range(count)]

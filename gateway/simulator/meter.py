@@ -2,8 +2,11 @@
 
 Values are deterministic functions of the meter's clock (``clock() + set-time offset``):
 :meth:`SimMeter.rate`, :meth:`SimMeter.raw` and :meth:`SimMeter.cumulative` predict what
-``/register`` reports. The newest row is the whole second ``T = floor(now)``; the top-level
-``ts`` is ``T`` plus a fixed fraction (:data:`TS_FRACTION`) and rates are those at ``T``.
+``/register`` reports, :meth:`SimMeter.raw_changes` the exact per-second changes. The
+newest row is the whole second ``T = floor(now)``; the top-level ``ts`` is ``T`` plus a
+fixed fraction (:data:`TS_FRACTION`) and rates are those of the second ``T`` (the change of
+its raw value, see :mod:`gateway.simulator.ledger`). The default registers and ``/local``
+sensors come from one physically consistent site (:mod:`gateway.simulator.site`).
 """
 
 from __future__ import annotations
@@ -19,18 +22,25 @@ import structlog
 from gateway.secret import Secret
 from gateway.simulator import registers as regs
 from gateway.simulator.authority import Authority, ha1
-from gateway.simulator.configuration import ConfigStore
+from gateway.simulator.capture import Capturer, Sine
+from gateway.simulator.configuration import ConfigStore, default_tree
+from gateway.simulator.ctid import CtidService
 from gateway.simulator.ctrl import Controller
 from gateway.simulator.database import Database, default_levels
 from gateway.simulator.faults import Faults
+from gateway.simulator.journal import Alert, Journal
+from gateway.simulator.ledger import Ledger
+from gateway.simulator.lua import LuaVars
 from gateway.simulator.recorder import CallRecord, CallRecorder
 from gateway.simulator.registers import SimRegister
 from gateway.simulator.reply import ReplyCache
 from gateway.simulator.sensors import LocalSensors
+from gateway.simulator.signals import Signal
+from gateway.simulator.site import Site
+from gateway.simulator.system import FIRMWARE, KERNEL
 from gateway.simulator.timespec import TimeContext
 from gateway.simulator.timezone import PosixTz
 from gateway.simulator.tree import Json
-from gateway.simulator.wave import Wave
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +50,15 @@ DownListener = Callable[["SimMeter", float], None]
 
 
 class SimMeter:
-    """A WebAPI-faithful eGauge meter (serve it with :class:`SimServer`)."""
+    """A WebAPI-faithful eGauge meter (serve it with :class:`SimServer`).
+
+    ``reactive_code`` types the default ``Reactive`` register (``PQ``, as egauge-python's
+    table reads it, or the spec's ``var``); ``day_s`` is the default site's day length
+    (a short day makes ``Grid`` cross zero twice every ``day_s`` seconds); ``phase``
+    shifts the site's appliance cycles; ``alert_period_s`` spaces the clock-driven alert
+    of ``/log/alert`` (0: none). ``reboot_resets_cumulative`` / ``reboot_rewind_s`` say
+    what ``POST /cmd/reboot`` does to the counters (see :meth:`reboot_state`).
+    """
 
     def __init__(self, serial: str = "SIM0001", username: str = "owner",
                  password: str | Secret = "default",  # noqa: S107 -- the demo password
@@ -50,7 +68,9 @@ class SimMeter:
                  hostname: str | None = None, rights: Iterable[str] = ("save", "ctrl"),
                  fine_history_s: int = 7200, created: int | None = None,
                  epoch: int | None = None, reboot_downtime_s: float = 20.0,
-                 seed: int | None = None, max_calls: int = 10_000) -> None:
+                 seed: int | None = None, max_calls: int = 10_000,
+                 reactive_code: str = "PQ", day_s: int = 86400, phase: float = 0.0,
+                 alert_period_s: float = 3600.0) -> None:
         self.serial = serial
         self.model = model
         self.username = username
@@ -59,6 +79,9 @@ class SimMeter:
         self.clock = clock
         self._time_offset = 0.0
         self.reboot_downtime_s = reboot_downtime_s
+        self.reboot_resets_cumulative = False
+        self.reboot_rewind_s: int | None = None
+        self.internet_access = True
         self.fine_history_s = fine_history_s
         self.faults = Faults()
         self.rng = random.Random(seed)  # noqa: S311 -- fault dice, not secrets
@@ -68,7 +91,9 @@ class SimMeter:
         self.controller = Controller()
         now = int(self.now())
         self.created = (now // 86400 - 30) * 86400 if created is None else created
-        self.sensors = LocalSensors(self.created)
+        self.site = Site(day_s=day_s, phase=phase, reactive_code=reactive_code)
+        self.sensors = LocalSensors(self.created, *self.site.sensors())
+        self.ledger = Ledger(self.created, self.register)
         self.boot_time = float(max(self.created, now - 3 * 86400))
         self.boot_reason = "general reset"
         self.user_boot: float | None = None
@@ -76,13 +101,18 @@ class SimMeter:
         self._state_version = 0
         self._registers: list[SimRegister] = []
         self._by_name: dict[str, SimRegister] = {}
-        self.set_registers(regs.default_registers() if registers is None else registers)
+        self.set_registers(self.site.registers() if registers is None else registers)
         privs = ["view_settings"] + [{"save": "unlimited_save"}.get(r, r) for r in rights]
         self.config = ConfigStore(
-            _config_defaults(
+            default_tree(
                 hostname or f"eGauge-{serial}", self.created + 86400 if epoch is None else epoch,
                 username, privs, ha1(username, REALM, self.password.reveal())),
             self._register_config)
+        self.capturer = Capturer(self._capture_sine)
+        self.ctid = CtidService()
+        self.journal = Journal(self.now, serial, FIRMWARE, KERNEL, alert_period_s,
+                               booted_at=self.boot_time)
+        self.lua = LuaVars(lambda: self.now() - self.boot_time)
         self._down_until = 0.0
         self._listeners: list[DownListener] = []
         self._lock = threading.Lock()
@@ -114,20 +144,20 @@ class SimMeter:
         return self._by_name[name]
 
     def rate(self, name: str, t: float) -> float:
-        """The rate of register ``name`` at ``t`` (virtual: the formula over rates)."""
-        reg = self._by_name[name]
-        if reg.wave is not None:
-            return reg.wave.rate(t)
-        return sum((1 if s == "+" else -1) * self.rate(n, t) for s, n in reg.formula)
+        """The rate ``/register`` reports for the second ``floor(t)``: that second's raw
+        change times the quantum (virtual: the formula over rates)."""
+        return self.ledger.rate(name, t)
 
     def raw(self, name: str, t: float) -> int:
-        """The stored accumulator of ``name`` at ``t``, counted from database creation."""
-        reg = self._by_name[name]
-        if reg.wave is None:
-            return sum((1 if s == "+" else -1) * self.raw(n, t) for s, n in reg.formula)
-        if reg.type_code == "d":
-            return round(reg.wave.rate(t))
-        return round(reg.wave.integral(self.created, t) / reg.quantum)
+        """The stored accumulator of ``name`` at the second ``floor(t)``, counted from
+        database creation (after a cumulative reset: the reset counter)."""
+        return self.ledger.raw(name, t)
+
+    def raw_changes(self, name: str, start: int, end: int) -> list[int]:
+        """The exact per-second changes ``raw(t) - raw(t-1)`` for ``t`` in
+        ``start+1 .. end``; each equals ``round(rate(t) / quantum)`` except across a
+        cumulative reset."""
+        return self.ledger.raw_changes(name, start, end)
 
     def cumulative(self, name: str, t: float) -> float:
         """The physical cumulative value (``raw * quantum``, e.g. W·s for power)."""
@@ -170,6 +200,7 @@ class SimMeter:
         regs.check_register_set(registers)
         self._registers = sorted(registers, key=lambda r: r.idx)
         self._by_name = {r.name: r for r in self._registers}
+        self.ledger.forget()
         self._state_version += 1
 
     def reorder_registers(self, names: Iterable[str]) -> None:
@@ -178,13 +209,15 @@ class SimMeter:
     def remove_registers(self, names: Iterable[str]) -> None:
         self.set_registers(regs.without(self._registers, names))
 
-    def add_register(self, name: str, type_code: str, wave: Wave) -> None:
+    def add_register(self, name: str, type_code: str, wave: Signal) -> None:
+        """Add a physical register; e.g. ``Wave(0.0, 1000.0, 2 * n)`` is one whose rate
+        crosses zero every ``n`` seconds (at multiples of ``n``)."""
         self.set_registers(regs.with_added(self._registers, name, type_code, wave))
 
     def _register_config(self) -> Json:
         return {
             "physical": {r.name: {"dev": "local", "did": r.did, "type": r.type_code,
-                                  "value": f"S{(r.did or 0) + 1}*L1"}
+                                  "value": r.source or f"S{(r.did or 0) + 1}*L1"}
                          for r in self._registers if not r.virtual},
             "virtual": {r.name: {"value": [{"op": s, "register": n} for s, n in r.formula]}
                         for r in self._registers if r.virtual},
@@ -264,21 +297,56 @@ class SimMeter:
         self._time_offset = t - self.clock()
         self._state_version += 1
 
-    def reboot_state(self) -> None:
-        """What a reboot does to the meter's state: tokens revoked, 1-second rows lost."""
+    def reboot_state(self, *, reset_cumulative: bool = False,
+                     rewind_s: int | None = None) -> int:
+        """What a reboot does to the meter's state: tokens revoked, the volatile 1-second
+        rows lost (older times fall back to minute rows), a capture or CTid operation
+        cancelled, boot lines logged. With ``reset_cumulative`` every physical counter
+        restarts from 0, with ``rewind_s`` it goes back to its value ``rewind_s`` seconds
+        earlier (a cumulative reset; rates are not affected). Answers the first second
+        after the reboot: 1-second rows and reset counters start there."""
+        if reset_cumulative and rewind_s is not None:
+            raise ValueError("give reset_cumulative or rewind_s, not both")
         now = self.now()
+        first = int(now // 1) + 1
+        if reset_cumulative or rewind_s is not None:
+            self.ledger.reset(first, [r.name for r in self._registers if not r.virtual],
+                              rewind_s)
         self.authority.revoke_all()
         self.boot_time = self.user_boot = now
         self.boot_reason = "software reset"
-        self._volatile_since = int(now // 1) + 1
+        self._volatile_since = first
         self._state_version += 1
-        log.info("sim_meter_rebooted", meter=self.serial)
+        self.capturer.reset()
+        self.ctid.stop()
+        self.journal.booted(now, self.boot_reason)
+        log.info("sim_meter_rebooted", meter=self.serial, first_second=first,
+                 reset_cumulative=reset_cumulative, rewind_s=rewind_s)
+        return first
 
-    def reboot(self) -> None:
-        """Reboot now: the meter's state resets and it is off the network for
-        ``reboot_downtime_s``."""
-        self.reboot_state()
-        self.go_down(self.reboot_downtime_s)
+    def reboot(self, downtime_s: float | None = None, *, reset_cumulative: bool = False,
+               rewind_s: int | None = None) -> int:
+        """Reboot now (see :meth:`reboot_state`); the meter is then off the network for
+        ``downtime_s`` (default ``reboot_downtime_s``). Answers the first second after."""
+        first = self.reboot_state(reset_cumulative=reset_cumulative, rewind_s=rewind_s)
+        self.go_down(self.reboot_downtime_s if downtime_s is None else downtime_s)
+        return first
+
+    # -- alerts and capture ------------------------------------------------------------
+    def raise_alert(self, name: str, detail: str = "", prio: int = 3) -> Alert:
+        """Record an alert now (``/log/alert``); the same name, detail and priority again
+        bumps its entry's count."""
+        return self.journal.raise_alert(name, detail, prio)
+
+    @property
+    def alerts(self) -> list[Alert]:
+        """The alert log as ``/log/alert`` would list it now."""
+        return self.journal.current()
+
+    def _capture_sine(self, channel: str, t: float) -> Sine:
+        second = int(t // 1)
+        peak = self.sensors.rate(channel, second) * 2**0.5
+        return (peak, self.sensors.rate(channel, second, "f"), self.site.capture_phase(channel))
 
     @property
     def is_down(self) -> bool:
@@ -302,33 +370,3 @@ class SimMeter:
             if listener in self._listeners:
                 self._listeners.remove(listener)
 
-
-def _config_defaults(hostname: str, epoch: int, username: str, privs: list[str],
-                     user_hash: str) -> dict[str, Json]:
-    return {
-        "net": {
-            "hostname": hostname,
-            "ipv4": {"dhcp": True, "address": "192.168.1.88", "broadcast": "192.168.1.255",
-                     "netmask": "255.255.255.0", "network": "192.168.1.0",
-                     "gateway": "192.168.1.1"},
-            "nameserver": {"server": ["192.168.1.1"]},
-            "ntp": {"server": ["pool.ntp.org"]},
-            "http": {"cgi-bin": "user-required", "client": {"insecure": False},
-                     "certificate": ""},
-            "option": {"secure_only": False},
-            "proxy": {"enable": False, "server": "d.egauge.net"},
-        },
-        "db": {"epoch": str(epoch)},
-        "time": {"zone": "UTC0"},
-        "local": {"gain": "normal", "update-interval": 1000},
-        "var": {"global": {"billing.start_day": "1", "billing.interval": "1",
-                           "default.currency_symbol": "$"}},
-        "user": {username: {"priv": privs, "hash": user_hash}},
-        "remote": {},
-        "modbus": {"server": {"enable": [], "id": 1, "tcp": {"port": 502}},
-                   "client": {"map": {}}},
-        "push": {"interval": 60, "options": "json,gzip,epoch,sec,skip=59", "service": "",
-                 "uri": "", "user": "", "password": ""},
-        "alert": {"custom": []},
-        "language_code": "en_GB",
-    }

@@ -1,11 +1,47 @@
-"""Every WebAPI request a simulated meter received, for tests to assert on."""
+"""Every WebAPI request a simulated meter received, for tests to assert on.
+
+Recorded bodies never hold a secret: :func:`masked` replaces with ``"***"`` the values of
+members whose name contains a word of :data:`SECRET_WORDS` (``pwd``, ``hash``,
+``password``, ...), the whole body sent to a path whose last part is such a word
+(``PUT /api/config/user/owner/hash``), and any JWT-shaped string.
+"""
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass
 
 from gateway.simulator.tree import Json
+
+MASK = "***"
+SECRET_WORDS = frozenset({"pwd", "hash", "password", "passwd", "mailpass", "secret", "token",
+                          "jwt", "certificate", "authorization", "credential"})
+_JWT = re.compile(r"^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
+
+
+def _secret_name(name: str) -> bool:
+    low = name.lower()
+    return any(word in low for word in SECRET_WORDS)
+
+
+def _mask_value(value: Json) -> Json:
+    if isinstance(value, dict):
+        return {k: MASK if _secret_name(str(k)) else _mask_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_value(v) for v in value]
+    if isinstance(value, str) and _JWT.match(value):
+        return MASK
+    return value
+
+
+def masked(path: str, body: Json, opaque: bool = False) -> Json:
+    """``body`` of a request to ``path`` as it may be recorded (``opaque``: mask it all)."""
+    if body is None:
+        return None
+    if opaque or _secret_name(path.rstrip("/").rpartition("/")[2]):
+        return MASK
+    return _mask_value(body)
 
 
 @dataclass(frozen=True, slots=True)

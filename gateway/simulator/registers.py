@@ -1,10 +1,12 @@
 """The simulated register set: names, type codes, idx/did, value functions, formulas.
 
-Each physical register's rate is a :class:`Wave`; its stored value is the meter's
-accumulator ``round(integral(created, t) / quantum)`` (egauge-webapi §2.4), except for
-discrete registers (``d``), which store the value itself. Virtual registers are sums and
-differences of physical ones. The quanta are the spec's own table, kept here on purpose:
-the simulator is the reference the gateway's unit handling is tested against.
+Each physical register's value is a :class:`~gateway.simulator.signals.Signal` (a
+:class:`Wave`, a daylight curve or a mix of them); its stored value is the meter's
+accumulator: the signal's count of quanta since the database was created (egauge-webapi
+§2.4), except for discrete registers (``d``), which store the value itself. Virtual
+registers are sums and differences of physical ones. The quanta are the spec's own table,
+kept here on purpose: the simulator is the reference the gateway's unit handling is tested
+against.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from gateway.simulator.wave import Wave
+from gateway.simulator.signals import Signal
 
 QUANTA: dict[str, float] = {
     "#": 1.0, "#3": 0.001, "%": 0.001, "$": 2.0**-29, "a": 0.001, "aq": 0.001, "d": 1.0,
@@ -32,16 +34,19 @@ def quantum(type_code: str) -> float:
 class SimRegister:
     """One register of a simulated meter.
 
-    Physical registers have a ``did`` and a ``wave``; virtual ones have a ``formula`` of
-    ``(sign, name)`` terms, e.g. ``(("+", "Grid"), ("+", "Solar+"))``.
+    Physical registers have a ``did`` and a ``wave`` (any signal) and optionally a
+    ``source``, the sensor expression ``/config/register/physical/*/value`` shows (e.g.
+    ``S1*L1+S2*L2``); virtual ones have a ``formula`` of ``(sign, name)`` terms, e.g.
+    ``(("+", "Grid"), ("+", "Solar+"))``.
     """
 
     name: str
     type_code: str
     idx: int
     did: int | None = None
-    wave: Wave | None = None
+    wave: Signal | None = None
     formula: tuple[tuple[str, str], ...] = ()
+    source: str = ""
 
     def __post_init__(self) -> None:
         if not self.name or "," in self.name or not self.name.isprintable():
@@ -74,39 +79,14 @@ class SimRegister:
         )
 
 
-def physical(name: str, type_code: str, idx: int, did: int, wave: Wave) -> SimRegister:
-    return SimRegister(name, type_code, idx, did, wave)
+def physical(name: str, type_code: str, idx: int, did: int, wave: Signal,
+             source: str = "") -> SimRegister:
+    return SimRegister(name, type_code, idx, did, wave, source=source)
 
 
 def virtual(name: str, type_code: str, idx: int, *terms: str) -> SimRegister:
     """A virtual register from terms such as ``"+Grid"``, ``"-Solar+"``."""
     return SimRegister(name, type_code, idx, formula=tuple((t[0], t[1:]) for t in terms))
-
-
-def default_registers(phase: float = 0.0, reactive_code: str = "var") -> list[SimRegister]:
-    """The standard simulated register set (idx != did, gaps in idx, awkward names).
-
-    ``Grid`` runs backwards at times (net export); ``Panel A/B`` always reads negative, so
-    its cumulative value keeps decreasing. ``reactive_code`` may be ``"PQ"`` for clients that
-    only know egauge-python's code for reactive power.
-    """
-
-    def w(base: float, amp: float, period_s: float, ph: float = 0.0) -> Wave:
-        return Wave(base, amp, period_s, ph + phase)
-
-    return [
-        virtual("use", "P", 0, "+Grid", "+Solar+"),
-        virtual("gen", "P", 1, "+Solar+"),
-        physical("Grid", "P", 3, 0, w(400.0, 1500.0, 600.0)),
-        physical("Solar+", "P", 5, 1, w(1200.0, 900.0, 900.0, 1.0)),
-        physical("Panel A/B", "P", 6, 2, w(-350.0, 120.0, 300.0)),
-        physical("Amps #1", "I", 8, 3, w(12.5, 4.0, 120.0)),
-        physical("Temp Büro", "T", 9, 4, w(21.5, 1.5, 3600.0)),
-        physical("Voltage L1", "V", 11, 5, w(120.0, 1.2, 300.0, 0.5)),
-        physical("Frequency", "F", 12, 6, w(60.0, 0.05, 60.0)),
-        physical("Reactive", reactive_code, 14, 7, w(150.0, 80.0, 420.0)),
-        physical("Apparent", "S", 15, 8, w(2000.0, 600.0, 600.0, 0.3)),
-    ]
 
 
 def check_register_set(registers: Sequence[SimRegister]) -> None:
@@ -150,7 +130,7 @@ def without(registers: Sequence[SimRegister], names: Iterable[str]) -> list[SimR
 
 
 def with_added(registers: Sequence[SimRegister], name: str, type_code: str,
-               wave: Wave) -> list[SimRegister]:
+               wave: Signal) -> list[SimRegister]:
     """The registers plus a new physical one at the next free idx and did."""
     idx = max((r.idx for r in registers), default=-1) + 1
     did = max((r.did for r in registers if r.did is not None), default=-1) + 1

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from gateway.simulator import commands, tree
-from gateway.simulator.recorder import CallRecord
+from gateway.simulator import commands, services, tree
+from gateway.simulator.recorder import CallRecord, masked
 from gateway.simulator.register_query import register_reply
 from gateway.simulator.reply import QueryError, Reply, encode, error_reply, json_reply, status_ok
 from gateway.simulator.system import system_tree
@@ -31,8 +31,8 @@ log = structlog.get_logger(__name__)
 AUTH_REQUIRED = "Authentication required."
 PRECONDITION_FAILED = "Precondition failed."
 _INTERNAL = Reply(500, b"Internal Server Error", "text/plain")
-_NEEDS = {"cmd": "save", "ctrl": "ctrl"}
-_SECRET_FIELDS = frozenset({"pwd", "hash"})
+_NEEDS = {"cmd": "save", "ctrl": "ctrl", "log": "save"}
+_SAVE_TO_WRITE = frozenset({"config", "ctid", "lua"})  # GET is open, other methods need save
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +94,10 @@ def respond(meter: SimMeter, req: Request) -> Outcome:
 
 
 def _shown(req: Request, body: Json) -> Json:
-    """The body as recorded: login secrets masked, invalid JSON as its text."""
-    login = req.path == "/api/auth/login"
+    """The body as recorded: secret-shaped values masked, invalid JSON as its text."""
     if isinstance(body, InvalidJson):
-        return "***" if login else body.text
-    if login and isinstance(body, dict):
-        return {k: "***" if k in _SECRET_FIELDS else v for k, v in body.items()}
-    return body
+        return masked(req.path, body.text, opaque=req.path == "/api/auth/login")
+    return masked(req.path, body)
 
 
 def unauthorized(meter: SimMeter) -> Reply:
@@ -123,8 +120,8 @@ def handle(meter: SimMeter, req: Request, claims: dict[str, Json] | None,
     if claims is None:
         return unauthorized(meter)
     rights = meter.rights_of(str(claims.get("usr")))
-    needed = _NEEDS.get(service) or ("save" if service == "config" and req.method != "GET"
-                                      else None)
+    needed = _NEEDS.get(service) or ("save" if service in _SAVE_TO_WRITE
+                                      and req.method != "GET" else None)
     if needed is not None and needed not in rights:
         return unauthorized(meter)
     params = dict(req.query)
@@ -144,6 +141,8 @@ def handle(meter: SimMeter, req: Request, claims: dict[str, Json] | None,
         return commands.command(meter, path[1], body)
     if service == "ctrl":
         return commands.ctrl(meter, req.method, path[1:], params, body)
+    if service in services.SERVICES:
+        return services.handle(meter, req, service, path[1:], body)
     return error_reply("Not Found.", 404)
 
 
@@ -171,7 +170,8 @@ def _auth(meter: SimMeter, req: Request, path: list[str], claims: dict[str, Json
 def _data(meter: SimMeter, service: str, req: Request) -> Reply:
     """``/register`` and ``/local``, answered from a per-second cache."""
     t = meter.latest()
-    key = (service, req.raw_query, t, meter.state_version)
+    ctid = meter.ctid.state
+    key = (service, req.raw_query, t, meter.state_version, ctid)
     cached = meter.reply_cache.get(key)
     if cached is not None:
         return cached
@@ -180,7 +180,7 @@ def _data(meter: SimMeter, service: str, req: Request) -> Reply:
         value = register_reply(meter, meter.registers, req.query, ts, meter.time_context(),
                                meter.database())
     else:
-        value = meter.sensors.reply(req.query, t, ts)
+        value = meter.sensors.reply(req.query, t, ts, ctid)
     reply = Reply(200, encode(value))
     meter.reply_cache.put(key, t, reply)
     return reply

@@ -1,22 +1,26 @@
 """``GET /api/local``: the meter's own sensors (egauge-webapi §3).
 
-Line inputs ``L1`` and ``L2`` (V), CT inputs ``S1``..``S4`` (A) and the board temperature
-``Tpcb``; ``energy`` and ``apparent`` products of sensor pairs. Rates are the value
-functions at the whole second of the reply; cumulative values are their integrals since the
-database was created, quantized like registers and sent as decimal strings.
+The sensors and their products come from the site (:mod:`gateway.simulator.site`): line
+inputs ``L1`` and ``L2`` (V), CT inputs ``S1``..``S5`` (A), the board temperature ``Tpcb``;
+``energy`` (type P) and ``apparent`` (type S) products of sensor pairs. Cumulative values
+count quanta since the database was created, like registers, and are sent as decimal
+strings; the rate of a second is the change of that count over the second, in the type's
+quantum. While a CTid scan or flash is active the reply says ``"ctid": "active"`` and every
+rate reads zero (cumulative values are not touched).
 Sensor selection: when none of ``env``/``l``/``s`` is given every sensor is listed;
 otherwise only the groups given, each a comma list (``ALL``, names, ranges like ``S1:S3``).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.simulator.registers import quantum
 from gateway.simulator.reply import QueryError
-from gateway.simulator.wave import Wave
+from gateway.simulator.signals import Signal, quantised
 
 SECTIONS = ("values", "energy", "apparent", "stats")
 METRICS = ("rate", "cumul", "type")
@@ -29,12 +33,12 @@ _ITEM = re.compile(r"^(?:[A-Za-z]+\d*|[LS]\d+:[LS]\d+)$", re.IGNORECASE)
 
 @dataclass(frozen=True, slots=True)
 class Sensor:
-    """One ``values`` entry: group ``l``, ``s`` or ``env``; waves for n/m/f (env: n only)."""
+    """One ``values`` entry: group ``l``, ``s`` or ``env``; signals for n/m/f (env: n only)."""
 
     name: str
     group: str
     type_code: str
-    waves: Mapping[str, Wave]
+    waves: Mapping[str, Signal]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,33 +47,7 @@ class Product:
 
     name: str
     section: str
-    wave: Wave
-
-
-def default_sensors() -> tuple[tuple[Sensor, ...], tuple[Product, ...]]:
-    def line(name: str, base: float, ph: float) -> Sensor:
-        return Sensor(name, "l", "V", {"n": Wave(base, 1.0, 300.0, ph),
-                                       "m": Wave(0.02, 0.01, 77.0, ph),
-                                       "f": Wave(60.0, 0.02, 60.0, ph)})
-
-    def ct(name: str, base: float, ph: float) -> Sensor:
-        return Sensor(name, "s", "I", {"n": Wave(base, base / 4, 120.0, ph),
-                                       "m": Wave(0.0, 0.005, 50.0, ph),
-                                       "f": Wave(60.0, 0.02, 60.0, ph)})
-
-    sensors = (
-        line("L1", 120.5, 0.0), line("L2", 119.8, 2.1),
-        ct("S1", 12.0, 0.0), ct("S2", 8.0, 0.7), ct("S3", 3.5, 1.4), ct("S4", 0.8, 2.1),
-        Sensor("Tpcb", "env", "T", {"n": Wave(38.2, 0.8, 1800.0)}),
-    )
-    products = (
-        Product("S1*L1", "energy", Wave(1380.0, 480.0, 120.0)),
-        Product("S2*L2", "energy", Wave(910.0, 230.0, 120.0, 0.7)),
-        Product("-S3*L1", "energy", Wave(-400.0, 100.0, 120.0, 1.4)),
-        Product("S1*L1", "apparent", Wave(1450.0, 500.0, 120.0)),
-        Product("S2*L2", "apparent", Wave(960.0, 240.0, 120.0, 0.7)),
-    )
-    return sensors, products
+    wave: Signal
 
 
 def _pick(sensors: Sequence[Sensor], group: str, spec: str) -> set[str]:
@@ -93,19 +71,28 @@ def _pick(sensors: Sequence[Sensor], group: str, spec: str) -> set[str]:
 class LocalSensors:
     """The sensors of one meter and their ``/local`` reply."""
 
-    def __init__(self, created: int) -> None:
+    def __init__(self, created: int, sensors: Sequence[Sensor],
+                 products: Sequence[Product]) -> None:
         self.created = created
-        self.sensors, self.products = default_sensors()
+        self.sensors = tuple(sensors)
+        self.products = tuple(products)
 
-    def rate(self, name: str, t: float, measurement: str = "n", section: str = "values") -> float:
-        return self._wave(name, measurement, section).rate(t)
-
-    def cumul(self, name: str, t: float, measurement: str = "n", section: str = "values") -> int:
-        wave = self._wave(name, measurement, section)
+    def _quantum(self, name: str, measurement: str, section: str) -> float:
         code = {"energy": "P", "apparent": "S"}.get(section)
         if code is None:
             code = "F" if measurement == "f" else self._sensor(name).type_code
-        return round(wave.integral(self.created, t) / quantum(code))
+        return quantum(code)
+
+    def rate(self, name: str, t: float, measurement: str = "n", section: str = "values") -> float:
+        """The rate of the second ``floor(t)``: its change of count, in quanta."""
+        second = math.floor(t)
+        change = self.cumul(name, second, measurement, section) - self.cumul(
+            name, second - 1, measurement, section)
+        return quantised(change, self._quantum(name, measurement, section))
+
+    def cumul(self, name: str, t: float, measurement: str = "n", section: str = "values") -> int:
+        q = self._quantum(name, measurement, section)
+        return self._wave(name, measurement, section).counts(self.created, math.floor(t), q)
 
     def _sensor(self, name: str) -> Sensor:
         for s in self.sensors:
@@ -113,7 +100,7 @@ class LocalSensors:
                 return s
         raise KeyError(name)
 
-    def _wave(self, name: str, measurement: str, section: str) -> Wave:
+    def _wave(self, name: str, measurement: str, section: str) -> Signal:
         if section == "values":
             return self._sensor(name).waves[measurement]
         for p in self.products:
@@ -121,7 +108,9 @@ class LocalSensors:
                 return p.wave
         raise KeyError(name)
 
-    def reply(self, params: Sequence[tuple[str, str]], t: int, ts_text: str) -> dict[str, object]:
+    def reply(self, params: Sequence[tuple[str, str]], t: int, ts_text: str,
+              ctid: str = "idle") -> dict[str, object]:
+        """The ``/local`` object at second ``t``; ``ctid`` other than ``idle`` zeroes rates."""
         flags = {k for k, _ in params}
         known = set(SECTIONS) | set(METRICS) | set(MEASUREMENTS) | {"env", "l", "s"}
         unknown = sorted(flags - known)
@@ -137,35 +126,37 @@ class LocalSensors:
             chosen |= _pick(self.sensors, group, spec)
         if not given:
             chosen = {s.name for s in self.sensors}
+        live = ctid == "idle"
         reply: dict[str, object] = {"ts": ts_text}
         if "values" in sections:
-            reply["values"] = {s.name: self._values_entry(s, t, metrics, meas)
+            reply["values"] = {s.name: self._values_entry(s, t, metrics, meas, live)
                                for s in self.sensors if s.name in chosen}
         for section in ("energy", "apparent"):
             if section in sections:
-                reply[section] = {p.name: self._product_entry(p, t, metrics)
+                reply[section] = {p.name: self._product_entry(p, t, metrics, live)
                                   for p in self.products if p.section == section}
         if "stats" in sections:
             reply["stats"] = dict.fromkeys(STATS, 0)
-        reply["ctid"] = "idle"
+        reply["ctid"] = ctid
         return reply
 
     def _values_entry(self, s: Sensor, t: int, metrics: list[str],
-                      meas: list[str]) -> dict[str, object]:
+                      meas: list[str], live: bool) -> dict[str, object]:
         present = [m for m in meas if m in s.waves]
         entry: dict[str, object] = {}
         if "type" in metrics:
             entry["type"] = s.type_code
         if "rate" in metrics:
-            entry["rate"] = {m: s.waves[m].rate(t) for m in present}
+            entry["rate"] = {m: self.rate(s.name, t, m) if live else 0.0 for m in present}
         if "cumul" in metrics and s.group != "env":
             entry["cumul"] = {m: str(self.cumul(s.name, t, m)) for m in present}
         return entry
 
-    def _product_entry(self, p: Product, t: int, metrics: list[str]) -> dict[str, object]:
+    def _product_entry(self, p: Product, t: int, metrics: list[str],
+                       live: bool) -> dict[str, object]:
         entry: dict[str, object] = {}
         if "rate" in metrics:
-            entry["rate"] = p.wave.rate(t)
+            entry["rate"] = self.rate(p.name, t, section=p.section) if live else 0.0
         if "cumul" in metrics:
             entry["cumul"] = str(self.cumul(p.name, t, section=p.section))
         return entry

@@ -38,6 +38,10 @@ class Wave:
         return self.base * (t1 - t0) + swing * (
             math.cos(self._angle(t0)) - math.cos(self._angle(t1)))
 
+    def counts(self, origin: int, t: int, quantum: float) -> int:
+        """The database count (in quanta) accumulated from second ``origin`` to ``t``."""
+        return round(self.integral(origin, t) / quantum)
+
     def shifted(self, phase: float) -> Wave:
         """The same wave with ``phase`` added (for varied fleets)."""
         return Wave(self.base, self.amp, self.period_s, self.phase + phase)

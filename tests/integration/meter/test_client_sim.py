@@ -22,7 +22,7 @@ from gateway.errors import (
 from gateway.meter import WebApiClient
 from gateway.model import Reading
 from gateway.secret import Secret
-from gateway.simulator import SimMeter, SimServer
+from gateway.simulator import SimMeter, SimServer, Wave
 from tests.support.broker import free_port
 from tests.support.simulator import SIM_PASSWORD, SIM_USERNAME, ManualClock
 
@@ -98,6 +98,26 @@ async def test_login_read_and_values_match_the_simulator(
     for v in subset.registers:
         assert v.raw == sim_meter.raw(v.name, t) - sim_meter.raw(v.name, sim_meter.epoch)
     assert sim_meter.logins == 1
+
+
+@pytest.mark.parametrize("code", ["PQ", "var"])
+async def test_both_reactive_codes_and_an_unknown_code_are_read(code: str) -> None:
+    """The gateway's own client reads the Reactive register whichever code the meter uses
+    (egauge-python's ``PQ`` or the spec's ``var``) and passes an unknown code through as a
+    plain number (quantum 1, no unit)."""
+    meter = SimMeter(password=SIM_PASSWORD, reactive_code=code,
+                     clock=ManualClock(1_700_000_000.5))
+    meter.add_register("Mystery", "Zq", Wave(5.0, 2.0, 120.0))
+    async with SimServer([meter]) as server, client_for(server, meter) as client:
+        reading = await client.read()
+    assert_matches_simulator(meter, reading)
+    values = reading.by_name()
+    reactive = values["Reactive"]
+    assert (reactive.type_code, reactive.unit, reactive.cumulative_unit) == (code, "var",
+                                                                            "kvarh")
+    mystery = values["Mystery"]
+    assert (mystery.type_code, mystery.unit, mystery.cumulative_unit) == ("Zq", "", "")
+    assert mystery.cumulative == mystery.raw
 
 
 async def test_identity_local_and_history(client: WebApiClient, sim_meter: SimMeter) -> None:

@@ -71,8 +71,8 @@ def test_probe_prints_identity_and_every_register(threaded_simulator: Start,
         code, rate, unit = cells[0], float(cells[1]), cells[2]
         assert code == meter.register(name).type_code
         assert rate == pytest.approx(meter.rate(name, t), rel=1e-5, abs=1e-6), name
-        assert unit == {"P": "W", "S": "VA", "var": "var", "I": "A", "V": "V", "F": "Hz",
-                        "T": "°C"}[code]
+        assert unit == {"P": "W", "S": "VA", "var": "var", "PQ": "var", "I": "A", "V": "V",
+                        "F": "Hz", "T": "°C"}[code]
     grid = rows["Grid"]
     joules = meter.cumulative("Grid", t) - meter.cumulative("Grid", meter.epoch)
     assert float(grid[3]) == pytest.approx(joules / 3_600_000, rel=1e-5)

@@ -143,7 +143,7 @@ async def test_control_endpoint(server: SimServer, meter: SimMeter,
         assert (await client.get("/sys/sn")).status_code == 500
         assert (await client.get("/sys/sn")).status_code == 401  # tokens were revoked
         state = (await ctl.get("/__sim__/state")).json()
-        assert state["registers"][0] == {"name": "Apparent", "idx": 0}
+        assert state["registers"][0] == {"name": "Apparent", "idx": 0, "type": "S"}
         assert "Frequency" not in [r["name"] for r in state["registers"]]
         bad = await ctl.post("/__sim__/faults", json={"hang": 1, "nope": 2})
         assert bad.status_code == 400

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -61,7 +62,8 @@ def test_simulate_command_serves_until_sigterm() -> None:
     env = {**os.environ, "EGAUGE_SIM_CONTROL": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway", "simulate", "--port", str(port), "--meters", "2",
-         "--fleet-addresses", "--password", "pw", "--token-lifetime", "120"],
+         "--fleet-addresses", "--password", "pw", "--token-lifetime", "120",
+         "--reactive-code", "var", "--day-length", "600"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
@@ -75,6 +77,12 @@ def test_simulate_command_serves_until_sigterm() -> None:
         with httpx.Client(base_url=f"http://127.0.0.2:{port}") as client:
             state = client.get("/__sim__/state").json()
             assert state["serial"] == "SIM0002"
+            types = {r["name"]: r["type"] for r in state["registers"]}
+            assert types["Reactive"] == "var"
+            now = int(time.time())
+            grid = client.get("/__sim__/raw", params={"name": "Grid", "from": str(now - 600),
+                                                      "to": str(now)}).json()["changes"]
+            assert min(grid) < 0 < max(grid)  # a 600-second day: import and export
             challenge = client.get("/api/auth/unauthorized").json()
             assert challenge["error"] == "Authentication required."
     finally:

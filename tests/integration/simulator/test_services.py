@@ -31,7 +31,7 @@ async def client(meter: SimMeter) -> AsyncIterator[httpx.AsyncClient]:
 
 async def test_local_defaults_and_sections(client: httpx.AsyncClient, meter: SimMeter) -> None:
     body = (await client.get("/local")).json()
-    assert set(body["values"]) == {"L1", "L2", "S1", "S2", "S3", "S4", "Tpcb"}
+    assert set(body["values"]) == {"L1", "L2", "S1", "S2", "S3", "S4", "S5", "Tpcb"}
     assert "energy" not in body
     l1 = body["values"]["L1"]
     assert set(l1) == {"type", "rate"}  # default metrics: rate and type

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from gateway.simulator import Faults, SimMeter, Wave, default_registers
+from gateway.simulator import Faults, Mix, Signal, SimMeter, Wave, default_registers
 from gateway.simulator.database import Database, Level
 from gateway.simulator.registers import check_register_set, physical, reordered, virtual
 from gateway.simulator.reply import QueryError
@@ -30,7 +30,11 @@ def test_default_registers_have_gaps_and_idx_differs_from_did() -> None:
     assert all(r.idx != r.did for r in phys)
     names = {r.name for r in REGS}
     assert {"Grid", "Solar+", "Panel A/B", "Amps #1", "Temp Büro", "use", "gen"} <= names
-    assert {r.type_code for r in phys} >= {"P", "V", "I", "F", "var", "S", "T"}
+    assert {r.type_code for r in phys} >= {"P", "V", "I", "F", "PQ", "S", "T"}
+    spec_coded = default_registers(reactive_code="var")
+    assert [r.type_code for r in spec_coded if r.name == "Reactive"] == ["var"]
+    with pytest.raises(ValueError, match="reactive_code"):
+        default_registers(reactive_code="VAR")
 
 
 @pytest.mark.parametrize(
@@ -135,23 +139,46 @@ def test_wave_integral_matches_numeric_integration() -> None:
     assert wave.integral(t0, t1) == pytest.approx(simpson * h / 3, rel=1e-9)
 
 
+def roundings(signal: Signal) -> int:
+    """How many separately rounded counts make up ``signal``'s count: each may put its
+    per-second change off the exact integral by less than one quantum."""
+    if isinstance(signal, Mix) and all(w in (1, -1) for w, _ in signal.terms):
+        return sum(roundings(s) for _, s in signal.terms)
+    return 1
+
+
 def test_meter_values_are_quantized_integrals() -> None:
     meter = SimMeter(clock=lambda: 1_700_000_000.0)
     t = 1_699_990_000
-    for name in ("Grid", "Voltage L1", "Temp Büro"):
+    for name in ("Grid", "Voltage L1", "Temp Büro", "Amps #1"):
         reg = meter.register(name)
-        step = meter.raw(name, t + 10) - meter.raw(name, t)
-        mean_rate = sum(meter.rate(name, t + 0.5 + i) for i in range(10)) / 10
-        assert step * reg.quantum == pytest.approx(mean_rate * 10, abs=2 * reg.quantum + 1e-3)
+        changes = meter.raw_changes(name, t, t + 10)
+        assert changes == [meter.raw(name, t + i) - meter.raw(name, t + i - 1)
+                           for i in range(1, 11)]
+        for i, change in enumerate(changes, start=1):
+            # the rate of a second is its change in quanta, written with the quantum's
+            # decimals, and it is the integral of the value over that second
+            rate = meter.rate(name, t + i + 0.75)
+            assert round(rate / reg.quantum) == change
+            assert rate == pytest.approx(change * reg.quantum, abs=reg.quantum / 1000)
+            assert reg.wave is not None
+            exact = reg.wave.integral(t + i - 1, t + i)
+            assert abs(rate - exact) < roundings(reg.wave) * reg.quantum
         assert meter.cumulative(name, t) == meter.raw(name, t) * reg.quantum
-    assert meter.rate("use", t) == pytest.approx(meter.rate("Grid", t) + meter.rate("Solar+", t))
+    assert meter.rate("use", t) == meter.rate("Grid", t) + meter.rate("Solar+", t)
     assert meter.raw("use", t) == meter.raw("Grid", t) + meter.raw("Solar+", t)
+    assert meter.raw("Grid", t + 0.99) == meter.raw("Grid", t)  # a stored second
 
 
-def test_grid_runs_backwards_at_times_and_panel_always() -> None:
+def test_grid_runs_backwards_around_noon_and_panel_always() -> None:
     meter = SimMeter(clock=lambda: 1_700_000_000.0)
-    grid = [meter.rate("Grid", 1_700_000_000 + i) for i in range(600)]
-    assert min(grid) < 0 < max(grid)
+    midnight = 1_700_000_000 // 86400 * 86400
+    grid = [meter.rate("Grid", midnight + h * 3600) for h in range(24)]
+    assert min(grid[0], grid[23]) > 0  # import at night
+    assert grid[12] < 0  # export at noon
+    fast = SimMeter(clock=lambda: 1_700_000_000.0, day_s=600)
+    swings = [fast.rate("Grid", 1_700_000_000 + i) for i in range(600)]
+    assert min(swings) < 0 < max(swings)  # a 600-second day: both ways within 10 minutes
     panel = [meter.raw("Panel A/B", 1_700_000_000 + 60 * i) for i in range(20)]
     assert all(b < a for a, b in itertools.pairwise(panel))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.simulator.reply import Reply
-from gateway.support.http import HttpError, RequestParser, render
+from gateway.support import HttpError, RequestParser, render
 
 
 def test_requests_arrive_in_pieces_and_back_to_back() -> None:
