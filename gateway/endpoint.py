@@ -20,7 +20,7 @@ import structlog
 from gateway.health import readiness
 from gateway.metrics import CONTENT_TYPE, exposition, registry_for
 from gateway.status import render_status
-from gateway.web import Request, Response, WebServer
+from gateway.web import HttpStats, Request, Response, WebServer
 
 if TYPE_CHECKING:
     from gateway.app import App
@@ -53,6 +53,11 @@ class HttpEndpoint:
     @property
     def port(self) -> int:
         return self._server.port
+
+    @property
+    def stats(self) -> HttpStats:
+        """The server's counters (connections, answers, rejections, timeouts)."""
+        return self._server.stats
 
     @property
     def url(self) -> str:
