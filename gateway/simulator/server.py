@@ -88,6 +88,11 @@ class SimServer:
     def endpoint(self, meter: SimMeter) -> Endpoint:
         return self._endpoints[id(meter)]
 
+    def held_bytes(self) -> int:
+        """Bytes the open connections of every meter hold (received and not yet parsed,
+        answered and not yet taken by the client)."""
+        return sum(ep.site.held_bytes() for ep in self._endpoints.values())
+
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         base = ipaddress.ip_address(self.host) if self.fleet_addresses else None
