@@ -221,7 +221,8 @@ class HttpProtocol(asyncio.Protocol):
         self._eof = True
         self._turn = 0
         self._process()
-        return True  # answer what is complete, then close (h11's ConnectionClosed)
+        # answer what is complete, then close (h11's ConnectionClosed); TLS cannot half-close
+        return not self.tls
 
     def pause_writing(self) -> None:
         self._writing_paused = True
