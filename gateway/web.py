@@ -15,7 +15,8 @@ import asyncio
 
 from gateway.web_limits import HttpLimits, HttpStats, LogThrottle
 from gateway.web_message import Answer, Handler, Request, Response, split_query
-from gateway.web_protocol import HttpProtocol, HttpSite, log
+from gateway.web_protocol import HttpProtocol
+from gateway.web_site import HttpSite, log
 
 __all__ = ["Answer", "Handler", "HttpLimits", "HttpStats", "Request", "Response", "WebServer",
            "split_query"]

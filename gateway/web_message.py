@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Protocol
 from urllib.parse import unquote
 
@@ -80,3 +81,11 @@ def request_from(method: bytes, target: bytes, version: bytes,
     path, _, query = target.decode("latin-1").partition("?")
     return Request(method.decode("latin-1").upper(), unquote(path), split_query(query),
                    headers, body, "HTTP/" + version.decode("latin-1"), tls, query, keep_alive)
+
+
+def reason_phrase(status: int) -> bytes:
+    """``b"Not Found"`` for 404; empty for a status HTTP does not name."""
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""

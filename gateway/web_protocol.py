@@ -1,18 +1,13 @@
-"""HTTP/1.1 connections on h11 (the only module that uses h11): parsing, framing and rendering
-are h11's; this module adds the limits of :class:`~gateway.web_limits.HttpLimits`.
+"""HTTP/1.1 connections on h11 (its only user here: h11 parses, frames and renders), within
+the limits of :class:`~gateway.web_limits.HttpLimits`.
 
-An :class:`HttpProtocol` is a plain ``asyncio.Protocol`` (callbacks, no task per connection).
-It hands each complete request to :meth:`HttpProtocol.on_request`, which answers it with
-:meth:`~HttpProtocol.answer`, now or later, in request order. Bytes of further (pipelined)
-requests wait in the connection while one is answered; past ``max_pipelined_bytes``, or while
-the client does not take its answers (the transport's write buffer is above
-``write_buffer_bytes``), the connection is not read (``pause_reading``). At most
-``max_pipelined`` requests are answered before the loop turns to other connections. Bad bytes
-(h11's ``RemoteProtocolError``) and every limit end in an error answer, then a lingering close
-(the write side is shut, what still arrives is discarded for a moment) so the client reads it.
-
-Timers per connection: idle (no request in progress), head and request deadlines (from the
-request's first byte; trickled bytes do not move them), write (a client that reads nothing).
+An :class:`HttpProtocol` (callbacks, no task per connection) hands each complete request to
+:meth:`~HttpProtocol.on_request`, answered with :meth:`~HttpProtocol.answer`, now or later, in
+order. Pipelined bytes wait in the connection's inbox; past ``max_pipelined_bytes``, or while
+the client does not take its answers, it is not read; ``max_pipelined`` answers in a row, then
+other connections get their turn. Bad bytes and every limit end in an error answer and a
+lingering close. Timers: idle, head and request deadlines (from the request's first byte,
+however the bytes trickle), write (a client that reads nothing).
 """
 
 from __future__ import annotations
@@ -20,15 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from http import HTTPStatus
 
 import h11
-import structlog
 
-from gateway.web_limits import HttpLimits, HttpStats, LogThrottle
-from gateway.web_message import Answer, Request, Response, request_from
-
-log = structlog.get_logger(__name__)
+from gateway.web_message import Answer, Request, Response, reason_phrase, request_from
+from gateway.web_site import HttpSite
 
 _LINGER_S = 2.0  # after an error answer: how long to discard what the client still sends
 _VERSIONS = (b"1.0", b"1.1")
@@ -39,57 +30,6 @@ class Phase(enum.Enum):
     BODY = "body"  # the head is complete, the body is arriving
     SERVICE = "service"  # the request is complete and being answered
     CLOSING = "closing"
-
-
-class HttpSite:
-    """What the connections of one listening socket share: limits, counters, the log
-    throttle, and the open connections (for ``max_connections``)."""
-
-    def __init__(self, limits: HttpLimits, stats: HttpStats | None = None,
-                 throttle: LogThrottle | None = None) -> None:
-        self.limits = limits
-        self.stats = stats if stats is not None else HttpStats()
-        self.throttle = throttle or LogThrottle(log, limits.log_interval_s)
-        self.connections: set[HttpProtocol] = set()
-
-    def admit(self, conn: HttpProtocol) -> bool:
-        """Count ``conn`` in, closing the longest-waiting connection at the limit; False
-        (the caller closes ``conn``) when every connection is busy."""
-        stats = self.stats
-        if len(self.connections) >= self.limits.max_connections:
-            waiting = [c for c in self.connections if c.evictable]
-            if not waiting:
-                stats.refused += 1
-                self.throttle.emit("warning", "http_connection_refused", peer=conn.peer,
-                                   limit=self.limits.max_connections, refused=stats.refused)
-                return False
-            victim = min(waiting, key=lambda c: c.eviction_rank)
-            self.release(victim)
-            stats.evicted += 1
-            self.throttle.emit("info", "http_connection_evicted", peer=victim.peer,
-                               limit=self.limits.max_connections, evicted=stats.evicted)
-            victim.abort()
-        self.connections.add(conn)
-        stats.connections += 1
-        stats.accepted += 1
-        return True
-
-    def held_bytes(self) -> int:
-        """What the open connections hold (see :attr:`HttpProtocol.held_bytes`)."""
-        return sum(conn.held_bytes for conn in self.connections)
-
-    def release(self, conn: HttpProtocol) -> None:
-        if conn in self.connections:
-            self.connections.discard(conn)
-            self.stats.connections -= 1
-
-    def drop_all(self, abort: bool) -> None:
-        """Close every connection (``abort``: at once, without flushing)."""
-        for conn in list(self.connections):
-            if abort:
-                conn.abort()
-            else:
-                conn.close()
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -133,16 +73,20 @@ class HttpProtocol(asyncio.Protocol):
 
     def answer(self, answer: Answer) -> None:
         """Send the answer to the request in service (ignored when there is none)."""
-        if self.phase is not Phase.SERVICE or self.transport is None \
-                or self.transport.is_closing():
+        transport = self.transport
+        if self.phase is not Phase.SERVICE or transport is None or transport.is_closing():
             return
         self.site.stats.answered += 1
         self._served += 1
-        data = self._render(answer)
-        if data is None:
+        try:
+            data = self._message(answer, ())
+        except h11.LocalProtocolError as exc:  # a handler's bad status or header
+            self.site.stats.handler_errors += 1
+            self.site.throttle.emit("error", "http_answer_invalid", status=answer.status,
+                                    error=str(exc))
             self.abort()
             return
-        self.transport.write(data)  # may call pause_writing
+        transport.write(data)  # may call pause_writing
         self._method = b""
         if self._h11.our_state is h11.MUST_CLOSE:
             self.close()
@@ -349,15 +293,6 @@ class HttpProtocol(asyncio.Protocol):
                                     error=repr(exc), exc_info=exc)
             self.answer(Response(500, b"Internal Server Error\n"))
 
-    def _render(self, answer: Answer) -> bytes | None:
-        try:
-            return self._message(answer, ())
-        except h11.LocalProtocolError as exc:  # a handler's bad status or header
-            self.site.stats.handler_errors += 1
-            self.site.throttle.emit("error", "http_answer_invalid", status=answer.status,
-                                    error=str(exc))
-            return None
-
     def _message(self, answer: Answer, extra: tuple[tuple[str, str], ...]) -> bytes:
         """The whole response through h11 (no body for HEAD); LocalProtocolError when h11
         refuses it."""
@@ -366,7 +301,7 @@ class HttpProtocol(asyncio.Protocol):
         fields = [("Content-Type", answer.content_type), ("Content-Length", str(len(body))),
                   *answer.headers, *extra]
         data = conn.send(h11.Response(status_code=answer.status, headers=fields,
-                                      reason=_phrase(answer.status))) or b""
+                                      reason=reason_phrase(answer.status))) or b""
         if body and self._method != b"HEAD":
             data += conn.send(h11.Data(data=body)) or b""
         return data + (conn.send(h11.EndOfMessage()) or b"")
@@ -381,7 +316,7 @@ class HttpProtocol(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         if self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            answer = self.error_answer(status, _phrase(status).decode() + f": {reason}")
+            answer = self.error_answer(status, reason_phrase(status).decode() + f": {reason}")
             with contextlib.suppress(h11.LocalProtocolError):  # h11 refuses: no answer
                 transport.write(self._message(answer, (("Connection", "close"),)))
         self._linger()
@@ -457,10 +392,3 @@ class HttpProtocol(asyncio.Protocol):
 def _kind(exc: h11.RemoteProtocolError) -> str:
     """h11's message without the bytes it quotes (they may hold anything, a secret too)."""
     return str(exc).split(":", 1)[0][:80]
-
-
-def _phrase(status: int) -> bytes:
-    try:
-        return HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b""

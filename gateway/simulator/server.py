@@ -22,7 +22,7 @@ from gateway.simulator import control
 from gateway.simulator.connection import Connection
 from gateway.simulator.meter import SimMeter
 from gateway.web_limits import HttpLimits, HttpStats, LogThrottle
-from gateway.web_protocol import HttpSite
+from gateway.web_site import HttpSite
 
 log = structlog.get_logger(__name__)
 _REOPEN_ATTEMPTS = 50
