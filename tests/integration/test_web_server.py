@@ -313,3 +313,20 @@ async def test_close_drops_a_connection_that_is_not_read() -> None:
     await asyncio.wait_for(server.close(), 10)
     assert server.stats.connections == 0
     writer.close()
+
+
+async def test_a_pipelining_client_lets_the_others_have_their_turn() -> None:
+    order: list[str] = []
+
+    def handler(req: Request) -> Response:
+        order.append(req.path)
+        return Response(200, b"ok")
+
+    async with serving(handler) as server:
+        first, second = await connect(server), await connect(server)
+        first[1].write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n" * 1000)
+        second[1].write(b"GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert [r.status for r in responses(await until_closed(second[0]))] == [200]
+        first[1].close()
+    # 1000 requests arrived in one read; at most max_pipelined of them went first
+    assert order.index("/b") <= HttpLimits().max_pipelined
