@@ -20,7 +20,7 @@ import structlog
 from gateway.health import readiness
 from gateway.metrics import CONTENT_TYPE, exposition, registry_for
 from gateway.status import render_status
-from gateway.web import HttpStats, Request, Response, WebServer
+from gateway.web import HttpLimits, HttpStats, Request, Response, WebServer
 
 if TYPE_CHECKING:
     from gateway.app import App
@@ -39,12 +39,13 @@ def json_response(value: Any, status: int = 200) -> Response:
 class HttpEndpoint:
     """Serves ``/healthz``, ``/readyz``, ``/metrics`` and ``/`` for one app."""
 
-    def __init__(self, app: App, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, app: App, *, clock: Callable[[], float] = time.time,
+                 limits: HttpLimits | None = None) -> None:
         self._app = app
         self._clock = clock
         self.registry = registry_for(app, clock)
         cfg = app.config.http
-        self._server = WebServer(self.handle, cfg.host, cfg.port)
+        self._server = WebServer(self.handle, cfg.host, cfg.port, limits=limits)
         self._routes: dict[str, Callable[[], Response]] = {
             "/": self._status, "/healthz": self._health, "/readyz": self._ready,
             "/metrics": self._metrics,
