@@ -23,7 +23,7 @@ from gateway.observe.health import readiness
 from gateway.observe.metrics import CONTENT_TYPE, exposition, registry_for
 from gateway.observe.status import render_status
 from gateway.observe.view import GatewayView
-from gateway.support import Request, Response, WebServer
+from gateway.support import HttpLimits, HttpStats, Request, Response, WebServer
 
 log = structlog.get_logger(__name__)
 
@@ -40,11 +40,12 @@ class HttpEndpoint:
     """Serves ``/healthz``, ``/readyz``, ``/metrics`` and ``/`` over one view of a gateway."""
 
     def __init__(self, cfg: HttpConfig, view: GatewayView, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 limits: HttpLimits | None = None) -> None:
         self._view = view
         self._clock = clock
         self.registry = registry_for(view, clock)
-        self._server = WebServer(self.handle, cfg.host, cfg.port)
+        self._server = WebServer(self.handle, cfg.host, cfg.port, limits=limits)
         self._routes: dict[str, Callable[[], Response]] = {
             "/": self._status, "/healthz": self._health, "/readyz": self._ready,
             "/metrics": self._metrics,
@@ -53,6 +54,11 @@ class HttpEndpoint:
     @property
     def port(self) -> int:
         return self._server.port
+
+    @property
+    def stats(self) -> HttpStats:
+        """The server's counters (connections, answers, rejections, timeouts)."""
+        return self._server.stats
 
     @property
     def url(self) -> str:

@@ -58,6 +58,7 @@ class GatewayCollector(Collector):
         yield from self._modbus()
         yield from self._commands()
         yield from self._history()
+        yield from self._http()
 
     def _meters(self) -> Iterable[Metric]:
         now = self._clock()
@@ -172,6 +173,37 @@ class GatewayCollector(Collector):
             given_up.add_metric([status.meter], status.given_up_s)
             pending.add_metric([status.meter], status.gap_s)
         yield from (rows, given_up, pending)
+
+    def _http(self) -> Iterable[Metric]:
+        stats = self._view.http
+        if stats is None:
+            return
+        yield GaugeMetricFamily("egauge_http_connections", "Open connections to this endpoint.",
+                                value=stats.connections)
+        for name, doc, value in (
+            ("egauge_http_connections_accepted", "Connections accepted.", stats.accepted),
+            ("egauge_http_connections_refused", "Connections refused, every one busy.",
+             stats.refused),
+            ("egauge_http_connections_evicted", "Waiting connections closed at the limit.",
+             stats.evicted),
+            ("egauge_http_requests", "Requests answered.", stats.answered),
+            ("egauge_http_handler_errors", "Requests answered 500 by a failed handler.",
+             stats.handler_errors),
+            ("egauge_http_reads_paused", "Times a connection was not read (backpressure).",
+             stats.paused),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+        rejected = CounterMetricFamily("egauge_http_rejected",
+                                       "Requests refused by a limit or as malformed.",
+                                       labels=["status"])
+        for status, n in sorted(stats.rejected.items()):
+            rejected.add_metric([str(status)], n)
+        yield rejected
+        timeouts = CounterMetricFamily("egauge_http_timeouts",
+                                       "Connections closed by a timeout.", labels=["kind"])
+        for kind, n in sorted(stats.timeouts.items()):
+            timeouts.add_metric([kind], n)
+        yield timeouts
 
 
 def _le(bound: float) -> str:

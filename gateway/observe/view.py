@@ -11,6 +11,7 @@ from typing import Protocol
 
 from gateway.config import Config, MeterConfig
 from gateway.core import MeterState, PollStats
+from gateway.support import HttpStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,11 @@ class GatewayView(Protocol):
     @property
     def command_counts(self) -> Mapping[tuple[str, str, str], int] | None:
         """Command outcomes by (meter, action, outcome)."""
+        ...
+
+    @property
+    def http(self) -> HttpStats | None:
+        """The HTTP endpoint's counters (None: it is off)."""
         ...
 
     def history(self) -> Sequence[HistoryStatus] | None:

@@ -12,8 +12,16 @@ from gateway.core import Hub
 from gateway.history import History
 from gateway.modbus import ModbusOutput
 from gateway.mqtt import MqttOutput
-from gateway.observe import HistoryStatus, MeterStatus, ModbusStats, MqttStats, OutputStatus
+from gateway.observe import (
+    HistoryStatus,
+    HttpEndpoint,
+    MeterStatus,
+    ModbusStats,
+    MqttStats,
+    OutputStatus,
+)
 from gateway.runtime.fleet import Fleet
+from gateway.support import HttpStats
 
 
 class Parts(Protocol):
@@ -35,6 +43,8 @@ class Parts(Protocol):
     def command_tally(self) -> CommandTally | None: ...
     @property
     def history(self) -> History | None: ...
+    @property
+    def http(self) -> HttpEndpoint | None: ...
 
 
 class AppView:
@@ -95,6 +105,11 @@ class AppView:
     def command_counts(self) -> Mapping[tuple[str, str, str], int] | None:
         tally = self._app.command_tally
         return None if tally is None else tally.counts
+
+    @property
+    def http(self) -> HttpStats | None:
+        http = self._app.http
+        return None if http is None else http.stats
 
     def history(self) -> Sequence[HistoryStatus] | None:
         history = self._app.history

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from gateway.simulator.meter import SimMeter
-from gateway.simulator.server import SimServer
+from gateway.simulator.server import SIM_LIMITS, SimServer
+from gateway.support import HttpLimits
 
 
 class ThreadedSimServer:
@@ -18,9 +19,9 @@ class ThreadedSimServer:
 
     def __init__(self, meters: Sequence[SimMeter], host: str = "127.0.0.1", port: int = 0,
                  ssl: ssl_.SSLContext | None = None, *, fleet_addresses: bool = False,
-                 control: bool = False) -> None:
+                 control: bool = False, limits: HttpLimits = SIM_LIMITS) -> None:
         self.server = SimServer(meters, host, port, ssl, fleet_addresses=fleet_addresses,
-                                control=control)
+                                control=control, limits=limits)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None

@@ -1,33 +1,18 @@
-"""One client connection to a simulated meter: an asyncio protocol that parses requests,
-answers them one at a time (in order, honouring keep-alive) and applies delays, hangs and
-resets. Callbacks only, so thousands of connections cost no tasks."""
+"""One client connection to a simulated meter: the server's HTTP protocol
+(:class:`~gateway.support.http_protocol.HttpProtocol`, on h11, with its limits) answering WebAPI and
+control requests one at a time, in order, and applying delays, hangs and resets. Callbacks
+only, so thousands of connections cost no tasks."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
-
-import structlog
+from dataclasses import dataclass
 
 from gateway.simulator import control
 from gateway.simulator.meter import SimMeter
 from gateway.simulator.reply import Reply, error_reply
 from gateway.simulator.router import respond
-from gateway.support import HttpError, Request, RequestParser, render
-
-log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """What every connection of a server shares."""
-
-    tls: bool = False
-    control: bool = False  # serve the /__sim__/ control endpoint
-    idle_timeout_s: float = 75.0
-
-    def is_control(self, path: str) -> bool:
-        return self.control and path.startswith(control.PREFIX)
+from gateway.support import Answer, HttpProtocol, HttpSite, Request
 
 
 @dataclass(eq=False)
@@ -37,106 +22,63 @@ class Endpoint:
     meter: SimMeter
     host: str
     port: int
+    site: HttpSite
     server: asyncio.Server | None = None
-    connections: set[Connection] = field(default_factory=set)
     downtime: asyncio.Task[None] | None = None
 
 
-class Connection(asyncio.Protocol):
-    def __init__(self, settings: Settings, endpoint: Endpoint) -> None:
-        self.server = settings
+class Connection(HttpProtocol):
+    def __init__(self, endpoint: Endpoint, *, tls: bool, control: bool) -> None:
+        super().__init__(endpoint.site, tls=tls)
         self.endpoint = endpoint
-        self.parser = RequestParser(tls=settings.tls)
-        self.transport: asyncio.Transport | None = None
-        self._busy = False  # an answer is being delayed
-        self._hung = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._control = control
         self._pending: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
         if self.endpoint.meter.is_down:
+            assert isinstance(transport, asyncio.Transport)
             transport.abort()
             return
-        self.endpoint.connections.add(self)
-        self._touch()
+        super().connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.endpoint.connections.discard(self)
-        for handle in (self._timer, self._pending):
-            if handle is not None:
-                handle.cancel()
-        self.transport = None
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        super().connection_lost(exc)
 
     def drop(self, abort: bool) -> None:
         """Close (flushing what is written) or abort this connection."""
-        if self.transport is not None:
-            if abort:
-                self.transport.abort()
-            else:
-                self.transport.close()
+        if abort:
+            self.abort()
+        else:
+            self.close()
 
-    def _touch(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self.server.idle_timeout_s, self._idle)
+    def error_answer(self, status: int, message: str) -> Answer:
+        return error_reply(message, status)
 
-    def _idle(self) -> None:
-        if not self._busy and not self._hung:
-            self.drop(abort=False)
-
-    def data_received(self, data: bytes) -> None:
-        if self._hung:
-            return
-        self.parser.feed(data)
-        self._touch()
-        self._work()
-
-    def _work(self) -> None:
-        while not self._busy and not self._hung and self.transport is not None \
-                and not self.transport.is_closing():
-            try:
-                req = self.parser.next_request()
-            except HttpError as exc:
-                self._send(error_reply(str(exc), exc.status), keep_alive=False)
-                return
-            if req is None:
-                return
-            self._answer(req)
-
-    def _answer(self, req: Request) -> None:
+    def on_request(self, req: Request) -> None:
         meter = self.endpoint.meter
-        if self.server.is_control(req.path):
-            self._send(control.handle(meter, req), req.keep_alive)
+        if self._control and req.path.startswith(control.PREFIX):
+            self._send(control.handle(meter, req))
             return
         outcome = respond(meter, req)
         if outcome.action == "hang":
-            self._hung = True
-            return
+            return  # accepted, never answered (no timer runs while a request is in service)
         if outcome.action == "reset" or outcome.reply is None:
-            self.drop(abort=True)
+            self.abort()
             return
         if outcome.delay_s > 0:
-            self._busy = True
             self._pending = asyncio.get_running_loop().call_later(
-                outcome.delay_s, self._send_later, outcome.reply, req.keep_alive)
+                outcome.delay_s, self._send_later, outcome.reply)
             return
-        self._send(outcome.reply, req.keep_alive)
+        self._send(outcome.reply)
 
-    def _send_later(self, reply: Reply, keep_alive: bool) -> None:
-        self._busy = False
+    def _send_later(self, reply: Reply) -> None:
         self._pending = None
-        self._send(reply, keep_alive)
-        self._work()
+        self._send(reply)
 
-    def _send(self, reply: Reply, keep_alive: bool) -> None:
-        if self.transport is None or self.transport.is_closing():
-            return
-        self.transport.write(render(reply, keep_alive))
-        self._touch()
-        if not keep_alive:
-            self.transport.close()
+    def _send(self, reply: Reply) -> None:
+        self.answer(reply)
         if reply.down_after_s:
             self.endpoint.meter.go_down(reply.down_after_s)

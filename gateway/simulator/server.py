@@ -2,7 +2,9 @@
 per meter: consecutive ports from ``port`` (0: any free port each), or with
 ``fleet_addresses`` one loopback address per meter (``host``, ``host + 1``, ...) on one
 common port. A meter that goes down has its socket closed and its connections dropped, so
-clients see "connection refused" until it is reopened.
+clients see "connection refused" until it is reopened. HTTP runs on the server's connection
+protocol (h11) within ``limits`` (:data:`SIM_LIMITS` by default; ``max_connections`` counts
+per meter); :attr:`SimServer.stats` counts for all meters.
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ from types import TracebackType
 
 import structlog
 
-from gateway.simulator.connection import Connection, Endpoint, Settings
+from gateway.simulator.connection import Connection, Endpoint
 from gateway.simulator.meter import SimMeter
+from gateway.support import HttpLimits, HttpSite, HttpStats, LogThrottle
 
 log = structlog.get_logger(__name__)
 _REOPEN_ATTEMPTS = 50
+# a meter's bodies (config writes) may be larger, and its clients keep connections longer
+SIM_LIMITS = HttpLimits(max_body_bytes=4 * 1024 * 1024, idle_timeout_s=75.0,
+                        max_connections=1024)
 
 
 class SimServer:
@@ -27,7 +33,7 @@ class SimServer:
 
     def __init__(self, meters: Sequence[SimMeter], host: str = "127.0.0.1", port: int = 0,
                  ssl: ssl_.SSLContext | None = None, *, fleet_addresses: bool = False,
-                 control: bool = False, idle_timeout_s: float = 75.0) -> None:
+                 control: bool = False, limits: HttpLimits = SIM_LIMITS) -> None:
         if len({id(m) for m in meters}) != len(meters) or not meters:
             raise ValueError("SimServer needs one or more distinct meters")
         self.meters = list(meters)
@@ -36,7 +42,9 @@ class SimServer:
         self.ssl = ssl
         self.fleet_addresses = fleet_addresses
         self.control = control
-        self.idle_timeout_s = idle_timeout_s
+        self.limits = limits
+        self.stats = HttpStats()
+        self._throttle = LogThrottle(log, limits.log_interval_s)
         self._endpoints: dict[int, Endpoint] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -65,6 +73,11 @@ class SimServer:
     def endpoint(self, meter: SimMeter) -> Endpoint:
         return self._endpoints[id(meter)]
 
+    def held_bytes(self) -> int:
+        """Bytes the open connections of every meter hold (received and not yet parsed,
+        answered and not yet taken by the client)."""
+        return sum(ep.site.held_bytes() for ep in self._endpoints.values())
+
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         base = ipaddress.ip_address(self.host) if self.fleet_addresses else None
@@ -73,7 +86,7 @@ class SimServer:
             for i, meter in enumerate(self.meters):
                 host = str(base + i) if base is not None else self.host
                 ep = Endpoint(meter, host, port if self.fleet_addresses or not port
-                              else port + i)
+                              else port + i, HttpSite(self.limits, self.stats, self._throttle))
                 self._endpoints[id(meter)] = ep
                 await self._listen(ep)
                 if self.fleet_addresses:
@@ -85,10 +98,11 @@ class SimServer:
         log.info("sim_server_started", meters=len(self.meters), first=self.urls[0])
 
     async def _listen(self, ep: Endpoint) -> None:
+        tls = self.ssl is not None
         assert self._loop is not None
-        settings = Settings(self.ssl is not None, self.control, self.idle_timeout_s)
         ep.server = await self._loop.create_server(
-            lambda: Connection(settings, ep), ep.host, ep.port, ssl=self.ssl, reuse_address=True)
+            lambda: Connection(ep, tls=tls, control=self.control), ep.host, ep.port,
+            ssl=self.ssl, reuse_address=True)
         ep.port = ep.server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
@@ -108,8 +122,7 @@ class SimServer:
     def _stop_listening(self, ep: Endpoint, abort: bool = False) -> None:
         if ep.server is not None:
             ep.server.close()
-        for conn in list(ep.connections):
-            conn.drop(abort)
+        ep.site.drop_all(abort)
 
     def _on_down(self, meter: SimMeter, seconds: float) -> None:
         """Called by the meter (from any thread): close its socket for ``seconds``."""

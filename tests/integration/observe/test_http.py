@@ -5,6 +5,7 @@ meter names, and the server answers methods and paths as HTTP says."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -204,3 +205,18 @@ async def test_methods_paths_and_health(gateway: App) -> None:
         assert post.headers["allow"] == "GET, HEAD"
         missing = await client.get(url(app, "/nothing-here"))
         assert missing.status_code == 404
+
+
+async def test_http_counters_in_metrics(gateway: App) -> None:
+    app = gateway
+    assert app.http is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", app.http.port)
+    writer.write(b"GARBAGE\r\n\r\n")
+    assert (await asyncio.wait_for(reader.read(), 10)).startswith(b"HTTP/1.1 400 ")
+    writer.close()
+    _, first = await scrape(app)
+    assert value(first, "egauge_http_rejected_total", status="400") == 1
+    assert value(first, "egauge_http_connections") >= 1  # the scrape's own
+    _, second = await scrape(app)
+    assert value(second, "egauge_http_requests_total") > value(first, "egauge_http_requests_total")
+    assert value(second, "egauge_http_connections_accepted_total") >= 3
