@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from gateway.metrics import CommandTally
     from gateway.modbus.output import ModbusOutput
     from gateway.mqtt.output import MqttOutput
+    from gateway.sparkplug.output import SparkplugOutput
 
 log = structlog.get_logger(__name__)
 
@@ -125,6 +126,7 @@ class App:
         self.router: CommandRouter | None = None  # set by build(): MQTT requests, Modbus writes
         self.http: HttpEndpoint | None = None  # set by build() when http.enabled
         self.history: History | None = None  # set by build() with mqtt and history enabled
+        self.sparkplug: SparkplugOutput | None = None  # set by build() when sparkplug.enabled
         self.command_tally: CommandTally | None = None  # set with the router
         self.notifier = Notifier.from_env() if notifier is None else notifier
         self.watchdog: Watchdog | None = None  # set by start() when systemd asks for one
@@ -180,6 +182,8 @@ class App:
             )
             self.add(Component("modbus", modbus, modbus.start, None, modbus.close,
                                modbus.prepare_meters))
+        if self.config.sparkplug.enabled:
+            self._build_sparkplug()
         for extend in self._extensions:
             extend(self)
 
@@ -242,6 +246,28 @@ class App:
 
         self.add(Component("history", history, history.start, history.serve, history.stop,
                            meters))
+
+    def _build_sparkplug(self) -> None:
+        """Sparkplug B: the gateway as one Edge Node on its own MQTT connection; DCMD writes
+        go through the command router, backfilled history rows also go out as historical
+        DDATA (they come from the MQTT output, whose acknowledgements track the gaps)."""
+        from gateway.commands import CommandRequest, CommandResponse
+        from gateway.sparkplug import create_output
+
+        router = self.router
+
+        async def submit(meter: str, action: str, fields: dict[str, Any], client: str
+                         ) -> CommandResponse:
+            request = CommandRequest.build(meter, action, fields, source="sparkplug",
+                                           client=client)
+            response = None if router is None else await router.handle(request)
+            return response or CommandResponse(meter, action, "error", error="not handled",
+                                               code="invalid")
+
+        spb = self.sparkplug = create_output(self.config, submit=submit)
+        self.add(Component("sparkplug", spb, spb.start, spb.serve, spb.stop, spb.prepare_meters))
+        if self.mqtt is not None and self.history is not None:
+            self.mqtt.on_history_published(spb.publish_history)
 
     def is_online(self, meter: str) -> bool:
         """Not known to be offline: a meter not polled yet may still take a command."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from gateway.config_sparkplug import SparkplugConfig
 from gateway.errors import ConfigError
 from gateway.secret import Secret
 
@@ -146,6 +147,7 @@ class Config:
     # holding the ids of the meters that the other instances poll
     foreign_meters: tuple[str, ...] | None = None
     history: HistoryConfig = field(default_factory=HistoryConfig)
+    sparkplug: SparkplugConfig = field(default_factory=SparkplugConfig)
 
     def meter(self, meter_id: str) -> MeterConfig:
         for m in self.meters:

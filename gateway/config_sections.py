@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Final
 from urllib.parse import urlsplit
 
-from gateway import allowlist, credentials, logs
+from gateway import allowlist, config_sparkplug, credentials, logs
 from gateway.config import (
     CommandPolicy,
     Config,
@@ -31,7 +31,8 @@ BUILTIN_MAPPINGS: Final = ("default", "sunspec")
 _TOPIC: Final = re.compile(r"[^/+#$\x00][^/+#\x00]*(/[^/+#\x00]+)*")
 _ANY_HOST: Final = frozenset({"0.0.0.0", "::", ""})  # noqa: S104
 _MAPPING_PENDING: Final = ""  # a meter that names no mapping takes modbus.mapping
-_TOP_KEYS: Final = ("gateway", "meters", "mqtt", "modbus", "http", "shard", "history")
+_TOP_KEYS: Final = ("gateway", "meters", "mqtt", "modbus", "http", "shard", "history",
+                     "sparkplug")
 _GATEWAY_KEYS: Final = ("id", "log_level", "log_format", "state_dir", "shutdown_timeout_s")
 _METER_KEYS: Final = (
     "id", "url", "username", *credentials.KEYS, "verify_tls", "poll_interval_s", "timeout_s",
@@ -68,6 +69,7 @@ def build(ctx: Context, data: object, source: str) -> Config | None:
     http = _http(root.section("http", _HTTP_KEYS))
     shard = _shard(root.section("shard", _SHARD_KEYS), modbus, http)
     history = _history(root.section("history", _HISTORY_KEYS))
+    sparkplug = config_sparkplug.parse_sparkplug(root.section("sparkplug", config_sparkplug.KEYS))
     if modbus.enabled:
         _unique(ctx, meters, "modbus_unit_id", "duplicate unit id")
     if modbus.enabled and http.enabled and modbus.port == http.port and (
@@ -76,7 +78,7 @@ def build(ctx: Context, data: object, source: str) -> Config | None:
     built = tuple(m if m.modbus_mapping != _MAPPING_PENDING
                   else replace(m, modbus_mapping=modbus.mapping) for _, m in meters)
     return Config(gateway=gateway, meters=built, mqtt=mqtt, modbus=modbus, http=http,
-                  source=source, shard=shard, history=history)
+                  source=source, shard=shard, history=history, sparkplug=sparkplug)
 
 
 def _gateway(s: Section | None) -> GatewaySection:

@@ -26,7 +26,7 @@ from gateway.model import Availability
 
 log = structlog.get_logger(__name__)
 
-SECTIONS: Final = ("gateway", "mqtt", "modbus", "http", "history")
+SECTIONS: Final = ("gateway", "mqtt", "modbus", "http", "history", "sparkplug")
 
 
 @dataclass(frozen=True, slots=True)
