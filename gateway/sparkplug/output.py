@@ -110,11 +110,11 @@ class SparkplugOutput:
         self.aliases.load()
         conn = self._conn
         conn.on_connected(self._connected)
-        conn.subscribe(self.topics.ncmd, self._on_ncmd)
-        conn.subscribe(self.topics.dcmd_filter, self._on_dcmd)
+        conn.subscribe(self.topics.ncmd, self.receive_ncmd)
+        conn.subscribe(self.topics.dcmd_filter, self.receive_dcmd)
         if self.host is not None:
             for topic in state_topics(self.host.host_id):
-                conn.subscribe(topic, self._on_state)
+                conn.subscribe(topic, self.receive_state)
 
     async def serve(self) -> None:
         """The connection, and one task per DCMD write until cancelled."""
@@ -333,7 +333,9 @@ class SparkplugOutput:
             log.info("sparkplug_command_ignored", verb=verb, topic=topic, reason=reason,
                      metric=metric, held_back=held)
 
-    def _on_ncmd(self, message: InboundMessage) -> None:
+    def receive_ncmd(self, message: InboundMessage) -> None:
+        """The handler of ``NCMD``: ``Node Control/Rebirth`` = true rebirths the node;
+        anything else is counted and logged (throttled), and changes nothing."""
         if message.retain:
             self._ignored("NCMD", message.topic, "retained")
             return
@@ -356,7 +358,10 @@ class SparkplugOutput:
         log.info("sparkplug_rebirth", node=self.topics.node, bdseq=self.bdseq.current)
         self._birth()
 
-    def _on_dcmd(self, message: InboundMessage) -> None:
+    def receive_dcmd(self, message: InboundMessage) -> None:
+        """The handler of ``DCMD`` to any of the node's devices (see
+        :mod:`gateway.sparkplug.commands`); what cannot be read or done is counted and logged
+        (throttled), and changes nothing."""
         meter = self.topics.device_of(message.topic)
         device = self.devices.get(meter) if meter is not None else None
         if device is None:
@@ -378,7 +383,8 @@ class SparkplugOutput:
             elif isinstance(write, Write) and self._submit is not None:
                 self._inbox.put_nowait((device.id, f"{message.topic}#{name}", write))
             else:
-                self._ignored("DCMD", message.topic, "not writable", name or metric.alias)
+                reason = "no command router" if isinstance(write, Write) else "not writable"
+                self._ignored("DCMD", message.topic, reason, name or metric.alias)
 
     async def _command(self, meter: str, client: str, write: Write) -> None:
         """One DCMD write through the router; a switched relay reports its new state."""
@@ -401,7 +407,8 @@ class SparkplugOutput:
             if changed:
                 self._send(self.topics.ddata(meter), changed)
 
-    def _on_state(self, message: InboundMessage) -> None:
+    def receive_state(self, message: InboundMessage) -> None:
+        """The handler of the primary host's STATE (see :mod:`gateway.sparkplug.host`)."""
         assert self.host is not None
         if not message.payload:
             return  # a retained STATE was cleared
