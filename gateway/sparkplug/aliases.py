@@ -10,9 +10,15 @@ pinned as well, so a metric name never moves to another register: not when the s
 changes, and not when two register names of one meter give the same slug (the later one gets
 ``_`` and 6 hex digits of the SHA-1 of its name).
 
-The file (written atomically, only when something new was pinned)::
+Numbers are handed out from blocks of :data:`BLOCK` reserved in the file before the first of
+them is used, so the pins themselves can be written lazily (:meth:`AliasBook.save`, about once
+a second while new metrics appear) and a crash before such a write still never gives a number
+to a second metric: the restarted gateway continues above the reserved block. A clean stop
+releases the rest of the block (``save(final=True)``).
 
-    {"version": 1, "next": N, "node": {metric: alias},
+The file (written atomically)::
+
+    {"version": 1, "next": N, "reserved": R, "node": {metric: alias},
      "meters": {meter: {"aliases": {metric: alias}, "slugs": {register: slug}}}}
 """
 
@@ -22,11 +28,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import structlog
+
 from gateway import statefile
 from gateway.errors import ConfigError
 from gateway.mqtt.topics import name_hash
 
+log = structlog.get_logger(__name__)
+
 FILE_NAME: Final = "aliases.json"
+BLOCK: Final = 1024  # alias numbers reserved at a time
 _VERSION: Final = 1
 
 
@@ -42,6 +53,7 @@ class AliasBook:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._next = 1
+        self._reserved = 1  # numbers below this are reserved in the file
         self._node = _Pins()
         self._meters: dict[str, _Pins] = {}
         self.dirty = False
@@ -72,7 +84,9 @@ class AliasBook:
             raise ValueError("aliases repeat or are below 1")
         if any(len(set(p.slugs.values())) != len(p.slugs) for p in meters.values()):
             raise ValueError("two registers of a meter share a slug")
-        self._next = max(int(data["next"]), max(every, default=0) + 1)
+        # numbers up to the reservation may have gone out unsaved before a crash
+        self._next = self._reserved = max(int(data["next"]), int(data.get("reserved", 0)),
+                                          max(every, default=0) + 1)
         self._node, self._meters = node, meters
 
     def _pins(self, meter: str | None) -> _Pins:
@@ -85,6 +99,13 @@ class AliasBook:
         pins = self._pins(meter)
         alias = pins.aliases.get(metric)
         if alias is None:
+            if self._next >= self._reserved:
+                self._reserved = self._next + BLOCK
+                try:
+                    self._write()
+                except OSError as exc:  # go on: the next save tries again
+                    log.error("sparkplug_aliases_not_saved", path=str(self.path),
+                              error=exc.strerror or str(exc))
             alias = pins.aliases[metric] = self._next
             self._next += 1
             self.dirty = True
@@ -110,13 +131,19 @@ class AliasBook:
         """alias -> metric name of ``meter`` (or of the node), for received commands."""
         return {alias: name for name, alias in self._pins(meter).aliases.items()}
 
-    def save(self) -> None:
-        """Write the pins when something new was pinned; OSError when that fails (the pins
-        are kept and written with the next save)."""
-        if not self.dirty:
-            return
+    def save(self, final: bool = False) -> None:
+        """Write the pins when something new was pinned (``final``: and release the unused
+        rest of the reserved block); OSError when that fails (kept for the next save)."""
+        if final and self._reserved > self._next:
+            self._reserved = self._next
+            self.dirty = True
+        if self.dirty:
+            self._write()
+
+    def _write(self) -> None:
         statefile.write_json(self.path, {
-            "version": _VERSION, "next": self._next, "node": self._node.aliases,
+            "version": _VERSION, "next": self._next, "reserved": self._reserved,
+            "node": self._node.aliases,
             "meters": {m: {"aliases": p.aliases, "slugs": p.slugs}
                        for m, p in self._meters.items()},
         })

@@ -44,6 +44,7 @@ from gateway.sparkplug.topics import SparkplugTopics, state_topics
 log = structlog.get_logger(__name__)
 
 Submit = Callable[[str, str, dict[str, Any], str], Awaitable[CommandResponse]]
+ALIAS_SAVE_S = 1.0
 
 
 def default_slug(meter: str, name: str) -> str:
@@ -120,6 +121,7 @@ class SparkplugOutput:
         """The connection, and one task per DCMD write until cancelled."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self._conn.run(), name="sparkplug:mqtt")
+            group.create_task(self._keep_aliases(), name="sparkplug:aliases")
             count = 0
             while True:
                 meter, client, write = await self._inbox.get()
@@ -133,7 +135,7 @@ class SparkplugOutput:
             self._conn.publish(self.topics.ndeath, self._ndeath(), 1, False, queue=False)
         self._session = False
         self._unborn()
-        self._save_aliases()
+        self._save_aliases(final=True)
         await self._conn.close(grace_s=self._grace_s)
 
     def prepare_meters(self, meters: Sequence[MeterConfig]) -> Callable[[], None]:
@@ -201,9 +203,15 @@ class SparkplugOutput:
         self.stats.sent += 1
         return True
 
-    def _save_aliases(self) -> None:
+    async def _keep_aliases(self) -> None:
+        """Write new pins about once a second (their numbers are reserved already)."""
+        while True:
+            await asyncio.sleep(ALIAS_SAVE_S)
+            self._save_aliases()
+
+    def _save_aliases(self, final: bool = False) -> None:
         try:
-            self.aliases.save()
+            self.aliases.save(final)
         except OSError as exc:
             log.error("sparkplug_aliases_not_saved", path=str(self.aliases.path),
                       error=exc.strerror or str(exc))
@@ -215,7 +223,6 @@ class SparkplugOutput:
         metrics = tuple(
             Metric(d.name, self.aliases.alias(None, d.name) if d.aliased else None, d.datatype,
                    values[d.name], now) for d in m.node_metrics())
-        self._save_aliases()  # before any alias is on the wire
         self._unborn()
         if not self._send(self.topics.nbirth, metrics, birth=True):
             return
@@ -250,7 +257,6 @@ class SparkplugOutput:
         if not self.born or not device.ready():
             return
         metrics = device.birth_metrics(self.aliases, self._slug_of)
-        self._save_aliases()
         if self._send(self.topics.dbirth(device.id), metrics):
             device.born = True
             self._flush_rows(device)

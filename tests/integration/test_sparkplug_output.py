@@ -20,6 +20,7 @@ from tests.integration.test_mqtt_helpers import expected_cumulative, running_app
 from tests.integration.test_sparkplug_helpers import (
     UNITS,
     Message,
+    Recorder,
     TahuCodec,
     aliases,
     check_seq,
@@ -206,6 +207,13 @@ async def test_births_wait_for_the_primary_host_and_follow_its_state(
                     await rec.await_for(node.topic("DBIRTH", "main"))
                     # a stale offline (older timestamp) changes nothing
                     rec.publish(state_topic, b'{"online": false, "timestamp": 999}', retain=True)
+                    # an NCMD after it from the same client arrives after it: once it was
+                    # handled, so was the STATE
+                    rec.publish(node.topic("NCMD"), tahu.encode(
+                        {"metrics": [{"name": "Node Control/Nothing", "type": "Boolean",
+                                      "value": True}]}))
+                    spb = app.sparkplug
+                    await async_wait_until(lambda: spb.stats.ignored == 1, what="the NCMD")
                     mark = len(rec.all())
                     await rec.await_for(node.topic("DDATA", "main"), after=mark)
                     assert rec.on(node.topic("NDEATH")) == []
@@ -228,3 +236,35 @@ async def test_births_wait_for_the_primary_host_and_follow_its_state(
                and rec.all().index(m) < rec.all().index(again)]
     assert between == []  # nothing while the host was offline
     check_seq(node.sent(rec))
+
+
+async def test_a_new_mqtt_session_is_born_again_with_the_next_bdseq(
+        own_broker: Broker, topic_prefix: str, tmp_path: Path, tahu: TahuCodec) -> None:
+    meter = SimMeter("SIM0906")
+    async with SimServer([meter]) as server:
+        config, node = spb_config(own_broker, topic_prefix, tmp_path / "state",
+                                  [("main", server.url_for(meter))])
+        before = Recorder(own_broker, tahu, [node.filter])
+        try:
+            async with running_app(config) as app:
+                spb = app.sparkplug
+                assert spb is not None
+                first = await before.await_for(node.topic("NBIRTH"))
+                await before.await_for(node.topic("DDATA", "main"))
+                before.close()
+                own_broker.restart()
+                await async_wait_until(lambda: spb.stats.births == 2,
+                                       what="a birth in a new session")
+                with recorder(own_broker, tahu, node.filter) as rec:
+                    rec.publish(node.topic("NCMD"), tahu.encode(
+                        {"metrics": [{"name": "Node Control/Rebirth", "type": "Boolean",
+                                      "value": True}]}))
+                    again = await rec.await_for(node.topic("NBIRTH"))
+                    await rec.await_for(node.topic("DDATA", "main"), after=len(rec.all()))
+                    later = node.sent(rec)
+                assert spb.connection.stats.queued == 0  # nothing of the old session waits
+        finally:
+            before.close()
+    assert first.by_name()["bdSeq"]["value"] == 0
+    assert again.by_name()["bdSeq"]["value"] == 1  # a new MQTT session: the next bdSeq
+    check_seq(later[later.index(again):])  # the recorder came in during the session

@@ -104,3 +104,23 @@ def test_a_damaged_alias_file_is_refused_at_start(tmp_path: Path, text: str) -> 
     problem, = info.value.problems
     assert problem.startswith(f"{path}: not a valid Sparkplug alias file")
     assert path.read_text() == text  # left as it was
+
+
+def test_numbers_handed_out_before_a_crash_are_never_given_again(tmp_path: Path) -> None:
+    path = tmp_path / "aliases.json"
+    running = book(path)
+    lost = {running.alias("main", f"Registers/r{i}/Rate") for i in range(3)}  # never saved
+    after_crash = book(path)
+    fresh = {after_crash.alias("main", f"Registers/r{i}/Rate") for i in range(3)}
+    fresh.add(after_crash.alias("main", "Registers/new/Rate"))
+    assert min(fresh) > max(lost)  # above the block reserved before the crash
+
+
+def test_a_clean_stop_releases_the_reserved_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "aliases.json"
+    running = book(path)
+    given = [running.alias("main", f"Registers/r{i}/Rate") for i in range(3)]
+    running.save(final=True)
+    again = book(path)
+    assert [again.alias("main", f"Registers/r{i}/Rate") for i in range(3)] == given
+    assert again.alias("main", "Registers/new/Rate") == max(given) + 1  # no gap
