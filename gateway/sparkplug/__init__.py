@@ -2,8 +2,9 @@
 
 The user documentation is docs/SPARKPLUG.md. The modules:
 
-- :mod:`~gateway.sparkplug.output`: the Edge Node, a hub sink and service on its own MQTT
-  connection (the project's :class:`~gateway.mqtt.connection.MqttConnection`);
+- :mod:`~gateway.sparkplug.output`: the Edge Node as a hub sink and service on its own MQTT
+  connection (the project's :class:`~gateway.mqtt.connection.MqttConnection`), and what hosts
+  send; :mod:`~gateway.sparkplug.node`: its session (births, will, sending);
 - :mod:`~gateway.sparkplug.device`, :mod:`~gateway.sparkplug.metrics`: what each meter's
   device and the node report;
 - :mod:`~gateway.sparkplug.session`, :mod:`~gateway.sparkplug.aliases`: ``seq``, ``bdSeq``
