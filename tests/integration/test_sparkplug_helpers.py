@@ -174,6 +174,16 @@ class Recorder:
         assert isinstance(result, Message)
         return result
 
+    def wait_for(self, topic: str, match: Callable[[Message], object] = lambda m: True,
+                 timeout: float = 20.0, after: int = 0) -> Message:
+        """:meth:`await_for` for tests that are not coroutines."""
+        def found() -> Message | None:
+            return next((m for m in self.all()[after:] if m.topic == topic and match(m)), None)
+
+        result = wait_until(found, timeout=timeout, what=f"a message on {topic}")
+        assert isinstance(result, Message)
+        return result
+
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(5)
 

@@ -1,9 +1,11 @@
 """``python -m gateway run -c FILE`` with Sparkplug as a real process: SIGKILL leaves the NDEATH
 will with the bdSeq of the last NBIRTH, and the restarted gateway's NBIRTH carries the next
-bdSeq (it is kept in the state directory). Decoded with Eclipse Tahu's JavaScript decoder."""
+bdSeq (it is kept in the state directory); a SIGHUP reload births an added meter and kills a
+removed one within the same session. Decoded with Eclipse Tahu's JavaScript decoder."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,10 +14,13 @@ import pytest
 
 from gateway.simulator import SimMeter, ThreadedSimServer
 from tests.conftest import Broker
+from tests.integration.test_lifecycle_helpers import PASSWORD as LIFE_PASSWORD
+from tests.integration.test_lifecycle_helpers import MeterEntry, config_text, gateway_process
 from tests.integration.test_run_process import PASSWORD, start_gateway, write_config
 from tests.integration.test_sparkplug_helpers import (
     Node,
     TahuCodec,
+    aliases,
     check_seq,
     recorder,
     tahu_codec,
@@ -69,4 +74,40 @@ async def test_sigkill_leaves_the_ndeath_of_the_last_nbirth_and_a_restart_counts
     assert second.by_name()["bdSeq"]["value"] == bdseq + 1
     # the killed gateway said nothing else: the DDEATH of a clean stop is not there
     assert rec.on(node.topic("DDEATH", "main")) == []
+    check_seq(node.sent(rec))
+
+
+def test_a_reload_births_an_added_meter_and_kills_a_removed_one(
+        broker: Broker, topic_prefix: str, tmp_path: Path, tahu: TahuCodec) -> None:
+    a, b = SimMeter("SIM0912", password=LIFE_PASSWORD), SimMeter("SIM0913", password=LIFE_PASSWORD)
+    node = Node(topic_prefix, "life")
+    with ThreadedSimServer([a, b]) as server, recorder(broker, tahu, node.filter) as rec:
+        one = [MeterEntry("a", server.url_for(a), 1)]
+        two = [*one, MeterEntry("b", server.url_for(b), 2)]
+
+        def text(meters: list[MeterEntry], modbus_port: int, http_port: int) -> str:
+            return config_text(broker, topic_prefix, tmp_path / "state", meters,
+                               modbus_port=modbus_port, http_port=http_port) + \
+                f"sparkplug: {{enabled: true, group_id: {topic_prefix}}}\n"
+
+        with gateway_process(tmp_path, lambda mp, hp: text(one, mp, hp)) as gw:
+            rec.wait_for(node.topic("DBIRTH", "a"))
+            gw.rewrite(text(two, gw.modbus_port, gw.http_port))
+            gw.proc.send_signal(signal.SIGHUP)
+            born = rec.wait_for(node.topic("DBIRTH", "b"))
+            gw.rewrite(text(one, gw.modbus_port, gw.http_port))
+            gw.proc.send_signal(signal.SIGHUP)
+            rec.wait_for(node.topic("DDEATH", "b"))
+            mark = len(rec.all())
+            rec.wait_for(node.topic("DDATA", "a"), after=mark)
+            assert gw.stop() == 0
+    nbirth, = rec.on(node.topic("NBIRTH"))  # one session throughout
+    assert born.by_name()["Properties/Serial Number"]["value"] == b.serial
+    names = aliases(nbirth)
+    counts = [metric["value"] for m in rec.on(node.topic("NDATA")) for metric in m.metrics()
+              if names.get(int(metric["alias"])) == "Status/Meters"]
+    assert counts == [2, 1]
+    everything = rec.all()
+    death = everything.index(rec.on(node.topic("DDEATH", "b"))[0])
+    assert [m.topic for m in everything[death + 1:] if m.topic.endswith("/b")] == []
     check_seq(node.sent(rec))
