@@ -259,6 +259,12 @@ class MqttConnection:
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
 
+    def reconnect(self) -> None:
+        """End the current session with DISCONNECT (the broker drops the will) and connect
+        again after the usual pause; nothing happens while there is no session."""
+        if self.connected:
+            self._client.disconnect()
+
     async def close(self, grace_s: float = 5.0) -> None:
         """Wait (up to ``grace_s``) until what was published is on the wire, then send
         DISCONNECT (so the broker does not publish the will) and stop the network thread."""

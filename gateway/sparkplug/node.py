@@ -187,10 +187,15 @@ class EdgeNode:
                 return
 
     def _host_offline(self) -> None:
-        """The primary host went offline: NDEATH, and nothing more until it is back."""
-        if self.born and not self._lost():
-            self._say_goodbye()
+        """The primary host went offline: NDEATH, and a new MQTT session (with the next
+        bdSeq) that waits for the host's STATE before its births."""
+        if self._lost():
+            return
+        # QoS 0: a QoS 1 message not yet acknowledged would be sent again in the next session
+        self._say_goodbye(qos=0)
         self._unborn()
+        self._conn.reconnect()
 
-    def _say_goodbye(self) -> None:
-        self._conn.publish(self.topics.ndeath, self._ndeath(), 1, False, queue=False)
+    def _say_goodbye(self, qos: int = 1) -> None:
+        """The NDEATH of an intentional end of the session."""
+        self._conn.publish(self.topics.ndeath, self._ndeath(), qos, False, queue=False)

@@ -230,7 +230,10 @@ async def test_births_wait_for_the_primary_host_and_follow_its_state(
     assert len(births) == 2
     bdseq = births[0].by_name()["bdSeq"]["value"]
     assert ndeath.by_name()["bdSeq"]["value"] == bdseq
-    assert again.by_name()["bdSeq"]["value"] == bdseq  # the same MQTT session
+    assert again.by_name()["bdSeq"]["value"] == bdseq + 1  # it reconnected: a new session
+    # the goodbye to the offline host (no will: it disconnected), and the clean stop's
+    deaths = [m.by_name()["bdSeq"]["value"] for m in rec.on(node.topic("NDEATH"))]
+    assert deaths == [bdseq, bdseq + 1]
     between = [m for m in node.sent(rec) if m.verb == "DDATA"
                and rec.all().index(m) > rec.all().index(ndeath)
                and rec.all().index(m) < rec.all().index(again)]
