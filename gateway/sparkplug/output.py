@@ -117,8 +117,6 @@ class SparkplugOutput(EdgeNode):
 
         return switch
 
-    # -- the session ----------------------------------------------------------------------
-
     # -- sink -----------------------------------------------------------------------------
 
     def on_identity(self, meter: str, identity: Identity) -> None:
