@@ -17,7 +17,8 @@ No message ever contains a password, a password hash or a token.
     │   │   └── MeterReportedError  HTTP 200 with an ``error`` member (or a non-auth HTTP error)
     │   │       ├── CallPending  /ctrl/call/{tid}: "EAGAIN: ..." (poll again)
     │   │       └── ConfigConflict  HTTP 412: If-Match failed, the configuration changed
-    └── CommandError             a command request refused or failed; ``code`` is machine-readable
+    ├── CommandError             a command request refused or failed; ``code`` is machine-readable
+    └── SparkplugPayloadError    bytes that are not a Sparkplug B payload (NCMD, DCMD)
 """
 
 from __future__ import annotations
@@ -123,3 +124,7 @@ class CommandError(GatewayError):
         self.code = ErrorCode(code)
         self.message = message
         super().__init__(f"{self.code}: {message}")
+
+
+class SparkplugPayloadError(GatewayError):
+    """Received bytes are not a valid Sparkplug B payload (too large, or not protobuf)."""

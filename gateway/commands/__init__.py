@@ -9,12 +9,13 @@ check the commands they hold (:func:`parse_action`, :data:`ENVELOPE`). Modules b
 shown), ``actions`` (each action's fields and WebAPI calls), ``audit``, ``router``.
 """
 
-from gateway.commands.actions import ACTIONS, parse_action
+from gateway.commands.actions import ACTIONS, DEFAULT_RELAY_COUNT, parse_action
 from gateway.commands.audit import AuditSink, CommandTally
 from gateway.commands.envelope import ENVELOPE
+from gateway.commands.policy import Need, Policy
 from gateway.commands.request import Command, CommandRequest, CommandResponse, Outcome
 from gateway.commands.router import CommandRouter, Limits, OutcomeListener
 
-__all__ = ["ACTIONS", "ENVELOPE", "AuditSink", "Command", "CommandRequest", "CommandResponse",
-           "CommandRouter", "CommandTally", "Limits", "Outcome", "OutcomeListener",
-           "parse_action"]
+__all__ = ["ACTIONS", "DEFAULT_RELAY_COUNT", "ENVELOPE", "AuditSink", "Command",
+           "CommandRequest", "CommandResponse", "CommandRouter", "CommandTally", "Limits", "Need",
+           "Outcome", "OutcomeListener", "Policy", "parse_action"]

@@ -13,6 +13,8 @@ from gateway.config.allowlist import parse as parse_allow_entry
 from gateway.config.credentials import KEYS as PASSWORD_KEYS
 from gateway.config.credentials import password as read_password
 from gateway.config.schema import MISSING, Context, Expanded, Section, join
+from gateway.config.sparkplug import KEYS as SPARKPLUG_KEYS
+from gateway.config.sparkplug import parse_sparkplug
 from gateway.config.types import (
     CommandPolicy,
     Config,
@@ -34,7 +36,8 @@ BUILTIN_MAPPINGS: Final = ("default", "sunspec")
 _TOPIC: Final = re.compile(r"[^/+#$\x00][^/+#\x00]*(/[^/+#\x00]+)*")
 _ANY_HOST: Final = frozenset({"0.0.0.0", "::", ""})  # noqa: S104
 _MAPPING_PENDING: Final = ""  # a meter that names no mapping takes modbus.mapping
-_TOP_KEYS: Final = ("gateway", "meters", "mqtt", "modbus", "http", "shard", "history")
+_TOP_KEYS: Final = ("gateway", "meters", "mqtt", "modbus", "http", "shard", "history",
+                     "sparkplug")
 _GATEWAY_KEYS: Final = ("id", "log_level", "log_format", "state_dir", "shutdown_timeout_s")
 _METER_KEYS: Final = (
     "id", "url", "username", *PASSWORD_KEYS, "verify_tls", "poll_interval_s", "timeout_s",
@@ -71,6 +74,7 @@ def build(ctx: Context, data: object, source: str) -> Config | None:
     http = _http(root.section("http", _HTTP_KEYS))
     shard = _shard(root.section("shard", _SHARD_KEYS), modbus, http)
     history = _history(root.section("history", _HISTORY_KEYS))
+    sparkplug = parse_sparkplug(root.section("sparkplug", SPARKPLUG_KEYS))
     if modbus.enabled:
         _unique(ctx, meters, "modbus_unit_id", "duplicate unit id")
     if modbus.enabled and http.enabled and modbus.port == http.port and (
@@ -79,7 +83,7 @@ def build(ctx: Context, data: object, source: str) -> Config | None:
     built = tuple(m if m.modbus_mapping != _MAPPING_PENDING
                   else replace(m, modbus_mapping=modbus.mapping) for _, m in meters)
     return Config(gateway=gateway, meters=built, mqtt=mqtt, modbus=modbus, http=http,
-                  source=source, shard=shard, history=history)
+                  source=source, shard=shard, history=history, sparkplug=sparkplug)
 
 
 def _gateway(s: Section | None) -> GatewaySection:

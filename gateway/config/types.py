@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gateway.config.sparkplug import SparkplugConfig
 from gateway.secret import Secret
 
 
@@ -135,6 +136,7 @@ class Config:
     # holding the ids of the meters that the other instances poll
     foreign_meters: tuple[str, ...] | None = None
     history: HistoryConfig = field(default_factory=HistoryConfig)
+    sparkplug: SparkplugConfig = field(default_factory=SparkplugConfig)
 
     def meter(self, meter_id: str) -> MeterConfig:
         for m in self.meters:

@@ -5,8 +5,8 @@ from gateway.mqtt.connection import ConnectionStats, MqttConnection, Will
 from gateway.mqtt.message import InboundMessage
 from gateway.mqtt.output import MqttOutput, create_output
 from gateway.mqtt.requests import AuditPublisher, RequestBinding
-from gateway.mqtt.topics import Topics, slug, unique_slugs
+from gateway.mqtt.topics import Topics, name_hash, slug, unique_slugs
 
 __all__ = ["AuditPublisher", "ConnectionStats", "InboundMessage", "MqttConnection",
-           "MqttOutput", "RequestBinding", "Topics", "Will", "create_output", "slug",
-           "unique_slugs"]
+           "MqttOutput", "RequestBinding", "Topics", "Will", "create_output", "name_hash",
+           "slug", "unique_slugs"]

@@ -152,6 +152,7 @@ class MqttConnection:
         self._writing: int | None = None  # the socket's fd the loop waits to write to
         self._keepalive: asyncio.Task[None] | None = None
         self._hooks: list[Callable[[], None]] = []
+        self._will_source: Callable[[], Will] | None = None
         self._subscriptions: dict[str, tuple[int, list[Handler]]] = {}
         self._outbox = Outbox(cfg.queue_limit)
         self._seq = 0
@@ -178,6 +179,11 @@ class MqttConnection:
         """Run ``hook`` (on the loop, after the queue is flushed) on every (re)connect."""
         self._hooks.append(hook)
 
+    def will_from(self, source: Callable[[], Will]) -> None:
+        """Take the will from ``source`` (run on the loop) before every connection attempt,
+        instead of the one given at construction (e.g. a will that numbers the sessions)."""
+        self._will_source = source
+
     def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
         """Deliver matching messages to ``handler``; kept across reconnects."""
         known = topic_filter in self._subscriptions
@@ -195,9 +201,11 @@ class MqttConnection:
         droppable: bool = False,
         correlation_data: bytes | None = None,
         on_ack: Callable[[], None] | None = None,
+        queue: bool = True,
     ) -> None:
         """Hand a message to the network thread (or queue it while disconnected); never
-        blocks. ``droppable`` marks messages that a newer one replaces (state, values).
+        blocks. ``droppable`` marks messages that a newer one replaces (state, values);
+        ``queue=False`` drops the message instead of queueing it (it belongs to a session).
         ``on_ack`` runs on the loop once the broker acknowledged the message (QoS 1 and 2;
         QoS 0: once it was written); never for a message that was dropped or rejected."""
         data = payload.encode("utf-8") if isinstance(payload, str) else payload
@@ -205,7 +213,8 @@ class MqttConnection:
         msg = Outgoing(self._seq, topic, data, qos, retain, correlation_data, on_ack)
         if self.connected and self._send(msg):
             return
-        self._enqueue(msg, droppable)
+        if queue:
+            self._enqueue(msg, droppable)
 
     async def run(self) -> None:
         """Connect, and reconnect with backoff whenever the connection fails, until closed.
@@ -250,6 +259,12 @@ class MqttConnection:
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
 
+    def reconnect(self) -> None:
+        """End the current session with DISCONNECT (the broker drops the will) and connect
+        again after the usual pause; nothing happens while there is no session."""
+        if self.connected:
+            self._client.disconnect()
+
     async def close(self, grace_s: float = 5.0) -> None:
         """Wait (up to ``grace_s``) until what was published is on the wire, then send
         DISCONNECT (so the broker does not publish the will) and stop the network thread."""
@@ -280,6 +295,9 @@ class MqttConnection:
         loop = asyncio.get_running_loop()
         self._connack = loop.create_future()
         self._lost.clear()
+        if self._will_source is not None:
+            will = self._will_source()
+            self._client.will_set(will.topic, will.payload, will.qos, will.retain)
         try:
             await asyncio.to_thread(self._connect)
         except (OSError, ValueError) as exc:

@@ -66,6 +66,7 @@ class MqttOutput:
         self._to_clear: list[str] = []
         self._started = wall()
         self._state_listeners: list[Callable[[str, float], None]] = []
+        self._history_listeners: list[Callable[[str, Sequence[HistoryRow]], None]] = []
 
     @property
     def connection(self) -> MqttConnection:
@@ -89,6 +90,12 @@ class MqttOutput:
         """Call ``listener(meter, ts)`` whenever the broker acknowledged a state message."""
         self._state_listeners.append(listener)
 
+    def on_history_published(self, listener: Callable[[str, Sequence[HistoryRow]], None]
+                             ) -> None:
+        """Call ``listener(meter, rows)`` with the history rows the broker acknowledged (for
+        other outputs that publish history, e.g. Sparkplug's historical DDATA)."""
+        self._history_listeners.append(listener)
+
     def publish_history(self, meter: str, rows: Sequence[HistoryRow]) -> asyncio.Future[None]:
         """Publish backfilled rows on ``<base>/<meter>/history`` (QoS 1, not retained); the
         future resolves once the broker acknowledged them (at once for an unknown meter)."""
@@ -99,8 +106,10 @@ class MqttOutput:
             return done
 
         def acknowledged() -> None:
-            if not done.done():
+            if not done.done():  # else the backfill gave up on it and publishes it again
                 done.set_result(None)
+                for listener in self._history_listeners:
+                    listener(meter, rows)
 
         self._conn.publish(self.topics.history(meter), plan.history_json(rows), 1, False,
                            on_ack=acknowledged)

@@ -31,11 +31,12 @@ import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from gateway import __version__
-from gateway.commands import CommandRouter, CommandTally
+from gateway.commands import Command, CommandResponse, CommandRouter, CommandTally
 from gateway.config import Config, MeterConfig, load_or_report, shard
 from gateway.core import Hub, Poller
 from gateway.errors import (
@@ -56,6 +57,8 @@ from gateway.runtime.fleet import ClientFactory, Fleet, WebApiClients, cancel, c
 from gateway.runtime.notify import Notifier, Watchdog, watchdog_interval
 from gateway.runtime.reload import reload_plan
 from gateway.runtime.view import AppView
+from gateway.sparkplug import SparkplugOutput
+from gateway.sparkplug import create_output as create_sparkplug
 from gateway.support import configure_logging
 
 log = structlog.get_logger(__name__)
@@ -91,6 +94,7 @@ class App:
         self.router: CommandRouter | None = None  # set by build(): MQTT requests, Modbus writes
         self.http: HttpEndpoint | None = None  # set by build() when http.enabled
         self.history: History | None = None  # set by build() with mqtt and history enabled
+        self.sparkplug: SparkplugOutput | None = None  # set by build() when sparkplug.enabled
         self.command_tally: CommandTally | None = None  # set with the router
         self.notifier = Notifier.from_env() if notifier is None else notifier
         self.watchdog: Watchdog | None = None  # set by start() when systemd asks for one
@@ -152,6 +156,8 @@ class App:
                                                 router=self.router)
             self.add(Component("modbus", modbus, modbus.start, modbus.serve, modbus.close,
                                modbus.prepare_meters, flush=modbus.flush))
+        if cfg.sparkplug.enabled:
+            self._build_sparkplug()
         for extend in self._extensions:
             extend(self)
 
@@ -204,6 +210,25 @@ class App:
 
         self.add(Component("history", history, history.start, history.serve, history.stop,
                            meters, flush=history.save))
+
+    def _build_sparkplug(self) -> None:
+        """Sparkplug B: the gateway as one Edge Node on its own MQTT connection; DCMD writes
+        go through the command router, backfilled history rows also go out as historical
+        DDATA (they come from the MQTT output, whose acknowledgements track the gaps)."""
+        router = self.router
+        assert router is not None
+
+        async def submit(meter: str, action: str, fields: dict[str, Any], client: str
+                         ) -> CommandResponse:
+            own = {k: v for k, v in fields.items() if k not in ("dry_run", "transaction")}
+            return await router.submit(Command.of(
+                meter, action, own, source="sparkplug", client=client,
+                transaction=fields.get("transaction"), dry_run=fields.get("dry_run") is True))
+
+        spb = self.sparkplug = create_sparkplug(self.config, submit=submit)
+        self.add(Component("sparkplug", spb, spb.start, spb.serve, spb.stop, spb.prepare_meters))
+        if self.mqtt is not None and self.history is not None:
+            self.mqtt.on_history_published(spb.publish_history)
 
     def is_online(self, meter: str) -> bool:
         """Not known to be offline: a meter not polled yet may still take a command."""

@@ -19,7 +19,7 @@ from typing import Final
 
 from gateway.config import Config, MeterConfig, load_config, shard
 
-SECTIONS: Final = ("gateway", "mqtt", "modbus", "http", "history")
+SECTIONS: Final = ("gateway", "mqtt", "modbus", "http", "history", "sparkplug")
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,9 +6,8 @@ from typing import Any
 
 import pytest
 
-from gateway.commands import ACTIONS, parse_action
+from gateway.commands import ACTIONS, Need, parse_action
 from gateway.commands.envelope import json_kind
-from gateway.commands.policy import Need
 from gateway.errors import CommandError
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.commands.policy import Need, Policy
+from gateway.commands import Need, Policy
 from gateway.commands.redaction import MASK, mask, mask_at
 from gateway.errors import ConfigError
 
