@@ -120,6 +120,7 @@ class MqttConnection:
         self._retry = (retry_min_s, retry_max_s)
         self._rng = rng or random.Random()  # noqa: S311  (jitter, not cryptography)
         self._v5 = cfg.protocol == "5"
+        self.client_id = client_id
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -398,7 +399,8 @@ class MqttConnection:
         self.stats.connects += 1
         self._queue_full_logged = False
         log.info("mqtt_connected", host=self._cfg.host, port=self._cfg.port,
-                 protocol=self._cfg.protocol, queued=self.stats.queued)
+                 client_id=self.client_id, protocol=self._cfg.protocol,
+                 queued=self.stats.queued)
         for topic_filter, (qos, _) in self._subscriptions.items():
             self._client.subscribe(topic_filter, qos)
         self._flush()

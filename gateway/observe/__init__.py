@@ -7,6 +7,7 @@ HTML page), ``metrics`` (Prometheus), ``endpoint`` (the routes on the HTTP serve
 from gateway.observe.endpoint import HttpEndpoint
 from gateway.observe.health import Readiness, readiness
 from gateway.observe.metrics import exposition, registry_for
+from gateway.observe.status import render_status
 from gateway.observe.view import (
     GatewayView,
     HistoryStatus,
@@ -14,8 +15,9 @@ from gateway.observe.view import (
     ModbusStats,
     MqttStats,
     OutputStatus,
+    SparkplugStats,
 )
 
 __all__ = ["GatewayView", "HistoryStatus", "HttpEndpoint", "MeterStatus", "ModbusStats",
-           "MqttStats", "OutputStatus", "Readiness", "exposition", "readiness",
-           "registry_for"]
+           "MqttStats", "OutputStatus", "Readiness", "SparkplugStats", "exposition", "readiness",
+           "registry_for", "render_status"]

@@ -49,6 +49,9 @@ def readiness(view: GatewayView, now: float) -> Readiness:
     mqtt = view.mqtt
     if cfg.mqtt.enabled and not (mqtt is not None and mqtt.connected):
         reasons.append(f"mqtt: not connected to {cfg.mqtt.host}:{cfg.mqtt.port}")
+    spb = view.sparkplug
+    if cfg.sparkplug.enabled and not (spb is not None and spb.connected):
+        reasons.append(f"sparkplug: not connected to {cfg.mqtt.host}:{cfg.mqtt.port}")
     if cfg.modbus.enabled and not view.modbus_listening:
         reasons.append(f"modbus: not listening on {cfg.modbus.host}:{cfg.modbus.port}")
     fresh = tuple(m.config.id for m in view.meters() if is_fresh(m.state, m.config, now))

@@ -59,6 +59,7 @@ class GatewayCollector(Collector):
         yield from self._commands()
         yield from self._history()
         yield from self._http()
+        yield from self._sparkplug()
 
     def _meters(self) -> Iterable[Metric]:
         now = self._clock()
@@ -173,6 +174,24 @@ class GatewayCollector(Collector):
             given_up.add_metric([status.meter], status.given_up_s)
             pending.add_metric([status.meter], status.gap_s)
         yield from (rows, given_up, pending)
+
+    def _sparkplug(self) -> Iterable[Metric]:
+        spb = self._view.sparkplug
+        if spb is None:
+            return
+        yield GaugeMetricFamily("egauge_sparkplug_connected",
+                                "1 while the Edge Node's session is up.",
+                                value=1 if spb.connected else 0)
+        for name, doc, value in (
+            ("egauge_sparkplug_births", "NBIRTHs sent (rebirths included).", spb.births),
+            ("egauge_sparkplug_rebirths", "Rebirths asked for by NCMD.", spb.rebirths),
+            ("egauge_sparkplug_sent", "Sparkplug messages sent.", spb.sent),
+            ("egauge_sparkplug_malformed", "NCMD, DCMD or STATE payloads that could not be "
+             "read.", spb.malformed),
+            ("egauge_sparkplug_commands", "DCMD writes answered by the command router.",
+             spb.commands),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
 
     def _http(self) -> Iterable[Metric]:
         stats = self._view.http

@@ -82,6 +82,23 @@ class ModbusStats(Protocol):
     def evicted(self) -> int: ...
 
 
+class SparkplugStats(Protocol):
+    """The Sparkplug Edge Node's counters."""
+
+    @property
+    def connected(self) -> bool: ...
+    @property
+    def births(self) -> int: ...
+    @property
+    def rebirths(self) -> int: ...
+    @property
+    def sent(self) -> int: ...
+    @property
+    def malformed(self) -> int: ...
+    @property
+    def commands(self) -> int: ...
+
+
 class GatewayView(Protocol):
     """Everything the views read, at the moment they read it."""
 
@@ -102,6 +119,11 @@ class GatewayView(Protocol):
     @property
     def mqtt(self) -> MqttStats | None:
         """The broker connection's counters (None: MQTT is off)."""
+        ...
+
+    @property
+    def sparkplug(self) -> SparkplugStats | None:
+        """The Sparkplug Edge Node (None: Sparkplug is off)."""
         ...
 
     @property

@@ -19,8 +19,10 @@ from gateway.observe import (
     ModbusStats,
     MqttStats,
     OutputStatus,
+    SparkplugStats,
 )
 from gateway.runtime.fleet import Fleet
+from gateway.sparkplug import SparkplugOutput
 from gateway.support import HttpStats
 
 
@@ -45,6 +47,39 @@ class Parts(Protocol):
     def history(self) -> History | None: ...
     @property
     def http(self) -> HttpEndpoint | None: ...
+    @property
+    def sparkplug(self) -> SparkplugOutput | None: ...
+
+
+class _SparkplugView:
+    """The Edge Node's counters and session state as one :class:`SparkplugStats`."""
+
+    def __init__(self, spb: SparkplugOutput) -> None:
+        self._spb = spb
+
+    @property
+    def connected(self) -> bool:
+        return self._spb.connected
+
+    @property
+    def births(self) -> int:
+        return self._spb.stats.births
+
+    @property
+    def rebirths(self) -> int:
+        return self._spb.stats.rebirths
+
+    @property
+    def sent(self) -> int:
+        return self._spb.stats.sent
+
+    @property
+    def malformed(self) -> int:
+        return self._spb.stats.malformed
+
+    @property
+    def commands(self) -> int:
+        return self._spb.stats.commands
 
 
 class AppView:
@@ -80,6 +115,11 @@ class AppView:
             rows.append(OutputStatus("MQTT", f"{cfg.mqtt.host}:{cfg.mqtt.port} "
                                      f"({cfg.mqtt.base_topic}/...)", up,
                                      "connected" if up else "not connected"))
+        if app.sparkplug is not None:
+            up = app.sparkplug.connected
+            rows.append(OutputStatus("Sparkplug B", f"{cfg.mqtt.host}:{cfg.mqtt.port} "
+                                     f"({app.sparkplug.topics.nbirth})",
+                                     up, "connected" if up else "not connected"))
         if app.modbus is not None:
             up = app.modbus.listening
             rows.append(OutputStatus("Modbus TCP", f"{cfg.modbus.host}:{app.modbus.port}", up,
@@ -90,6 +130,11 @@ class AppView:
     def mqtt(self) -> MqttStats | None:
         mqtt = self._app.mqtt
         return None if mqtt is None else mqtt.stats
+
+    @property
+    def sparkplug(self) -> SparkplugStats | None:
+        spb = self._app.sparkplug
+        return None if spb is None else _SparkplugView(spb)
 
     @property
     def modbus_listening(self) -> bool:
