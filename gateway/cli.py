@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", "run the gateway", _lazy("gateway.runtime.app", "main"))
     p.add_argument("-c", "--config", default="gateway.yaml", help="configuration file")
 
-    p = add("check-config", "validate a configuration file", _lazy("gateway.config.loader", "main"))
+    p = add("check-config", "validate a configuration file", _lazy("gateway.runtime.check", "main"))
     p.add_argument("-c", "--config", default="gateway.yaml", help="configuration file")
 
     p = add("probe", "log in to a meter and print its identity and registers",

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from gateway.meter import type_code
 from gateway.modbus.mapping import Auto, Point, RegisterMap
 from gateway.modbus.pins import Pins
+from gateway.model import RegisterInfo
 
 MAX_ADDRESS: Final = 65535
 CSV_COLUMNS: Final = ("Address", "Name", "Description", "Type", "Scale", "Unit", "Word Order",
@@ -45,6 +46,26 @@ class Layout:
                     points.extend(slot_points)
         points.sort(key=lambda p: p.address)
         return cls(tuple(points), _runs(points), tuple(dropped))
+
+
+def polled_names(registers: Iterable[RegisterInfo], selected: Collection[str] | None
+                 ) -> list[tuple[str, str]]:
+    """``(name, type code)`` of the registers that are polled (``selected``: None for all), in
+    the meter's register order (idx): the order in which new names get slots."""
+    return [(r.name, r.type_code) for r in sorted(registers, key=lambda r: r.idx)
+            if selected is None or r.name in selected]
+
+
+def pin_new(rmap: RegisterMap, pins: Pins, names: Iterable[tuple[str, str]],
+            skip: Collection[str] = ()) -> list[str]:
+    """Give the names without a slot (but those with an explicit point of the map, and
+    ``skip``) the map's next free auto slots, in order; update known names' type codes.
+    The names that got a slot (none without an ``auto`` block)."""
+    if rmap.auto is None:
+        return []
+    explicit = rmap.pinned_names()
+    return pins.assign([(n, c) for n, c in names if n not in explicit and n not in skip],
+                       usable_slots(rmap))
 
 
 def usable_slots(rmap: RegisterMap) -> Iterator[int]:

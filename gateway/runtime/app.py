@@ -49,7 +49,13 @@ from gateway.errors import (
 from gateway.history import History, Lane
 from gateway.meter import MeterClient
 from gateway.modbus import ModbusOutput
-from gateway.mqtt import AuditPublisher, MqttOutput, RequestBinding, create_output
+from gateway.mqtt import (
+    AuditPublisher,
+    MqttOutput,
+    RegisterIdentities,
+    RequestBinding,
+    create_output,
+)
 from gateway.observe import HttpEndpoint
 from gateway.runtime.component import Component
 from gateway.runtime.fleet import ClientFactory, Fleet, WebApiClients, cancel, close_clients
@@ -91,6 +97,7 @@ class App:
         self.router: CommandRouter | None = None  # set by build(): MQTT requests, Modbus writes
         self.http: HttpEndpoint | None = None  # set by build() when http.enabled
         self.history: History | None = None  # set by build() with mqtt and history enabled
+        self.identities: RegisterIdentities | None = None  # set by build(): the pinned slugs
         self.command_tally: CommandTally | None = None  # set with the router
         self.notifier = Notifier.from_env() if notifier is None else notifier
         self.watchdog: Watchdog | None = None  # set by start() when systemd asks for one
@@ -135,11 +142,13 @@ class App:
             raise StartupFailed(f"state_dir {state_dir}: {exc.strerror or exc}") from exc
         self.fleet.build(self.config.meters)
         cfg = self.config
+        self._build_identities()
         if cfg.http.enabled:
             http = self.http = HttpEndpoint(cfg.http, AppView(self))
             self.add(Component("http", start=http.start, stop=http.close))
         if cfg.mqtt.enabled:
-            mqtt = self.mqtt = create_output(cfg, outputs=self.output_names)
+            mqtt = self.mqtt = create_output(cfg, outputs=self.output_names,
+                                             identities=self.identities)
             self.add(Component("mqtt", mqtt, mqtt.start, mqtt.serve, mqtt.stop,
                                mqtt.prepare_meters, flush=mqtt.flush))
             self._build_commands(mqtt)
@@ -154,6 +163,18 @@ class App:
                                modbus.prepare_meters, flush=modbus.flush))
         for extend in self._extensions:
             extend(self)
+
+    def _build_identities(self) -> None:
+        """The pinned slugs and the register drift: the first hub sink (a name is pinned before
+        any output uses it), built with MQTT off too; stopped last (its pins written last)."""
+        identities = self.identities = RegisterIdentities(
+            self.config.gateway.state_dir, (m.id for m in self.config.meters))
+
+        def meters(configs: Sequence[MeterConfig]) -> Callable[[], None]:
+            return identities.prepare_meters([m.id for m in configs])
+
+        self.add(Component("identities", identities, identities.start, identities.serve,
+                           identities.close, meters, flush=identities.flush))
 
     def _build_commands(self, mqtt: MqttOutput | None) -> None:
         """The command router, fed by MQTT request topics (with ``mqtt``) and by Modbus writes
