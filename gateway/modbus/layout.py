@@ -115,6 +115,14 @@ def _runs(points: list[Point]) -> tuple[tuple[int, int], ...]:
     return tuple(runs)
 
 
+def point_unit(p: Point, type_codes: Mapping[str, str]) -> str:
+    """A point's unit: the map's, else that of its register's type code (rate, cumulative)."""
+    if p.unit or not p.register or p.register not in type_codes:
+        return p.unit
+    meaning = type_code(type_codes[p.register])
+    return {"rate": meaning.unit, "cumulative": meaning.cumulative_unit}.get(p.source, "")
+
+
 def export_csv(layout: Layout, type_codes: Mapping[str, str] | None = None) -> str:
     """The map as CSV; units come from the map, else from the register's type code."""
     codes = type_codes or {}
@@ -122,10 +130,6 @@ def export_csv(layout: Layout, type_codes: Mapping[str, str] | None = None) -> s
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for p in layout.points:
-        unit = p.unit
-        if not unit and p.register and p.register in codes:
-            meaning = type_code(codes[p.register])
-            unit = {"rate": meaning.unit, "cumulative": meaning.cumulative_unit}.get(p.source, "")
-        writer.writerow((p.address, p.name, p.description, p.type, f"{p.scale:g}", unit,
-                         p.word_order, p.size, p.source, p.register or ""))
+        writer.writerow((p.address, p.name, p.description, p.type, f"{p.scale:g}",
+                         point_unit(p, codes), p.word_order, p.size, p.source, p.register or ""))
     return out.getvalue()

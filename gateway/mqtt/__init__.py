@@ -3,7 +3,7 @@ pinned slugs (and the register drift they reveal), Home Assistant discovery, the
 sink) and the command request binding."""
 
 from gateway.mqtt.connection import ConnectionStats, MqttConnection, Will
-from gateway.mqtt.discovery import energy_slug, entity_object_id
+from gateway.mqtt.discovery import bridge_config, energy_slug, entity_object_id
 from gateway.mqtt.identities import RegisterIdentities
 from gateway.mqtt.ledger import FILE_NAME as LEDGER_FILE
 from gateway.mqtt.ledger import RetainedLedger
@@ -18,5 +18,5 @@ from gateway.mqtt.topics import Topics, slug, unique_slugs
 __all__ = ["LEDGER_FILE", "SLUG_KIND", "Assignment", "AuditPublisher", "ConnectionStats",
            "InboundMessage", "MeterPlan", "MeterSlugs", "MqttConnection", "MqttOutput",
            "RegisterIdentities", "RequestBinding", "RetainedLedger", "SlugPin", "Topics",
-           "Will", "create_output", "discover", "energy_slug", "entity_object_id", "slug",
-           "topics_of", "unique_slugs"]
+           "Will", "bridge_config", "create_output", "discover", "energy_slug",
+           "entity_object_id", "slug", "topics_of", "unique_slugs"]
