@@ -88,7 +88,8 @@ def test_a_version_1_pin_file_keeps_every_address(tmp_path: Path) -> None:
     legacy = tmp_path / "modbus" / "main.json"
     legacy.parent.mkdir()
     legacy.write_text('{"version": 1, "meter": "main", "slots": {\n'
-                      '  "Grid": {"slot": 4, "type": "P"},\n  "use": {"slot": 0, "type": "P"}\n}}\n')
+                      '  "Grid": {"slot": 4, "type": "P"},\n'
+                      '  "use": {"slot": 0, "type": "P"}\n}}\n')
     output = ModbusOutput(ModbusConfig(), [meter()], tmp_path)
     assert addresses(output) == {("use", "rate"): 100, ("use", "cumulative"): 102,
                                  ("Grid", "rate"): 124, ("Grid", "cumulative"): 126}
