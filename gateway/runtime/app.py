@@ -13,7 +13,8 @@
 All of it within ``gateway.shutdown_timeout_s``. A second SIGTERM or SIGINT during the
 shutdown forces the exit: the state files are written at once and the process ends with
 exit code 1 (as uvicorn does). A crash (an exception escaping a component) also writes the
-state files (Modbus pins, the retained-topic ledger, the history watermarks) before the exit.
+state files (Modbus pins, slug pins, the retained-topic ledger, the history watermarks)
+before the exit.
 SIGHUP reloads the configuration file: its meter changes are applied without dropping the
 MQTT session or Modbus clients (:mod:`gateway.runtime.reload`); an invalid file is refused
 (``config_reload_refused``) and the running configuration kept. Under systemd
