@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from gateway.config import load_config
 from gateway.simulator import SimMeter, ThreadedSimServer
 from tests.support.broker import Broker
 from tests.support.mqtt import Received, Subscriber, gateway_config, running_app, subscriber
@@ -131,3 +132,42 @@ async def test_a_look_alike_name_never_takes_an_existing_identity(
             registers = await await_state(sub, p, {OLD_SLUG, NEW_SLUG})
             assert (registers[OLD_SLUG]["name"], registers[NEW_SLUG]["name"]) == (OLD, NEW)
             assert not [m for m in ha.on(new_cfg) if m.payload == b""]  # never disturbed
+
+
+RELOAD_CONFIG = """\
+gateway: {{id: reloads, state_dir: "{state}"}}
+meters:
+  - {{id: main, url: "{url}", username: owner, password: default, poll_interval_s: {interval},
+     registers: {registers}}}
+mqtt: {{host: {host}, port: {port}, base_topic: {prefix}, homeassistant: {{prefix: {prefix}-ha}}}}
+modbus: {{enabled: false}}
+http: {{enabled: false}}
+"""
+
+
+async def test_a_reload_keeps_the_pins_even_while_a_register_is_left_out(
+        broker: Broker, topic_prefix: str, tmp_path: Path, sim: tuple[SimMeter, str]) -> None:
+    """A changed meter gets a fresh output plan on reload; its slugs come from the pins."""
+    _, url = sim
+    p, path = topic_prefix, tmp_path / "gateway.yaml"
+
+    def write(interval: float, registers: str) -> None:
+        path.write_text(RELOAD_CONFIG.format(state=tmp_path / "state", url=url, interval=interval,
+                                             registers=registers, host=broker.host,
+                                             port=broker.port, prefix=p))
+        path.chmod(0o600)
+
+    write(0.5, "all")
+    with subscriber(broker, f"{p}/main/state") as sub:
+        async with running_app(load_config(path)) as app:
+            await await_state(sub, p, {OLD_SLUG})
+            await change_registers(url, add=[{"name": NEW, "type": "P", "base": NEW_RATE}])
+            await await_state(sub, p, {OLD_SLUG, NEW_SLUG})
+            write(0.4, f"[{NEW!r}, Grid]")  # "Panel A/B" is no longer polled
+            assert await app.reload()
+            registers = await await_state(sub, p, {NEW_SLUG, "grid"}, absent={OLD_SLUG})
+            assert registers[NEW_SLUG]["name"] == NEW
+            write(0.5, "all")
+            assert await app.reload()
+            registers = await await_state(sub, p, {OLD_SLUG, NEW_SLUG})
+            assert (registers[OLD_SLUG]["name"], registers[NEW_SLUG]["name"]) == (OLD, NEW)
