@@ -38,6 +38,9 @@ from gateway.mqtt import (
     topics_of,
 )
 
+# one entry per Sparkplug metric of a meter (name, alias, datatype, ...): see sparkplug_of
+SparkplugMetrics = tuple[Mapping[str, object], ...]
+
 
 @dataclass(frozen=True, slots=True)
 class MeterSource:
@@ -136,7 +139,7 @@ class MeterReport:
     modbus: ModbusUnit | None = None
     history_topic: str | None = None
     changes: Changes = field(default_factory=Changes)
-    sparkplug: None = None  # Sparkplug metrics and aliases: listed here by the Sparkplug output
+    sparkplug: SparkplugMetrics | None = None  # see sparkplug_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +219,16 @@ def plan_meter(config: Config, source: MeterSource, slugs: MeterSlugs) -> MeterR
         else None
     return MeterReport(meter.id, index, source, registers, dict(plan.slugs),
                        _topics(view, plan) if view.mqtt.enabled else (),
-                       _entities(plan) if view.mqtt.enabled else (), unit, history, changes)
+                       _entities(plan) if view.mqtt.enabled else (), unit, history, changes,
+                       sparkplug_of(view, plan))
+
+
+def sparkplug_of(view: Config, plan: MeterPlan) -> SparkplugMetrics | None:
+    """The place for the Sparkplug metrics and aliases of one meter (its DBIRTH), built by
+    the code of the Sparkplug output from ``view`` and the meter's pinned slugs
+    (``plan.slugs``), once that output exists. Until then: none."""
+    del view, plan
+    return None
 
 
 def _topics(view: Config, plan: MeterPlan) -> tuple[Topic, ...]:
