@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", "run the gateway", _lazy("gateway.runtime.app", "main"))
     p.add_argument("-c", "--config", default="gateway.yaml", help="configuration file")
 
-    p = add("check-config", "validate a configuration file", _lazy("gateway.config.loader", "main"))
+    p = add("check-config", "validate a configuration file", _lazy("gateway.runtime.check", "main"))
     p.add_argument("-c", "--config", default="gateway.yaml", help="configuration file")
 
     p = add("probe", "log in to a meter and print its identity and registers",
@@ -81,6 +81,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", default="gateway.yaml", help="configuration file")
     p.add_argument("--meter", default=None, help="meter id (default: the first)")
     p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
+
+    p = add("plan", "every topic, entity and address the configuration creates",
+            _lazy("gateway.runtime.plancli", "main"))
+    p.add_argument("-c", "--config", default="gateway.yaml", help="configuration file")
+    p.add_argument("--meter", default=None, help="only this meter")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--diff", action="store_true",
+                   help="only what differs from the pins; exit 1 when anything does")
+
+    p = add("pins", "list or release the pinned slugs and Modbus slots",
+            _lazy("gateway.runtime.pincli", "main"))
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = actions.add_parser("list", help="every pinned name, its slug and Modbus slot",
+                           description="every pinned name, its slug and Modbus slot")
+    q.add_argument("-c", "--config", default="gateway.yaml", help="configuration file")
+    q.add_argument("--meter", default=None, help="only this meter")
+    q.add_argument("--json", action="store_true", help="print JSON")
+    q = actions.add_parser("release", help="forget the pins of register names, on purpose",
+                           description="forget the pins of register names, on purpose")
+    q.add_argument("names", nargs="+", metavar="NAME", help="register names")
+    q.add_argument("-c", "--config", default="gateway.yaml", help="configuration file")
+    q.add_argument("--meter", required=True, help="meter id")
+    q.add_argument("--only", action="append", choices=["slug", "modbus"], default=None,
+                   help="only this kind of pin (default: both)")
+    q.add_argument("--force", action="store_true",
+                   help="even while a name is on the meter, or the meter is unreachable")
 
     p = add("demo", "simulated meter + broker + gateway on loopback",
             _lazy("gateway.runtime.demo", "main"))

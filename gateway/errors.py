@@ -6,6 +6,7 @@ No message ever contains a password, a password hash or a token.
 
     GatewayError
     ├── StartupFailed            something needed at start is missing (exit code 3)
+    │   └── StateFileError       a file in ``gateway.state_dir`` is damaged; ``path`` names it
     ├── ConfigError              invalid configuration; ``problems`` lists every one
     │   └── MappingError         invalid Modbus mapping file; ``problems`` likewise
     ├── MeterError               anything about one meter; ``meter`` names it
@@ -41,6 +42,16 @@ class GatewayError(Exception):
 class StartupFailed(GatewayError):
     """Something the gateway needs at start is not there: the state directory, a port,
     certificates (exit code 3)."""
+
+
+class StateFileError(StartupFailed):
+    """A state file (pins, ...) cannot be used as it is: serving without it could move an
+    identity, so the gateway refuses to start (exit code 3). ``path`` names the file."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
 
 
 class ConfigError(GatewayError):

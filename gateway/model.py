@@ -85,3 +85,25 @@ class Availability:
     since: float
     reason: str = ""
     failed_polls: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterChange:
+    """A register renamed or retyped on the meter, as far as the gateway can tell: the same
+    ``idx`` and ``did`` now under another name (``old_name != new_name``), or a name whose
+    type code changed (``old_type != new_type``). ``at``: gateway wall clock."""
+
+    meter: str
+    old_name: str
+    new_name: str
+    old_type: str
+    new_type: str
+    at: float = 0.0
+
+    @property
+    def renamed(self) -> bool:
+        return self.old_name != self.new_name
+
+    @property
+    def retyped(self) -> bool:
+        return self.old_type != self.new_type

@@ -7,7 +7,6 @@ with :func:`load_yaml`.
 
 from __future__ import annotations
 
-import argparse
 import os
 import stat
 import sys
@@ -20,7 +19,7 @@ import yaml
 from gateway.config.schema import Context
 from gateway.config.sections import build
 from gateway.config.types import Config
-from gateway.errors import EXIT_CONFIG, EXIT_OK, ConfigError
+from gateway.errors import ConfigError
 
 
 class _Loader(yaml.SafeLoader):
@@ -101,13 +100,3 @@ def load_or_report(path: str | Path) -> Config | None:
         for line in exc.problems:
             print(line, file=sys.stderr)
         return None
-
-
-def main(args: argparse.Namespace) -> int:
-    """``egauge-gateway check-config -c FILE``: ``ok: ...`` and 0, or every problem and 78."""
-    config = load_or_report(args.config)
-    if config is None:
-        return EXIT_CONFIG
-    ids = ", ".join(m.id for m in config.meters)
-    print(f"ok: {len(config.meters)} meter{'s' if len(config.meters) != 1 else ''} ({ids})")
-    return EXIT_OK

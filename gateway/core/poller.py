@@ -86,6 +86,14 @@ def backoff_delay(interval: float, failures: int, jitter: float = 0.0) -> float:
     return max(interval, base * (1.0 - 0.2 * jitter))
 
 
+def registers_of(reading: Reading, infos: Sequence[RegisterInfo]) -> tuple[RegisterInfo, ...]:
+    """The register set a poller publishes for ``reading``: each name the reading has, in its
+    order, with the meter's metadata (type code and idx -1 where the meter gave none)."""
+    known = {i.name: i for i in infos}
+    return tuple(known.get(v.name) or RegisterInfo(v.name, v.type_code, -1)
+                 for v in reading.registers)
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, MeterError):
         return f"{type(exc).__name__}: {exc.message}"
@@ -193,10 +201,7 @@ class Poller:
         signature = tuple((v.name, v.type_code) for v in reading.registers)
         registers = None
         if signature != self._signature:
-            infos = {i.name: i for i in await source.register_info()}
-            registers = tuple(
-                infos.get(name) or RegisterInfo(name, code, -1) for name, code in signature
-            )
+            registers = registers_of(reading, await source.register_info())
         return _Result(reading, signature, identity, registers)
 
     def _succeeded(self, result: _Result, latency: float) -> None:

@@ -20,7 +20,7 @@ from typing import Final
 from gateway.config import Config, MeterConfig, load_config
 from gateway.errors import EXIT_CONFIG, EXIT_OK, EXIT_STARTUP, ConfigError, MeterError
 from gateway.meter import WebApiClient
-from gateway.modbus.layout import Layout, export_csv, usable_slots
+from gateway.modbus.layout import Layout, export_csv, pin_new, polled_names
 from gateway.modbus.loader import load_mapping
 from gateway.modbus.mapping import Point, RegisterMap
 from gateway.modbus.pins import PinStore
@@ -80,10 +80,7 @@ async def generate_text(config: Config, meter: MeterConfig) -> str:
     if rmap.auto is None:
         rmap = load_mapping("default")
     pins = PinStore(config.gateway.state_dir).load(meter.id)
-    explicit = rmap.pinned_names()
-    ordered = sorted(registers, key=lambda r: r.idx)
-    pins.assign([(r.name, r.type_code) for r in ordered if r.name not in explicit],
-                usable_slots(rmap))
+    pin_new(rmap, pins, polled_names(registers, None))
     layout = Layout.build(rmap, pins)
     present = {r.name for r in registers}
     header = (f"# Register map drafted by `egauge-gateway map generate` for meter {meter.id!r}\n"

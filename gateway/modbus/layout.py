@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from gateway.meter import type_code
 from gateway.modbus.mapping import Auto, Point, RegisterMap
 from gateway.modbus.pins import Pins
+from gateway.model import RegisterInfo
 
 MAX_ADDRESS: Final = 65535
 CSV_COLUMNS: Final = ("Address", "Name", "Description", "Type", "Scale", "Unit", "Word Order",
@@ -45,6 +46,26 @@ class Layout:
                     points.extend(slot_points)
         points.sort(key=lambda p: p.address)
         return cls(tuple(points), _runs(points), tuple(dropped))
+
+
+def polled_names(registers: Iterable[RegisterInfo], selected: Collection[str] | None
+                 ) -> list[tuple[str, str]]:
+    """``(name, type code)`` of the registers that are polled (``selected``: None for all), in
+    the meter's register order (idx): the order in which new names get slots."""
+    return [(r.name, r.type_code) for r in sorted(registers, key=lambda r: r.idx)
+            if selected is None or r.name in selected]
+
+
+def pin_new(rmap: RegisterMap, pins: Pins, names: Iterable[tuple[str, str]],
+            skip: Collection[str] = ()) -> list[str]:
+    """Give the names without a slot (but those with an explicit point of the map, and
+    ``skip``) the map's next free auto slots, in order; update known names' type codes.
+    The names that got a slot (none without an ``auto`` block)."""
+    if rmap.auto is None:
+        return []
+    explicit = rmap.pinned_names()
+    return pins.assign([(n, c) for n, c in names if n not in explicit and n not in skip],
+                       usable_slots(rmap))
 
 
 def usable_slots(rmap: RegisterMap) -> Iterator[int]:
@@ -94,6 +115,14 @@ def _runs(points: list[Point]) -> tuple[tuple[int, int], ...]:
     return tuple(runs)
 
 
+def point_unit(p: Point, type_codes: Mapping[str, str]) -> str:
+    """A point's unit: the map's, else that of its register's type code (rate, cumulative)."""
+    if p.unit or not p.register or p.register not in type_codes:
+        return p.unit
+    meaning = type_code(type_codes[p.register])
+    return {"rate": meaning.unit, "cumulative": meaning.cumulative_unit}.get(p.source, "")
+
+
 def export_csv(layout: Layout, type_codes: Mapping[str, str] | None = None) -> str:
     """The map as CSV; units come from the map, else from the register's type code."""
     codes = type_codes or {}
@@ -101,10 +130,6 @@ def export_csv(layout: Layout, type_codes: Mapping[str, str] | None = None) -> s
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for p in layout.points:
-        unit = p.unit
-        if not unit and p.register and p.register in codes:
-            meaning = type_code(codes[p.register])
-            unit = {"rate": meaning.unit, "cumulative": meaning.cumulative_unit}.get(p.source, "")
-        writer.writerow((p.address, p.name, p.description, p.type, f"{p.scale:g}", unit,
-                         p.word_order, p.size, p.source, p.register or ""))
+        writer.writerow((p.address, p.name, p.description, p.type, f"{p.scale:g}",
+                         point_unit(p, codes), p.word_order, p.size, p.source, p.register or ""))
     return out.getvalue()

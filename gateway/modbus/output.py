@@ -21,7 +21,7 @@ from gateway.commands import Outcome as CommandOutcome
 from gateway.config import MeterConfig, ModbusConfig
 from gateway.errors import ConfigError
 from gateway.modbus.image import UnitImage
-from gateway.modbus.layout import Layout, export_csv, usable_slots
+from gateway.modbus.layout import Layout, export_csv, pin_new, polled_names
 from gateway.modbus.loader import load_mapping
 from gateway.modbus.mapping import RegisterMap
 from gateway.modbus.pins import Pins, PinStore
@@ -201,10 +201,9 @@ class ModbusOutput:
         unit = self._by_meter.get(meter)
         if unit is None:
             return
-        ordered = [r for r in sorted(registers, key=lambda r: r.idx)
-                   if unit.selected is None or r.name in unit.selected]  # what is polled
-        unit.type_codes.update((r.name, r.type_code) for r in ordered)
-        self._pin(unit, [(r.name, r.type_code) for r in ordered])
+        ordered = polled_names(registers, unit.selected)
+        unit.type_codes.update(ordered)
+        self._pin(unit, ordered)
 
     def on_reading(self, reading: Reading) -> None:
         unit = self._by_meter.get(reading.meter)
@@ -247,7 +246,7 @@ class ModbusOutput:
         explicit = unit.rmap.pinned_names()
         candidates = [(n, c) for n, c in names if n not in explicit and n not in unit.unplaced]
         before = {n: p.type_code for n, p in unit.pins.items()}
-        added = unit.pins.assign(candidates, usable_slots(unit.rmap))
+        added = pin_new(unit.rmap, unit.pins, candidates)
         retyped = any(n in before and c and before[n] != c for n, c in candidates)
         unplaced = {n for n, _ in candidates if n not in unit.pins}
         if unplaced:

@@ -1,24 +1,26 @@
 """Auto-pinned slots per meter, persisted so an address never moves.
 
 The first time a map with an ``auto`` block sees a register name, the name gets the next free
-slot; the assignment is written to ``<state_dir>/modbus/<meter>.json`` (atomically: a temporary
-file, fsync, rename) and read back on every start. Registers that disappear from the meter
-keep their slot (their values read "not available"); a slot is never given to another name.
+slot; the assignment is written to ``<state_dir>/modbus/<meter>.json`` (the pin file format of
+:mod:`gateway.support.pins`, atomically) and read back on every start. Registers that
+disappear from the meter keep their slot (their values read "not available"); a slot is never
+given to another name while its pin exists. Files of earlier releases (format version 1) are
+read as they are, so an upgrade moves no address.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from gateway.errors import MappingError
+from gateway.errors import MappingError, StateFileError
+from gateway.support import PinFile, integer
+from gateway.support import PinStore as Files
 
-_VERSION: Final = 1
+KIND: Final = "modbus"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,46 +68,54 @@ class Pins:
                 self._pins[name] = Pin(pin.slot, code)
         return added
 
+    def release(self, name: str) -> Pin | None:
+        """Forget ``name``'s slot (``pins release``): the slot is free for the next new name."""
+        return self._pins.pop(name, None)
+
+    def copy(self) -> Pins:
+        return Pins(self.meter, self._pins)
+
+    def to_file(self) -> PinFile:
+        return PinFile(self.meter, KIND, {n: {"slot": p.slot, "type": p.type_code}
+                                          for n, p in self.items()})
+
     def to_json(self) -> str:
-        """``{"version": 1, "meter": ..., "slots": {name: {"slot": k, "type": code}}}``, one
-        register per line."""
-        rows = [f"  {json.dumps(n, ensure_ascii=False)}: "
-                f"{json.dumps({'slot': p.slot, 'type': p.type_code})}" for n, p in self.items()]
-        head = f'{{"version": {_VERSION}, "meter": {json.dumps(self.meter)}, "slots": {{'
-        return head + ("\n" + ",\n".join(rows) + "\n" if rows else "") + "}}\n"
+        """The pin file (:mod:`gateway.support.pins`, version 2): ``{"version": 2, "kind":
+        "modbus", "meter": ..., "pins": {name: {"slot": k, "type": code}}}``, one register
+        per line, in slot order."""
+        return self.to_file().render()
 
 
 class PinStore:
     """Where :class:`Pins` live: one JSON file per meter under ``<state_dir>/modbus``."""
 
     def __init__(self, state_dir: str | Path) -> None:
-        self.directory = Path(state_dir) / "modbus"
+        self._files = Files(state_dir, KIND)
+        self.directory = self._files.directory
 
     def path(self, meter: str) -> Path:
-        return self.directory / f"{meter}.json"
+        return self._files.path(meter)
+
+    def meters(self) -> list[str]:
+        return self._files.meters()
 
     def load(self, meter: str) -> Pins:
         """The saved pins of ``meter`` (none yet: empty). A damaged file raises
         :class:`MappingError`: serving without it could move addresses."""
         path = self.path(meter)
         try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return Pins(meter)
-        except OSError as exc:
-            raise MappingError([f"{path}: cannot read: {exc.strerror or exc}"], str(path)) from exc
-        try:
-            data = json.loads(text)
-            slots = data["slots"]
-            pins = {str(name): Pin(int(entry["slot"]), str(entry.get("type", "")))
-                    for name, entry in slots.items()}
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            problem = f"{path}: not a valid pin file ({exc.__class__.__name__}: {exc})"
-            raise MappingError([problem], str(path)) from exc
-        if len({p.slot for p in pins.values()}) != len(pins) or any(p.slot < 0 for p in
-                                                                      pins.values()):
-            raise MappingError([f"{path}: not a valid pin file (slots repeat or are negative)"],
-                               str(path))
+            entries = self._files.load(meter).entries
+        except StateFileError as exc:
+            raise MappingError([str(exc)], str(path)) from exc
+        pins: dict[str, Pin] = {}
+        for name, entry in entries.items():
+            slot, code = integer(entry, "slot"), entry.get("type", "")
+            if slot is None or slot < 0 or not isinstance(code, str):
+                raise MappingError([f"{path}: not a valid pin file (entry {json.dumps(name)}: "
+                                    "slot must be an integer >= 0, type a string)"], str(path))
+            pins[name] = Pin(slot, code)
+        if len({p.slot for p in pins.values()}) != len(pins):
+            raise MappingError([f"{path}: not a valid pin file (slots repeat)"], str(path))
         return Pins(meter, pins)
 
     def save(self, pins: Pins) -> None:
@@ -114,20 +124,4 @@ class PinStore:
     def write(self, meter: str, text: str) -> None:
         """Write atomically: a reader sees the old file or the new one, never a mix.
         (Takes the serialised text so a thread can write what the event loop produced.)"""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        target = self.path(meter)
-        fd, tmp = tempfile.mkstemp(prefix=f".{meter}.", suffix=".tmp", dir=self.directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        self._files.write(meter, text)

@@ -1,12 +1,24 @@
-"""The northbound MQTT side, the project's only paho-mqtt user: the connection, topics, Home
-Assistant discovery, the output (a hub sink) and the command request binding."""
+"""The northbound MQTT side, the project's only paho-mqtt user: the connection, topics, the
+pinned slugs (and the register drift they reveal), Home Assistant discovery, the output (a hub
+sink) and the command request binding."""
 
 from gateway.mqtt.connection import ConnectionStats, MqttConnection, Will
+from gateway.mqtt.discovery import bridge_config, energy_slug, entity_object_id
+from gateway.mqtt.identities import RegisterIdentities
+from gateway.mqtt.ledger import FILE_NAME as LEDGER_FILE
+from gateway.mqtt.ledger import RetainedLedger
 from gateway.mqtt.message import InboundMessage
-from gateway.mqtt.output import MqttOutput, create_output
+from gateway.mqtt.output import MqttOutput, create_output, topics_of
+from gateway.mqtt.plan import MeterPlan, discover
 from gateway.mqtt.requests import AuditPublisher, RequestBinding
+from gateway.mqtt.slugs import KIND as SLUG_KIND
+from gateway.mqtt.slugs import Assignment, MeterSlugs, SlugPin
 from gateway.mqtt.topics import Topics, name_hash, slug, unique_slugs
 
-__all__ = ["AuditPublisher", "ConnectionStats", "InboundMessage", "MqttConnection",
-           "MqttOutput", "RequestBinding", "Topics", "Will", "create_output", "name_hash",
-           "slug", "unique_slugs"]
+__all__ = [
+    "LEDGER_FILE", "SLUG_KIND", "Assignment", "AuditPublisher", "ConnectionStats",
+    "InboundMessage", "MeterPlan", "MeterSlugs", "MqttConnection", "MqttOutput",
+    "RegisterIdentities", "RequestBinding", "RetainedLedger", "SlugPin", "Topics", "Will",
+    "bridge_config", "create_output", "discover", "energy_slug", "entity_object_id",
+    "name_hash", "slug", "topics_of", "unique_slugs",
+]

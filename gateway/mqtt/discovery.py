@@ -9,12 +9,22 @@ only for registers that cannot run backwards: names ending in ``+`` (eGauge's ma
 register that records positive values only) that are not a virtual formula with a minus and
 that were never seen with a negative rate or a falling cumulative value. Everything else is
 ``total``, which the energy dashboard accepts for net (import - export) counters too.
+
+Entity ids: every entity carries ``object_id`` and ``default_entity_id`` built from the meter
+id and the register's pinned slug (:func:`entity_object_id`), so its entity id is
+``sensor.<meter>_<slug>`` (``..._energy`` for the energy sensor) rather than whatever Home
+Assistant makes of the names. Home Assistant 2025.10 and later read ``default_entity_id``
+(``object_id`` is deprecated there, to be dropped in 2026.4); earlier versions read
+``object_id`` and drop keys they do not know. Either only names a new entity: an entity Home
+Assistant already has keeps the entity id of its registry entry. The ``unique_id`` values are
+unchanged from earlier releases, so no entity is orphaned by an upgrade.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -25,6 +35,7 @@ from gateway.model import Identity, RegisterInfo, RegisterValue
 from gateway.mqtt.topics import Topics, safe_level
 
 MANUFACTURER = "eGauge Systems"
+_NOT_OBJECT_ID = re.compile(r"[^a-z0-9]+")
 ORIGIN = {"name": "egauge-gateway", "sw_version": __version__}
 
 
@@ -96,6 +107,23 @@ def expire_after(meter: MeterConfig, mqtt: MqttConfig) -> int:
     return math.ceil(slowest + 2 * meter.poll_interval_s + 10)
 
 
+def entity_object_id(meter: str, slug: str) -> str:
+    """The object id (the part after ``sensor.``) of the entity of ``slug`` of ``meter``:
+    ``<meter>_<slug>`` in Home Assistant's alphabet (``-`` and runs of ``_`` become one
+    ``_``), as Home Assistant itself would reduce it."""
+    return _NOT_OBJECT_ID.sub("_", f"{meter}_{slug}".lower()).strip("_")
+
+
+def entity_ids(component: str, object_id: str) -> dict[str, object]:
+    """The discovery keys that choose an entity's id, for old and new Home Assistant."""
+    return {"object_id": object_id, "default_entity_id": f"{component}.{object_id}"}
+
+
+def energy_slug(slug: str) -> str:
+    """The slug of a power register's energy sensor in entity ids (``<slug>_energy``)."""
+    return f"{slug}_energy"
+
+
 def bridge_identifier(gateway_id: str) -> str:
     return f"egauge_gateway_{safe_level(gateway_id)}"
 
@@ -114,6 +142,7 @@ def bridge_config(topics: Topics, gateway_id: str) -> tuple[str, bytes]:
     payload: dict[str, object] = {
         "name": "Bridge",
         "unique_id": f"{ident}_bridge",
+        **entity_ids("binary_sensor", entity_object_id(ident, "bridge")),
         "state_topic": topics.bridge_state,
         "payload_on": "online",
         "payload_off": "offline",
@@ -183,13 +212,15 @@ class MeterDiscovery:
                 source = {"state_topic": self.topics.state(meter),
                           "value_template": f"{{{{ value_json.registers['{slug}'].rate }}}}"}
             out[self.topics.discovery("sensor", node, slug)] = _encode(
-                {"name": reg.name, "unique_id": f"{node}_{slug}", **source,
+                {"name": reg.name, "unique_id": f"{node}_{slug}",
+                 **entity_ids("sensor", entity_object_id(meter, slug)), **source,
                  **_class_fields(cls), **common}
             )
             if has_energy(reg):
                 energy = SensorClass("energy", "kWh", 3, energy_state_class(reg, reg.name in net))
                 out[self.topics.discovery("sensor", node, f"{slug}-energy")] = _encode(
                     {"name": f"{reg.name} energy", "unique_id": f"{node}_{slug}-energy",
+                     **entity_ids("sensor", entity_object_id(meter, energy_slug(slug))),
                      "state_topic": self.topics.state(meter),
                      "value_template":
                          f"{{{{ value_json.registers['{slug}'].cumulative }}}}",

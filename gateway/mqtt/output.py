@@ -8,6 +8,8 @@ it; when Home Assistant announces itself (``homeassistant/status`` = ``online``)
 sent again. Retained topics of meters no longer configured are cleared with empty payloads.
 For gap-free history (:mod:`gateway.history.service`) it reports every state message the broker
 acknowledged and publishes backfilled rows on ``<base>/<meter>/history`` with acknowledgement.
+Slugs come from the pinned slugs of :class:`~gateway.mqtt.identities.RegisterIdentities`
+(the app's, shared with its other parts; or an own one, written at ``flush``/``stop``).
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from gateway.config import Config, MeterConfig, shard
 from gateway.history import HistoryRow
 from gateway.model import Availability, Identity, Reading, RegisterInfo
 from gateway.mqtt.connection import ConnectionStats, MqttConnection, Will
-from gateway.mqtt.discovery import bridge_config, expire_after
+from gateway.mqtt.discovery import bridge_config
+from gateway.mqtt.identities import RegisterIdentities
 from gateway.mqtt.ledger import FILE_NAME, RetainedLedger
 from gateway.mqtt.message import InboundMessage
-from gateway.mqtt.plan import MeterPlan, number
+from gateway.mqtt.plan import MeterPlan, discover, number
 from gateway.mqtt.topics import Topics
 
 log = structlog.get_logger(__name__)
@@ -50,6 +53,7 @@ class MqttOutput:
         outputs: Callable[[], Sequence[str]] = lambda: ("mqtt",),
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        identities: RegisterIdentities | None = None,
     ) -> None:
         self._cfg = config.mqtt
         self._gateway_id = shard.instance_name(config)
@@ -62,7 +66,10 @@ class MqttOutput:
         self.topics = topics_of(config)
         self._meters = {m.id: m for m in config.meters}
         self._foreign = frozenset(config.foreign_meters or ())  # other instances poll these
-        self._plans = {m.id: MeterPlan(m, self.topics) for m in config.meters}
+        self._owns_identities = identities is None
+        self.identities = identities or RegisterIdentities(config.gateway.state_dir,
+                                                           self._meters)
+        self._plans = {m.id: self._plan(m) for m in config.meters}
         self._to_clear: list[str] = []
         self._started = wall()
         self._state_listeners: list[Callable[[str, float], None]] = []
@@ -83,8 +90,11 @@ class MqttOutput:
         return self._conn.stats
 
     def flush(self) -> None:
-        """Write the retained-topic ledger now (at stop, on a crash)."""
+        """Write the retained-topic ledger (and the slug pins, when they are its own) now
+        (at stop, on a crash)."""
         self._ledger.flush()
+        if self._owns_identities:
+            self.identities.flush()
 
     def on_state_confirmed(self, listener: Callable[[str, float], None]) -> None:
         """Call ``listener(meter, ts)`` whenever the broker acknowledged a state message."""
@@ -135,6 +145,8 @@ class MqttOutput:
         """Say goodbye: ``bridge/state`` offline, flush, disconnect cleanly."""
         self._conn.publish(self.topics.bridge_state, OFFLINE, 1, True)
         self.flush()
+        if self._owns_identities:
+            await self.identities.close()
         await self._conn.close(grace_s=max(0.5, self._shutdown_s / 3))
 
     def prepare_meters(self, meters: Sequence[MeterConfig]) -> Callable[[], None]:
@@ -156,7 +168,7 @@ class MqttOutput:
                 old = self._plans.get(meter)
                 if old is not None and old.meter == cfg:
                     continue
-                plan = self._plans[meter] = MeterPlan(cfg, self.topics)
+                plan = self._plans[meter] = self._plan(cfg)
                 plan.net.update(self._ledger.net(meter))
                 if old is None:
                     self._conn.publish(plan.availability_topic, OFFLINE, 1, True)
@@ -166,6 +178,9 @@ class MqttOutput:
             self._conn.publish(self.topics.bridge_info, self._info_json(), 1, True)
 
         return switch
+
+    def _plan(self, meter: MeterConfig) -> MeterPlan:
+        return MeterPlan(meter, self.topics, functools.partial(self.identities.slugs, meter.id))
 
     # -- sink -----------------------------------------------------------------------------------
 
@@ -254,11 +269,7 @@ class MqttOutput:
             return
         old = plan.retained_topics(self._cfg.retain, self._cfg.per_register_topics)
         old |= self._ledger.topics(plan.meter.id)
-        if self._cfg.homeassistant.enabled:
-            plan.build_discovery(
-                self._gateway_id, expire_after(plan.meter, self._cfg),
-                self._cfg.per_register_topics,
-            )
+        discover(plan, self._cfg, self._gateway_id)
         current = plan.retained_topics(self._cfg.retain, self._cfg.per_register_topics)
         for topic in sorted(old - current):
             self._conn.publish(topic, b"", 1, True)
@@ -323,10 +334,11 @@ def topics_of(config: Config) -> Topics:
 
 
 def create_output(
-    config: Config, *, outputs: Callable[[], Sequence[str]] = lambda: ("mqtt",)
+    config: Config, *, outputs: Callable[[], Sequence[str]] = lambda: ("mqtt",),
+    identities: RegisterIdentities | None = None,
 ) -> MqttOutput:
-    """The MQTT output of ``config``: its connection (with the ``bridge/state`` will) and its
-    ledger in ``gateway.state_dir``."""
+    """The MQTT output of ``config``: its connection (with the ``bridge/state`` will), its
+    ledger in ``gateway.state_dir`` and the slug pins of ``identities``."""
     cfg = config.mqtt
     topics = topics_of(config)
     connection = MqttConnection(
@@ -335,4 +347,4 @@ def create_output(
         will=Will(topics.bridge_state, OFFLINE, 1, True),
     )
     ledger = RetainedLedger(shard.instance_dir(config) / FILE_NAME)
-    return MqttOutput(config, connection, ledger, outputs=outputs)
+    return MqttOutput(config, connection, ledger, outputs=outputs, identities=identities)

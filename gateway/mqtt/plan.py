@@ -2,21 +2,31 @@
 
 Topic strings, slugs, the constant part of each register's entry in the state JSON and the
 discovery payloads are built when the register set or the identity changes, never per poll;
-a poll only formats numbers and joins strings.
+a poll only formats numbers and joins strings. The running output and ``egauge-gateway plan``
+build the same :class:`MeterPlan` (:func:`discover` builds its discovery for both), so the
+plan shows what the gateway publishes.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from gateway.config import MeterConfig
+from gateway.config import MeterConfig, MqttConfig
 from gateway.history import HistoryRow
 from gateway.model import Identity, LocalValue, Reading, RegisterInfo, RegisterValue
-from gateway.mqtt.discovery import MeterDiscovery, has_energy, runs_backwards
+from gateway.mqtt.discovery import MeterDiscovery, expire_after, has_energy, runs_backwards
 from gateway.mqtt.topics import Topics, unique_slugs
+
+# register set -> the slug of each name (the pinned slugs of the meter, see mqtt.identities)
+SlugAssigner = Callable[[Sequence[RegisterInfo]], Mapping[str, str]]
+
+
+def unpinned(registers: Sequence[RegisterInfo]) -> Mapping[str, str]:
+    """Slugs from the names alone, without pins (for tests and throw-away plans)."""
+    return unique_slugs(r.name for r in registers)
 
 
 def number(value: float | None) -> str:
@@ -44,6 +54,7 @@ class MeterPlan:
 
     meter: MeterConfig
     topics: Topics
+    assign: SlugAssigner = unpinned
     availability_topic: str = ""
     state_topic: str = ""
     device_topic: str = ""
@@ -69,7 +80,7 @@ class MeterPlan:
     def set_registers(self, registers: tuple[RegisterInfo, ...]) -> None:
         """Adopt a new register set: slugs, topics and state-JSON fragments."""
         self.registers = registers
-        self.slugs = unique_slugs(r.name for r in registers)
+        self.slugs = dict(self.assign(registers))
         self.register_topics = {
             name: self.topics.register(self.meter.id, s) for name, s in self.slugs.items()
         }
@@ -176,3 +187,10 @@ class MeterPlan:
             if per_register:
                 topics.update(self.register_topics.values())
         return topics
+
+
+def discover(plan: MeterPlan, mqtt: MqttConfig, gateway_id: str) -> None:
+    """Build ``plan``'s Home Assistant discovery as the output publishes it (none when
+    discovery is off)."""
+    if mqtt.homeassistant.enabled:
+        plan.build_discovery(gateway_id, expire_after(plan.meter, mqtt), mqtt.per_register_topics)

@@ -11,10 +11,13 @@ Slug rules (the README repeats them):
   ``_`` (``Panel A/B`` -> ``panel_a_b``, ``Amps #1`` -> ``amps_1``);
 - a name with nothing left (``日本``) becomes ``reg_`` + a hash of the name; a slug longer
   than 48 characters is cut and gets the hash as well;
-- the same name always gives the same slug. When two names of one meter give the same slug,
-  the name closest to the slug keeps it (exact match, then a lower-case match, then the
-  name that sorts first) and the others get ``_`` + the first 6 hex digits of the SHA-1 of
-  the name -- so a slug depends on the other names only inside such a collision.
+- :func:`slug` of a name is always the same. :func:`unique_slugs` settles one set of names:
+  when two names give the same slug, the name closest to the slug keeps it (exact match,
+  then a lower-case match, then the name that sorts first) and the others get ``_`` + the
+  first 6 hex digits of the SHA-1 of the name. Alone it would let a name added later take a
+  slug from another (its result depends on the other names of a collision), so the gateway
+  uses it only the first time it sees a meter and pins the slugs from then on
+  (:mod:`gateway.mqtt.slugs`).
 """
 
 from __future__ import annotations

@@ -80,8 +80,12 @@ class GatewayCollector(Collector):
                                    "polled.", labels=["meter"])
         age = GaugeMetricFamily("egauge_meter_data_age_seconds",
                                 "Age of the latest reading (meter timestamp).", labels=["meter"])
+        changes = CounterMetricFamily("egauge_register_changes",
+                                      "Registers seen renamed or retyped on the meter.",
+                                      labels=["meter"])
         for meter in self._view.meters():
             stats, label = meter.stats, [meter.config.id]
+            changes.add_metric(label, meter.register_changes)
             if stats is None:
                 continue
             polls.add_metric(label, stats.polls_ok)
@@ -96,7 +100,7 @@ class GatewayCollector(Collector):
             if meter.logins is not None:
                 logins.add_metric(label, meter.logins)
                 refused.add_metric(label, meter.login_failures or 0)
-        yield from (polls, errors, skipped, latency, logins, refused, online, age)
+        yield from (polls, errors, skipped, latency, logins, refused, online, age, changes)
 
     def _mqtt(self) -> Iterable[Metric]:
         stats = self._view.mqtt

@@ -1,19 +1,22 @@
-"""The status page at ``/``: the outputs, and per meter its availability, the age of its data
-and its latest values. Plain HTML (no scripts), every text escaped, refreshed every 5 s."""
+"""The status page at ``/``: the outputs, and per meter its availability, the age of its data,
+the registers seen renamed or retyped on the meter, and its latest values. Plain HTML (no
+scripts), every text escaped, refreshed every 5 s."""
 
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Sequence
 
 from gateway import __version__
+from gateway.model import RegisterChange
 from gateway.observe.health import readiness
 from gateway.observe.view import GatewayView, MeterStatus, OutputStatus
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.2em .6em;
 text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}.on{color:#070}
-.off{color:#b00}.unk{color:#777}"""
+.off{color:#b00}.unk{color:#777}.warn{color:#a60}"""
 
 
 def e(value: object) -> str:
@@ -77,7 +80,7 @@ def _meter(meter: MeterStatus, now: float) -> str:
         facts.append(f"polls {stats.polls_ok} ok, {stats.polls_failed} failed")
         if stats.last_error and avail is not None and not avail.online:
             facts.append(f"last error: {e(stats.last_error)}")
-    head = f"<h2>{e(m.id)}</h2><p>" + " &middot; ".join(facts) + "</p>"
+    head = f"<h2>{e(m.id)}</h2><p>" + " &middot; ".join(facts) + "</p>" + _changes(meter)
     if reading is None:
         return head
     rows = "".join(
@@ -86,3 +89,26 @@ def _meter(meter: MeterStatus, now: float) -> str:
         for v in reading.registers)
     return (head + "<table><tr><th>register</th><th>rate</th><th>unit</th><th>cumulative</th>"
             f"<th>unit</th></tr>{rows}</table>")
+
+
+def change_text(change: RegisterChange) -> str:
+    """One register change in words: ``'Panel A/B' renamed to 'Panel AB'``, ``'Grid' retyped
+    P -> V``."""
+    parts = []
+    if change.renamed:
+        parts.append(f"{change.old_name!r} renamed to {change.new_name!r}")
+    if change.retyped:
+        who = "" if change.renamed else f"{change.new_name!r} "
+        parts.append(f"{who}retyped {change.old_type or '?'} -> {change.new_type or '?'}")
+    return ", ".join(parts)
+
+
+def _changes(meter: MeterStatus) -> str:
+    if not meter.register_changes:
+        return ""
+    items = "".join(
+        f"<li>{e(time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(c.at)))}: "
+        f"{e(change_text(c))}</li>" for c in meter.recent_changes)
+    return (f"<p class=warn>register changes on the meter: {meter.register_changes} "
+            "(addresses, topics and entities of the old names are kept; see the log event "
+            f"register_changed)</p><ul>{items}</ul>")

@@ -11,19 +11,23 @@ from typing import Protocol
 
 from gateway.config import Config, MeterConfig
 from gateway.core import MeterState, PollStats
+from gateway.model import RegisterChange
 from gateway.support import HttpStats
 
 
 @dataclass(frozen=True, slots=True)
 class MeterStatus:
     """One meter as the views show it: its settings, the hub's latest state, the poller's
-    counters and the client's login counters (``None`` where unknown)."""
+    counters, the client's login counters (``None`` where unknown) and the registers seen
+    renamed or retyped on the meter since the start (their count, and the latest ones)."""
 
     config: MeterConfig
     state: MeterState
     stats: PollStats | None = None
     logins: int | None = None
     login_failures: int | None = None
+    register_changes: int = 0
+    recent_changes: tuple[RegisterChange, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,8 @@
 All of it within ``gateway.shutdown_timeout_s``. A second SIGTERM or SIGINT during the
 shutdown forces the exit: the state files are written at once and the process ends with
 exit code 1 (as uvicorn does). A crash (an exception escaping a component) also writes the
-state files (Modbus pins, the retained-topic ledger, the history watermarks) before the exit.
+state files (Modbus pins, slug pins, the retained-topic ledger, the history watermarks)
+before the exit.
 SIGHUP reloads the configuration file: its meter changes are applied without dropping the
 MQTT session or Modbus clients (:mod:`gateway.runtime.reload`); an invalid file is refused
 (``config_reload_refused``) and the running configuration kept. Under systemd
@@ -50,7 +51,14 @@ from gateway.errors import (
 from gateway.history import History, Lane
 from gateway.meter import MeterClient
 from gateway.modbus import ModbusOutput
-from gateway.mqtt import AuditPublisher, MqttOutput, RequestBinding, create_output
+from gateway.mqtt import (
+    AuditPublisher,
+    MqttOutput,
+    RegisterIdentities,
+    RequestBinding,
+    create_output,
+    slug,
+)
 from gateway.observe import HttpEndpoint
 from gateway.runtime.component import Component
 from gateway.runtime.fleet import ClientFactory, Fleet, WebApiClients, cancel, close_clients
@@ -95,6 +103,7 @@ class App:
         self.http: HttpEndpoint | None = None  # set by build() when http.enabled
         self.history: History | None = None  # set by build() with mqtt and history enabled
         self.sparkplug: SparkplugOutput | None = None  # set by build() when sparkplug.enabled
+        self.identities: RegisterIdentities | None = None  # set by build(): the pinned slugs
         self.command_tally: CommandTally | None = None  # set with the router
         self.notifier = Notifier.from_env() if notifier is None else notifier
         self.watchdog: Watchdog | None = None  # set by start() when systemd asks for one
@@ -139,11 +148,13 @@ class App:
             raise StartupFailed(f"state_dir {state_dir}: {exc.strerror or exc}") from exc
         self.fleet.build(self.config.meters)
         cfg = self.config
+        self._build_identities()
         if cfg.http.enabled:
             http = self.http = HttpEndpoint(cfg.http, AppView(self))
             self.add(Component("http", start=http.start, stop=http.close))
         if cfg.mqtt.enabled:
-            mqtt = self.mqtt = create_output(cfg, outputs=self.output_names)
+            mqtt = self.mqtt = create_output(cfg, outputs=self.output_names,
+                                             identities=self.identities)
             self.add(Component("mqtt", mqtt, mqtt.start, mqtt.serve, mqtt.stop,
                                mqtt.prepare_meters, flush=mqtt.flush))
             self._build_commands(mqtt)
@@ -160,6 +171,18 @@ class App:
             self._build_sparkplug()
         for extend in self._extensions:
             extend(self)
+
+    def _build_identities(self) -> None:
+        """The pinned slugs and the register drift: the first hub sink (a name is pinned before
+        any output uses it), built with MQTT off too; stopped last (its pins written last)."""
+        identities = self.identities = RegisterIdentities(
+            self.config.gateway.state_dir, (m.id for m in self.config.meters))
+
+        def meters(configs: Sequence[MeterConfig]) -> Callable[[], None]:
+            return identities.prepare_meters([m.id for m in configs])
+
+        self.add(Component("identities", identities, identities.start, identities.serve,
+                           identities.close, meters, flush=identities.flush))
 
     def _build_commands(self, mqtt: MqttOutput | None) -> None:
         """The command router, fed by MQTT request topics (with ``mqtt``) and by Modbus writes
@@ -225,7 +248,15 @@ class App:
                 meter, action, own, source="sparkplug", client=client,
                 transaction=fields.get("transaction"), dry_run=fields.get("dry_run") is True))
 
-        spb = self.sparkplug = create_sparkplug(self.config, submit=submit)
+        identities = self.identities
+
+        def slug_of(meter: str, name: str) -> str:
+            """The register's pinned MQTT slug (a metric name is then pinned by Sparkplug's
+            own alias book the first time it is handed out)."""
+            pin = identities.meter(meter).get(name) if identities is not None else None
+            return pin.slug if pin is not None else slug(name)
+
+        spb = self.sparkplug = create_sparkplug(self.config, submit=submit, slug_of=slug_of)
         self.add(Component("sparkplug", spb, spb.start, spb.serve, spb.stop, spb.prepare_meters))
         if self.mqtt is not None and self.history is not None:
             self.mqtt.on_history_published(spb.publish_history)

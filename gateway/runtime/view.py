@@ -11,7 +11,7 @@ from gateway.config import Config
 from gateway.core import Hub
 from gateway.history import History
 from gateway.modbus import ModbusOutput
-from gateway.mqtt import MqttOutput
+from gateway.mqtt import MqttOutput, RegisterIdentities
 from gateway.observe import (
     HistoryStatus,
     HttpEndpoint,
@@ -49,6 +49,8 @@ class Parts(Protocol):
     def http(self) -> HttpEndpoint | None: ...
     @property
     def sparkplug(self) -> SparkplugOutput | None: ...
+    @property
+    def identities(self) -> RegisterIdentities | None: ...
 
 
 class _SparkplugView:
@@ -98,13 +100,16 @@ class AppView:
 
     def meters(self) -> Sequence[MeterStatus]:
         app = self._app
-        fleet = app.fleet
+        fleet, identities = app.fleet, app.identities
+        counts = identities.change_counts if identities is not None else {}
         out = []
         for m in app.config.meters:
             poller, client = fleet.pollers.get(m.id), fleet.clients.get(m.id)
             out.append(MeterStatus(
                 m, app.hub.meter(m.id), poller.stats if poller else None,
-                client.logins if client else None, client.login_failures if client else None))
+                client.logins if client else None, client.login_failures if client else None,
+                counts.get(m.id, 0),
+                identities.recent_changes(m.id) if identities is not None else ()))
         return out
 
     def outputs(self) -> Sequence[OutputStatus]:

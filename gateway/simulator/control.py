@@ -4,7 +4,9 @@ for tests that run the simulator in another process.
 ``POST /__sim__/faults`` takes a JSON object: any of the :class:`Faults` switches, plus
 ``down_s`` (go off the network once this reply is sent), ``revoke_tokens``,
 ``expire_nonces``, ``clear`` (all switches back to off) and ``registers``:
-``{"order": [names], "remove": [names], "add": [{name, type, base, amp, period_s}]}``.
+``{"order": [names], "remove": [names], "add": [{name, type, base, amp, period_s}],
+"rename": {old: new}, "retype": {name: type}}`` (renamed and retyped registers keep their
+idx and did, as on a meter).
 ``GET /__sim__/faults`` shows the switches, ``GET /__sim__/state`` the meter's counters,
 ``GET /__sim__/calls`` the recorded calls (``DELETE`` forgets them).
 
@@ -149,7 +151,17 @@ def _planned(meter: SimMeter, spec: Json) -> list[SimRegister]:
         wave = Wave(float(new.get("base", 0.0)), float(new.get("amp", 0.0)),
                     float(new.get("period_s", 600.0)))
         planned = regs.with_added(planned, str(new["name"]), str(new.get("type", "P")), wave)
+    if "rename" in spec:
+        planned = regs.renamed(planned, _names(spec["rename"]))
+    if "retype" in spec:
+        planned = regs.retyped(planned, _names(spec["retype"]))
     if "order" in spec:
         planned = regs.reordered(planned, spec["order"])
     regs.check_register_set(planned)
     return planned
+
+
+def _names(spec: Json) -> dict[str, str]:
+    if not isinstance(spec, dict) or not all(isinstance(v, str) for v in spec.values()):
+        raise QueryError("rename and retype must map names to strings")
+    return {str(k): str(v) for k, v in spec.items()}

@@ -214,6 +214,13 @@ class SimMeter:
         crosses zero every ``n`` seconds (at multiples of ``n``)."""
         self.set_registers(regs.with_added(self._registers, name, type_code, wave))
 
+    def rename_registers(self, names: dict[str, str]) -> None:
+        """Rename registers in place (same idx, did and values)."""
+        self.set_registers(regs.renamed(self._registers, names))
+
+    def retype_registers(self, codes: dict[str, str]) -> None:
+        self.set_registers(regs.retyped(self._registers, codes))
+
     def _register_config(self) -> Json:
         return {
             "physical": {r.name: {"dev": "local", "did": r.did, "type": r.type_code,

@@ -135,3 +135,22 @@ def with_added(registers: Sequence[SimRegister], name: str, type_code: str,
     idx = max((r.idx for r in registers), default=-1) + 1
     did = max((r.did for r in registers if r.did is not None), default=-1) + 1
     return [*registers, physical(name, type_code, idx, did, wave)]
+
+
+def renamed(registers: Sequence[SimRegister], names: dict[str, str]) -> list[SimRegister]:
+    """The same registers (idx, did, values) with some renamed: ``{old: new}``; formulas that
+    use an old name follow it, as they do on a meter."""
+    unknown = set(names) - {r.name for r in registers}
+    if unknown:
+        raise ValueError(f"unknown registers {sorted(unknown)}")
+    return [replace(r, name=names.get(r.name, r.name),
+                    formula=tuple((s, names.get(n, n)) for s, n in r.formula))
+            for r in registers]
+
+
+def retyped(registers: Sequence[SimRegister], codes: dict[str, str]) -> list[SimRegister]:
+    """The same registers with some type codes changed: ``{name: type code}``."""
+    unknown = set(codes) - {r.name for r in registers}
+    if unknown:
+        raise ValueError(f"unknown registers {sorted(unknown)}")
+    return [replace(r, type_code=codes.get(r.name, r.type_code)) for r in registers]

@@ -17,11 +17,16 @@ from typing import Any
 
 def write_json(path: Path, data: Any) -> None:
     """Replace ``path`` with ``data`` as JSON, atomically; OSError when it cannot."""
+    write_text(path, json.dumps(data, indent=1, sort_keys=True))
+
+
+def write_text(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` (UTF-8), atomically; OSError when it cannot."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -1,6 +1,11 @@
-"""Feeding the Modbus output as the poller would, from the simulator's deterministic values."""
+"""Feeding the Modbus output as the poller would, from the simulator's deterministic values;
+reading a unit's values with the timestamp they belong to."""
 
 from __future__ import annotations
+
+import struct
+
+from pymodbus.client import AsyncModbusTcpClient
 
 from gateway.config import MeterConfig
 from gateway.meter import type_code
@@ -32,3 +37,32 @@ def address_of(sim: SimMeter, name: str, source: str = "rate") -> int:
     """The default map's rule: the k-th register name seen gets 100 + 6k (+2: cumulative)."""
     k = [r.name for r in sim.registers].index(name)
     return 100 + 6 * k + (2 if source == "cumulative" else 0)
+
+
+def f32(value: float) -> float:
+    """``value`` as a float32 register pair carries it."""
+    rounded: float = struct.unpack(">f", struct.pack(">f", value))[0]
+    return rounded
+
+
+async def rate_and_ts(client: AsyncModbusTcpClient, unit: int, address: int
+                      ) -> tuple[float, int] | None:
+    """The float32 at ``address`` of ``unit`` and the meter timestamp of the values (status
+    block), read so that both belong to one poll; None while the unit is offline or not
+    served, or when a poll came in between."""
+    async def stamp() -> tuple[int, int] | None:
+        rr = await client.read_input_registers(0, count=8, device_id=unit)
+        if rr.isError():
+            return None
+        online, _, ts, _, _ = struct.unpack(">HHIII", b"".join(struct.pack(">H", r)
+                                                             for r in rr.registers))
+        return online, ts
+
+    before = await stamp()
+    rr = await client.read_input_registers(address, count=2, device_id=unit)
+    after = await stamp()
+    if before is None or rr.isError() or before != after or not before[0]:
+        return None
+    value = client.convert_from_registers(rr.registers, client.DATATYPE.FLOAT32)
+    assert isinstance(value, float)
+    return value, before[1]

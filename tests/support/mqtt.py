@@ -18,6 +18,7 @@ from typing import Any
 import paho.mqtt.client as paho
 import trustme
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.config import (
     Config,
@@ -59,8 +60,12 @@ class Subscriber:
 
     def __init__(self, host: str, port: int, topic_filter: str, *, v5: bool = False,
                  username: str | None = None, password: str | None = None,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, retain_as_published: bool = False) -> None:
+        """``retain_as_published`` (MQTT 5 only): live messages keep the retain flag their
+        publisher set, so ``Received.retain`` tells what the gateway retained."""
         self.topic_filter = topic_filter
+        self._options = SubscribeOptions(qos=1, retainAsPublished=True) \
+            if retain_as_published else None
         self.messages: list[Received] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
@@ -80,7 +85,10 @@ class Subscriber:
         wait_until(self._subscribed.is_set, timeout=10, what=f"subscribed to {topic_filter}")
 
     def _on_connect(self, client: paho.Client, *_: object) -> None:
-        client.subscribe(self.topic_filter, qos=1)
+        if self._options is not None:
+            client.subscribe(self.topic_filter, options=self._options)
+        else:
+            client.subscribe(self.topic_filter, qos=1)
 
     def _on_message(self, _c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
         props = getattr(msg, "properties", None)

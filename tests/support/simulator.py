@@ -7,7 +7,8 @@
 :class:`ThreadedSimServer` (its own loop in a thread), stopped after the test.
 
 Helpers: :class:`ManualClock` (an injectable clock), :func:`digest_login_body` (the login
-body computed from the spec), :func:`sim_login`, :func:`served_client`.
+body computed from the spec), :func:`sim_login`, :func:`served_client`,
+:func:`change_registers` (through the control endpoint).
 """
 
 from __future__ import annotations
@@ -104,3 +105,11 @@ async def sim_client(sim_server: SimServer, sim_meter: SimMeter
     async with httpx.AsyncClient(base_url=sim_server.url_for(sim_meter) + "/api") as client:
         await sim_login(client)
         yield client
+
+
+async def change_registers(meter_url: str, **spec: Any) -> None:
+    """Change a simulated meter's register set through its ``/__sim__/`` control endpoint
+    (``add=[{name, type, base, amp}]``, ``remove=[...]``, ``rename={old: new}``, ...)."""
+    async with httpx.AsyncClient(base_url=meter_url) as ctl:
+        reply = await ctl.post("/__sim__/faults", json={"registers": spec})
+    assert reply.status_code == 200, reply.text

@@ -1,7 +1,7 @@
 """A crash still leaves the state files behind: an exception escaping a component ends the
-gateway with exit code 1, and the Modbus pins, the retained-topic ledger and the history
-watermark are on disk. Their periodic writers are held back here, so only the crash path can
-have written them."""
+gateway with exit code 1, and the Modbus pins, the slug pins, the retained-topic ledger and
+the history watermark are on disk. Their periodic writers are held back here, so only the
+crash path can have written them."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import structlog
 from gateway.config import ModbusConfig
 from gateway.modbus import ModbusOutput
 from gateway.modbus.pins import PinStore
+from gateway.mqtt import RegisterIdentities
 from gateway.runtime import App, Component
 from gateway.simulator import SimMeter, ThreadedSimServer
 from tests.support.broker import Broker, free_port
@@ -40,10 +41,11 @@ def no_periodic_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("gateway.mqtt.ledger.SAVE_DELAY_S", 3600.0)
     monkeypatch.setattr("gateway.history.service.PERSIST_S", 3600.0)
 
-    async def idle(self: ModbusOutput) -> None:
+    async def idle(self: object) -> None:
         await asyncio.Event().wait()
 
     monkeypatch.setattr(ModbusOutput, "serve", idle)
+    monkeypatch.setattr(RegisterIdentities, "serve", idle)
 
 
 @pytest.mark.usefixtures("no_periodic_writes")
@@ -72,7 +74,8 @@ async def test_a_crashing_component_still_writes_the_state_files(
         assert app.modbus is not None
         await async_wait_until(lambda: app.modbus.layout("main").points if app.modbus else None,
                                what="the registers pinned")
-        for name in ("modbus/main.json", "mqtt-retained.json", "history.json"):
+        for name in ("modbus/main.json", "slugs/main.json", "mqtt-retained.json",
+                     "history.json"):
             assert not (state / name).exists(), name  # nothing periodic wrote them
         crash.set()
         assert await asyncio.wait_for(task, 20) == 1
@@ -80,6 +83,8 @@ async def test_a_crashing_component_still_writes_the_state_files(
                for e in logs)
     pins = PinStore(state).load("main")
     assert {r.name for r in meter.registers} <= {name for name, _ in pins.items()}
+    slugs = json.loads((state / "slugs" / "main.json").read_text())["pins"]
+    assert {r.name for r in meter.registers} <= set(slugs)
     ledger = json.loads((state / "mqtt-retained.json").read_text())
     assert f"{topic_prefix}/main/availability" in ledger["meters"]["main"]["topics"]
     marks = json.loads((state / "history.json").read_text())

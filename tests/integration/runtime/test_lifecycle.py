@@ -124,3 +124,4 @@ def test_a_second_sigterm_ends_a_slow_shutdown_at_once(own_broker: Broker, topic
         assert not gw.events("gateway_stopped")
         assert (state / "mqtt-retained.json").is_file()
         assert (state / "modbus" / "main.json").is_file()
+        assert (state / "slugs" / "main.json").is_file()

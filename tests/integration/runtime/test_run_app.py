@@ -1,14 +1,24 @@
-"""App lifecycle in this process: start-up failure (exit 3), crash (exit 1), clean stop (0)."""
+"""App lifecycle in this process: start-up failure (exit 3, also for a damaged pin file),
+crash (exit 1), clean stop (0)."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import structlog
 
-from gateway.config import Config, GatewaySection, HttpConfig, ModbusConfig, MqttConfig
+from gateway.config import (
+    Config,
+    GatewaySection,
+    HttpConfig,
+    MeterConfig,
+    ModbusConfig,
+    MqttConfig,
+)
 from gateway.runtime import App, Component
+from gateway.secret import Secret
 
 
 def bare_config(tmp_path: Path) -> Config:
@@ -79,3 +89,17 @@ async def test_stop_request_runs_the_components_stop_in_reverse_order(tmp_path: 
     app.request_stop()
     assert await asyncio.wait_for(task, 10) == 0
     assert order == ["start x", "start y", "stop y", "stop x"]
+
+
+async def test_a_damaged_slug_pin_file_exits_3_naming_the_file(tmp_path: Path) -> None:
+    meter = MeterConfig("main", "http://127.0.0.1:9", "owner", Secret("pw"))
+    config = replace(bare_config(tmp_path), meters=(meter,))
+    damaged = tmp_path / "state" / "slugs" / "main.json"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_text('{"version": 2, "pins": {"Grid": {"slug": "Grid!"}}}')
+    with structlog.testing.capture_logs() as logs:
+        code = await App(config).run()
+    assert code == 3
+    [failed] = [e for e in logs if e["event"] == "startup_failed"]
+    assert failed["problems"][0].startswith(f"{damaged}: not a valid pin file (entry 'Grid'")
+    assert damaged.read_text() == '{"version": 2, "pins": {"Grid": {"slug": "Grid!"}}}'

@@ -83,6 +83,9 @@ async def test_two_instances_split_the_meters_and_keep_their_own_bridge(
     assert (state / "instance-1" / "mqtt-retained.json").is_file()
     assert (state / "history.json").is_file()
     assert (state / "instance-1" / "history.json").is_file()
+    # the pins of every meter, whichever instance serves it, in the shared state_dir
+    assert sorted(p.stem for p in (state / "slugs").glob("*.json")) == sorted(ids)
+    assert not (state / "instance-1" / "slugs").exists()
 
 
 async def test_a_meter_that_moved_to_another_instance_is_not_cleared(

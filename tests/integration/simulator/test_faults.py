@@ -157,6 +157,26 @@ async def test_control_endpoint(server: SimServer, meter: SimMeter,
         await async_wait_until(lambda: not refuses(url), timeout=5, what="the meter")
 
 
+async def test_control_endpoint_renames_and_retypes_in_place(server: SimServer, meter: SimMeter,
+                                                             client: httpx.AsyncClient) -> None:
+    before = {r.name: r for r in meter.registers}
+    async with httpx.AsyncClient(base_url=server.url_for(meter)) as ctl:
+        done = await ctl.post("/__sim__/faults", json={"registers": {
+            "rename": {"Grid": "Mains"}, "retype": {"Voltage L1": "I"}}})
+        assert done.status_code == 200, done.text
+        clash = await ctl.post("/__sim__/faults", json={"registers": {
+            "rename": {"Mains": "Solar+"}}})
+        assert clash.status_code == 400  # two registers of one name
+    mains = meter.register("Mains")
+    assert (mains.idx, mains.did, mains.wave) == (before["Grid"].idx, before["Grid"].did,
+                                                  before["Grid"].wave)
+    assert meter.register("use").formula == (("+", "Mains"), ("+", "Solar+"))
+    assert meter.register("Voltage L1").type_code == "I"
+    info = (await client.get("/register")).json()["registers"]
+    assert {r["name"]: r["type"] for r in info}["Voltage L1"] == "I"
+    assert "Grid" not in {r["name"] for r in info}
+
+
 async def test_control_endpoint_is_off_by_default() -> None:
     meter = SimMeter()
     async with SimServer([meter]) as server, httpx.AsyncClient() as ctl:

@@ -75,11 +75,30 @@ def test_pins_file_round_trip(tmp_path: Path) -> None:
         "Grid", "Temp Büro", "Amps #1"]
     store.save(pins)
     data = json.loads(store.path("main").read_text(encoding="utf-8"))
-    assert data["slots"] == {"Grid": {"slot": 0, "type": "P"},
+    assert (data["version"], data["kind"], data["meter"]) == (2, "modbus", "main")
+    assert data["pins"] == {"Grid": {"slot": 0, "type": "P"},
                              "Temp Büro": {"slot": 1, "type": "T"},
                              "Amps #1": {"slot": 2, "type": "I"}}
     assert store.load("main").items() == pins.items()
     assert [p.name for p in tmp_path.joinpath("modbus").iterdir()] == ["main.json"]  # no leftovers
+
+
+def test_a_version_1_pin_file_keeps_every_address(tmp_path: Path) -> None:
+    """The format earlier releases wrote: read as it is, rewritten as version 2 unchanged."""
+    legacy = tmp_path / "modbus" / "main.json"
+    legacy.parent.mkdir()
+    legacy.write_text('{"version": 1, "meter": "main", "slots": {\n'
+                      '  "Grid": {"slot": 4, "type": "P"},\n'
+                      '  "use": {"slot": 0, "type": "P"}\n}}\n')
+    output = ModbusOutput(ModbusConfig(), [meter()], tmp_path)
+    assert addresses(output) == {("use", "rate"): 100, ("use", "cumulative"): 102,
+                                 ("Grid", "rate"): 124, ("Grid", "cumulative"): 126}
+    output.on_registers("main", infos("Solar+", "Grid", "use"))
+    output.flush()
+    data = json.loads(legacy.read_text())
+    assert data["version"] == 2
+    assert data["pins"] == {"use": {"slot": 0, "type": "P"}, "Solar+": {"slot": 1, "type": "P"},
+                            "Grid": {"slot": 4, "type": "P"}}
 
 
 def test_assign_skips_taken_slots_and_keeps_known_names() -> None:

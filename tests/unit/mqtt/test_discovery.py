@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -99,6 +100,25 @@ def test_every_sensor_carries_the_required_keys() -> None:
     assert energy["unit_of_measurement"] == "kWh"
     unique_ids = [c["unique_id"] for c in result.values()]
     assert len(set(unique_ids)) == len(unique_ids)
+
+
+def test_entity_ids_come_from_the_meter_id_and_the_slug() -> None:
+    """sensor.<meter>_<slug> (and _energy) in both the key old Home Assistant versions read
+    (object_id) and the one 2025.10 and later read (default_entity_id); unique_ids as before."""
+    regs = [RegisterInfo("Solar+", "P", 0, 0), RegisterInfo("Volts", "V", 1, 1)]
+    d = MeterDiscovery(TOPICS, "site-a", replace(METER, id="site-b"), IDENT, 99, True)
+    result = {t: json.loads(p) for t, p in d.configs(
+        [(regs[0], "solar_plus"), (regs[1], "volts")]).items()}
+    ids = {c["unique_id"]: (c["object_id"], c["default_entity_id"]) for c in result.values()}
+    assert ids == {
+        "egauge_G12345_solar_plus": ("site_b_solar_plus", "sensor.site_b_solar_plus"),
+        "egauge_G12345_solar_plus-energy": ("site_b_solar_plus_energy",
+                                            "sensor.site_b_solar_plus_energy"),
+        "egauge_G12345_volts": ("site_b_volts", "sensor.site_b_volts"),
+    }
+    bridge = json.loads(bridge_config(TOPICS, "site-a")[1])
+    assert (bridge["object_id"], bridge["default_entity_id"]) == (
+        "egauge_gateway_site_a_bridge", "binary_sensor.egauge_gateway_site_a_bridge")
 
 
 def test_energy_only_for_power_registers() -> None:
