@@ -35,8 +35,11 @@ from gateway.mqtt import (
     RetainedLedger,
     bridge_config,
     discover,
+    slug,
     topics_of,
 )
+from gateway.sparkplug import book_of, planned_metrics
+from gateway.sparkplug import topics_of as sparkplug_topics
 
 # one entry per Sparkplug metric of a meter (name, alias, datatype, ...): see sparkplug_of
 SparkplugMetrics = tuple[Mapping[str, object], ...]
@@ -224,11 +227,17 @@ def plan_meter(config: Config, source: MeterSource, slugs: MeterSlugs) -> MeterR
 
 
 def sparkplug_of(view: Config, plan: MeterPlan) -> SparkplugMetrics | None:
-    """The place for the Sparkplug metrics and aliases of one meter (its DBIRTH), built by
-    the code of the Sparkplug output from ``view`` and the meter's pinned slugs
-    (``plan.slugs``), once that output exists. Until then: none."""
-    del view, plan
-    return None
+    """The Sparkplug metrics and aliases of one meter (its DBIRTH topic and metrics), built by
+    the Sparkplug output's own code from the pinned alias book and the meter's pinned slugs
+    (``plan.slugs``); None while Sparkplug is off."""
+    if not view.sparkplug.enabled:
+        return None
+    meter = plan.meter
+    slugs = plan.slugs
+    metrics = planned_metrics(book_of(view), meter, plan.registers,
+                              lambda _m, name: slugs.get(name) or slug(name))
+    topic = sparkplug_topics(view).dbirth(meter.id)
+    return tuple({"topic": topic, **metric} for metric in metrics)
 
 
 def _topics(view: Config, plan: MeterPlan) -> tuple[Topic, ...]:

@@ -165,7 +165,7 @@ def meter_json(report: MeterReport) -> dict[str, Any]:
         "homeassistant": [_plain(e) for e in report.entities] if report.entities else None,
         "modbus": _plain(report.modbus) if report.modbus is not None else None,
         "history_topic": report.history_topic,
-        "sparkplug": report.sparkplug,  # metrics and aliases, once the Sparkplug output exists
+        "sparkplug": report.sparkplug,  # DBIRTH metrics and aliases (None: Sparkplug off)
         "changes": changes_json(report),
     }
 

@@ -81,7 +81,12 @@ def meter_lines(report: MeterReport, count: int) -> list[str]:
              a.source, a.name) for a in unit.addresses])
     if report.history_topic:
         lines.append(f"  history: {report.history_topic}")
-    # Sparkplug metrics and aliases go here once the Sparkplug output exists.
+    if report.sparkplug:
+        topic = report.sparkplug[0]["topic"]
+        lines.append(f"  Sparkplug B device ({topic}):")
+        lines += table([("alias", "metric", "datatype", "unit")] + [
+            (m["alias"] if m["alias"] is not None else "new", m["name"], m["datatype"],
+             _unit(m["properties"])) for m in report.sparkplug])
     if report.changes.any:
         lines.append("  differs from the pins (plan --diff):")
         lines += ["    " + line for line in change_lines(report)]
@@ -148,3 +153,8 @@ def diff_text(reports: Sequence[MeterReport]) -> str:
         lines.append(f"{report.meter}: differs from the pins ({source_text(report)})")
         lines += ["  " + line for line in found]
     return "\n".join(lines) + "\n"
+
+
+def _unit(properties: object) -> str:
+    unit = properties.get("engUnit") if isinstance(properties, dict) else None
+    return str(unit) if unit else "-"

@@ -27,8 +27,10 @@ from gateway.config import Config, shard
 from gateway.mqtt import MqttConnection
 from gateway.sparkplug.device import SlugOf
 from gateway.sparkplug.output import SparkplugOutput, Submit, default_slug
+from gateway.sparkplug.plan import book_of, planned_metrics, topics_of
 
-__all__ = ["SlugOf", "SparkplugOutput", "Submit", "create_output"]
+__all__ = ["SlugOf", "SparkplugOutput", "Submit", "book_of", "create_output",
+           "planned_metrics", "topics_of"]
 
 
 def create_output(config: Config, *, slug_of: SlugOf | None = None,

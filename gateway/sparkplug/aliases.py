@@ -111,19 +111,34 @@ class AliasBook:
             self.dirty = True
         return alias
 
-    def slug(self, meter: str, register: str, proposed: str) -> str:
-        """The slug of one register of ``meter``: the pinned one, or ``proposed`` (made unique
-        among the meter's pinned slugs) pinned now."""
-        pins = self._pins(meter)
-        pinned = pins.slugs.get(register)
-        if pinned is not None:
-            return pinned
-        taken = set(pins.slugs.values())
+    def pinned_alias(self, meter: str | None, metric: str) -> int | None:
+        """The alias pinned for a metric, or None (nothing is pinned by asking)."""
+        pins = self._node if meter is None else self._meters.get(meter)
+        return None if pins is None else pins.aliases.get(metric)
+
+    def pinned_slug(self, meter: str, register: str) -> str | None:
+        """The slug pinned for a register, or None (nothing is pinned by asking)."""
+        pins = self._meters.get(meter)
+        return None if pins is None else pins.slugs.get(register)
+
+    def proposed_slug(self, meter: str, register: str, proposed: str) -> str:
+        """The slug :meth:`slug` would pin for a register now, without pinning it."""
+        pins = self._meters.get(meter)
+        taken = set(pins.slugs.values()) if pins is not None else set()
         slug, length = proposed, 6
         while slug in taken:
             slug = f"{proposed}_{name_hash(register, length)}"
             length += 2
-        pins.slugs[register] = slug
+        return slug
+
+    def slug(self, meter: str, register: str, proposed: str) -> str:
+        """The slug of one register of ``meter``: the pinned one, or ``proposed`` (made unique
+        among the meter's pinned slugs) pinned now."""
+        pinned = self.pinned_slug(meter, register)
+        if pinned is not None:
+            return pinned
+        slug = self.proposed_slug(meter, register, proposed)
+        self._pins(meter).slugs[register] = slug
         self.dirty = True
         return slug
 
