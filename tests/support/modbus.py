@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from gateway.config import MeterConfig
+import struct
+from pathlib import Path
+
+from gateway.config import MeterConfig, ModbusConfig
 from gateway.meter import type_code
-from gateway.model import Reading, RegisterValue
+from gateway.modbus import ModbusOutput
+from gateway.model import Availability, Reading, RegisterValue
 from gateway.secret import Secret
 from gateway.simulator import SimMeter
 
@@ -32,3 +36,25 @@ def address_of(sim: SimMeter, name: str, source: str = "rate") -> int:
     """The default map's rule: the k-th register name seen gets 100 + 6k (+2: cumulative)."""
     k = [r.name for r in sim.registers].index(name)
     return 100 + 6 * k + (2 if source == "cumulative" else 0)
+
+
+def mbap(tid: int, length: int, unit: int = 1, protocol: int = 0) -> bytes:
+    """An MBAP header: transaction, protocol id, length (unit id + PDU), unit id."""
+    return struct.pack(">HHHB", tid, protocol, length, unit)
+
+
+def read_request(tid: int, address: int = 0, count: int = 1, unit: int = 1, fc: int = 4) -> bytes:
+    """A complete FC03/FC04 request frame."""
+    return mbap(tid, 6, unit) + struct.pack(">BHH", fc, address, count)
+
+
+def online_output(tmp_path: Path, config: ModbusConfig | None = None
+                  ) -> tuple[ModbusOutput, SimMeter]:
+    """A Modbus output (not started) for meter ``main`` (unit 1), online, holding one reading
+    of the simulator at ``TS``; its images can back a :class:`ModbusServer` of a test."""
+    out = ModbusOutput(config or ModbusConfig(host="127.0.0.1", port=0), [meter_config()],
+                       tmp_path / "state", clock=lambda: T0)
+    sim = SimMeter(serial="SIM0042", clock=lambda: T0)
+    out.on_availability(Availability("main", True, T0))
+    out.on_reading(reading_at(sim, TS))
+    return out, sim
