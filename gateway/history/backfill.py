@@ -4,7 +4,8 @@ behind live polling.
 Right after a good poll (:meth:`Backfill.run` waits for :attr:`Backfill.polled`) it reads
 ``/register?time=FROM:STEP:TO&max-rows=N`` under the meter's lane -- only when the request fits
 before the next poll is due, with that slot as its time limit. A request that runs out of time
-halves the rows asked for next (they grow back after each success). A request with
+halves the rows asked for next (they grow back after each success), and so does a reply
+larger than the client reads (:class:`~gateway.errors.MeterReplyTooLarge`). A request with
 ``max-rows`` that the meter fails is asked again at once without it (the window alone bounds
 the rows); ``max-rows`` is left off for good only for a meter that really refuses it
 (firmware before 4.7): its error names the option ("Invalid query option: max-rows.", or an
@@ -29,7 +30,7 @@ from typing import Protocol, runtime_checkable
 import structlog
 
 from gateway.config import HistoryConfig
-from gateway.errors import MeterReportedError, MeterTimeout
+from gateway.errors import MeterReplyTooLarge, MeterReportedError, MeterTimeout
 from gateway.history.coverage import Coverage
 from gateway.history.rows import HistoryRow, history_rows
 
@@ -171,6 +172,13 @@ class Backfill:
                 self.rows = max(2, self.rows // 2)
                 log.info("history_request_slow", meter=self.meter, slot_s=round(slot, 3),
                          next_rows=self.rows)
+                return None
+            except MeterReplyTooLarge as exc:  # too many rows (or registers) in one reply
+                if self.rows <= 2:
+                    self._failed(clock, exc)
+                    return None
+                self.rows = max(2, self.rows // 2)
+                log.info("history_reply_too_large", meter=self.meter, next_rows=self.rows)
                 return None
             except MeterReportedError as exc:
                 if max_rows is not None:

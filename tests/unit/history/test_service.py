@@ -14,7 +14,7 @@ import pytest
 import structlog
 
 from gateway.config import HistoryConfig
-from gateway.errors import MeterReportedError, MeterUnavailable
+from gateway.errors import MeterReplyTooLarge, MeterReportedError, MeterUnavailable
 from gateway.history import STATE_FILE, History, HistoryRow, Lane
 from gateway.model import Availability, Reading, RegisterValue
 from tests.support.waiting import async_wait_until
@@ -65,6 +65,7 @@ class FakeDatabase:
         self.pattern: list[bool] = []  # or: per request with max-rows, whether it fails
         self.saves: list[dict[str, int]] | None = None  # the saved watermarks at each answer
         self.saves_dir = Path()
+        self.too_large_above: int | None = None  # a window of more rows: a reply too large
 
     async def history(self, start: float, step: float, end: float,
                       max_rows: int | None = None) -> list[tuple[float, dict[str, int]]]:
@@ -78,6 +79,9 @@ class FakeDatabase:
             self.fail_with_max_rows = max(0, self.fail_with_max_rows - 1)
             if fails:
                 raise MeterReportedError("m", "HTTP 500 (GET /register)", field="status")
+        if self.too_large_above is not None and (end - start) / step + 1 > self.too_large_above:
+            raise MeterReplyTooLarge("m", "the reply to GET /register is larger than 33554432 "
+                                     "bytes (cut off there)", field="body")
         if self.saves is not None:
             self.saves.append(saved(self.saves_dir) if (self.saves_dir / STATE_FILE).exists()
                               else {})
@@ -414,3 +418,15 @@ async def test_live_seconds_beyond_a_gap_are_saved_and_never_sent_again_after_a_
         await async_wait_until(lambda: h2.watermark("m") == 130, what="both gaps filled")
     assert out2.seconds() == [*range(101, 110), *range(121, 130)]
     assert saved(tmp_path) == {"m": 130}
+
+
+async def test_a_reply_too_large_halves_the_rows_asked_for_next(tmp_path: Path) -> None:
+    out, db = FakeOutput(), FakeDatabase()
+    db.too_large_above = 10
+    async with running(make(tmp_path, out, db, max_rows=40)) as h:
+        gap(h, out, 100, 200)
+        for _ in range(3):
+            await poll(h, 200.0)
+        await async_wait_until(lambda: out.published, what="rows published")
+    assert [c[3] for c in db.calls[:3]] == [40, 20, 10]  # then small enough
+    assert out.seconds()[:9] == list(range(101, 110))
