@@ -9,10 +9,11 @@ from dataclasses import replace
 from typing import Final
 from urllib.parse import urlsplit
 
+from gateway.config.addresses import host_name_ok
+from gateway.config.addresses import networks as read_networks
 from gateway.config.allowlist import parse as parse_allow_entry
 from gateway.config.credentials import KEYS as PASSWORD_KEYS
 from gateway.config.credentials import password as read_password
-from gateway.config.networks import networks as read_networks
 from gateway.config.schema import MISSING, Context, Expanded, Section, join
 from gateway.config.types import (
     CommandPolicy,
@@ -181,7 +182,7 @@ def _url(s: Section) -> str:
                       value, "", secret=True)
     if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname
             or parts.path not in ("", "/") or parts.query or parts.fragment
-            or parts.netloc.endswith(":") or port == 0):
+            or parts.netloc.endswith(":") or port == 0 or not host_name_ok(parts.hostname)):
         message = "must be http://HOST[:PORT] or https://HOST[:PORT] without a path"
         return s.fail("url", message, value, "")
     return f"{parts.scheme}://{parts.netloc}"

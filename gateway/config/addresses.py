@@ -1,5 +1,6 @@
-"""Lists of client networks in the configuration (``modbus.allow_from``): IPv4 and IPv6
-addresses and CIDR networks, checked with :mod:`ipaddress` and kept as normalised strings."""
+"""Network addresses in the configuration: lists of client networks (``modbus.allow_from``:
+IPv4 and IPv6 addresses and CIDR networks, checked with :mod:`ipaddress` and kept as
+normalised strings) and host names."""
 
 from __future__ import annotations
 
@@ -44,3 +45,12 @@ def _network_problem(entry: object) -> str:
             return f"not an IP address or network ({exc})"
         return f"has host bits set (did you mean {loose}?)"
     return ""
+
+
+def host_name_ok(host: str) -> bool:
+    """Whether ``host`` can be looked up: ASCII, or a name IDNA can encode."""
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return True
