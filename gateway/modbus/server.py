@@ -319,6 +319,8 @@ class _Connection(asyncio.Protocol):
                                         protocol=protocol, length=length)
                 buf.clear()
                 self._stop_deadline()
+                if self._transport is not None and replies:  # the frames before it
+                    self._transport.write(b"".join(replies))
                 self.close()
                 return
             if len(buf) < 6 + length:
