@@ -13,7 +13,7 @@ from typing import Final
 
 MAX_FILE_BYTES: Final = 4 * 1024 * 1024
 MAX_DEPTH: Final = 64
-MAX_VALUES: Final = 100_000
+MAX_VALUES: Final = 50_000
 
 
 def has_surrogate(text: str) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from gateway.config.bounds import MAX_FILE_BYTES, tree_problem
+from gateway.config.bounds import MAX_FILE_BYTES, MAX_VALUES, tree_problem
 from gateway.config.schema import Context
 from gateway.config.sections import build
 from gateway.config.types import Config
@@ -25,7 +25,20 @@ from gateway.errors import EXIT_CONFIG, EXIT_OK, ConfigError
 
 
 class _Loader(yaml.SafeLoader):
-    """``safe_load`` that refuses a key given twice in one mapping (plain YAML keeps the last)."""
+    """``safe_load`` that refuses a key given twice in one mapping (plain YAML keeps the last)
+    and stops composing past :data:`~gateway.config.bounds.MAX_VALUES` nodes (a file of a
+    million tiny values would otherwise take a minute to parse)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._nodes = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._nodes += 1
+        if self._nodes > MAX_VALUES:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(None, None, f"more than {MAX_VALUES} values", mark)
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[object] = set()

@@ -278,7 +278,7 @@ class App:
         clients: dict[str, MeterClient] = {}
         try:
             try:
-                plan = reload_plan(self.config)
+                plan = await asyncio.to_thread(reload_plan, self.config)  # the loop turns on
                 clients = {m.id: self.fleet.client_factory(m) for m in plan.started}
                 meters = plan.config.meters
                 switches = [c.meters(meters) for c in self.components if c.meters]
