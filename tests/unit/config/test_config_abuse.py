@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.config import Config, load_config
-from gateway.config.bounds import MAX_FILE_BYTES
+from gateway.config.bounds import MAX_FILE_BYTES, MAX_VALUES
 from gateway.errors import ConfigError
 from tests.support.config import ENV, METER, problems, write
 
@@ -47,8 +47,12 @@ def lines(tmp_path: Path, text: str | bytes) -> list[str]:
                   "[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]: nested "
                   "deeper than 64 levels"], id="deep-block"),
     pytest.param(BOMB + "meters: *i\n",
-                 ["FILE: more than 100000 values (an alias counts each time it is used)"],
+                 [f"FILE: more than {MAX_VALUES} values (an alias counts each time it is used)"],
                  id="alias-bomb"),
+    pytest.param("meters: [" + ",".join(["1"] * (MAX_VALUES + 5)) + "]",
+                 [f"FILE:1:{len('meters: [') + 2 * (MAX_VALUES - 3) + 1}: invalid YAML: more than "
+                  f"{MAX_VALUES} values"],  # nodes: the mapping, its key, the list, items
+                 id="too-many-values"),
     pytest.param("#" * MAX_FILE_BYTES + "\nmeters: []",
                  [f"FILE: larger than {MAX_FILE_BYTES} bytes"], id="huge"),
     pytest.param(b"\x00\xff\xfe garbage \x80", ["FILE: not UTF-8 text (invalid start byte)"],
