@@ -107,9 +107,6 @@ class Admission:
         if self._open[address] <= 0:
             del self._open[address]
 
-    def open_from(self, address: str) -> int:
-        return self._open[address]
-
     def victim(self, connections: Iterable[C], now: float) -> tuple[C, str] | None:
         """The connection to drop for a new one, with why (``incomplete_frame`` or
         ``silent``); ``None``: nobody may be dropped."""

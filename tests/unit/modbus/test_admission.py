@@ -66,7 +66,8 @@ def test_per_address_counts() -> None:
     assert not adm.at_cap("10.0.0.2")
     adm.closed("10.0.0.1")
     assert not adm.at_cap("10.0.0.1")
-    assert adm.open_from("10.0.0.1") == 2
+    adm.opened("10.0.0.1")
+    assert adm.at_cap("10.0.0.1")
 
 
 def test_allow_from_networks_of_both_families() -> None:
