@@ -15,6 +15,7 @@ No message ever contains a password, a password hash or a token.
     │   ├── AuthError            the meter refused the credentials
     │   ├── MeterProtocolError   the reply is not what the WebAPI promises; ``field`` names where
     │   │   ├── NotAnEgauge      the host answers, but not as an eGauge meter
+    │   │   ├── MeterReplyTooLarge  the reply body is larger than the client reads
     │   │   └── MeterReportedError  HTTP 200 with an ``error`` member (or a non-auth HTTP error)
     │   │       ├── CallPending  /ctrl/call/{tid}: "EAGAIN: ..." (poll again)
     │   │       └── ConfigConflict  HTTP 412: If-Match failed, the configuration changed
@@ -99,6 +100,10 @@ class MeterProtocolError(MeterError):
 
 class NotAnEgauge(MeterProtocolError):
     """The host answers HTTP, but not as an eGauge meter."""
+
+
+class MeterReplyTooLarge(MeterProtocolError):
+    """The reply body is larger than the client reads (it stopped reading there)."""
 
 
 class MeterReportedError(MeterProtocolError):

@@ -5,8 +5,10 @@ The face of the package: the value types, the loaders, the grammar of ``commands
 (:class:`Context`, :class:`Section`) and what a shard instance runs
 (:mod:`~gateway.config.shard`). Modules behind it: ``types`` (values), ``schema`` (typed
 reads), ``credentials`` (where passwords come from), ``sections`` (the checks of each
-section), ``loader`` (YAML). The ``check-config`` command is :mod:`gateway.runtime.check`
-(it also loads the Modbus mapping files, which this package cannot).
+section), ``addresses`` (client networks, host names), ``bounds`` (the limits of a file:
+size, nesting, values, valid text), ``loader`` (YAML). The ``check-config`` command is
+:mod:`gateway.runtime.check` (it also loads the Modbus mapping files, which this package
+cannot).
 """
 
 from gateway.config import allowlist, shard

@@ -18,6 +18,7 @@ from gateway.secret import Secret
 
 KEYS: Final = ("password", "password_file", "password_credential")
 _CREDENTIAL_NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*")
+MAX_PASSWORD_FILE: Final = 64 * 1024  # characters read of a password file (/dev/zero ends)
 
 
 def password(section: Section, required: bool) -> Secret | None:
@@ -60,11 +61,16 @@ def password(section: Section, required: bool) -> Secret | None:
 def _read(section: Section, key: str, value: str, path: str) -> Secret | None:
     try:
         with open(path, encoding="utf-8", newline="") as f:
-            text = f.read()
-    except OSError as exc:
-        return section.fail(key, f"cannot read {path}: {exc.strerror or exc}", value, None)
+            text = f.read(MAX_PASSWORD_FILE + 1)
     except UnicodeDecodeError:
         return section.fail(key, f"{path} is not UTF-8 text", value, None)
+    except ValueError:  # a NUL in the name (from the environment)
+        return section.fail(key, "not a usable file name", value, None)
+    except OSError as exc:
+        return section.fail(key, f"cannot read {path}: {exc.strerror or exc}", value, None)
+    if len(text) > MAX_PASSWORD_FILE:
+        return section.fail(key, f"{path} is larger than {MAX_PASSWORD_FILE} characters",
+                            value, None)
     for ending in ("\r\n", "\n"):
         if text.endswith(ending):
             text = text[: -len(ending)]

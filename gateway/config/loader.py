@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from gateway.config.bounds import MAX_FILE_BYTES, MAX_VALUES, tree_problem
 from gateway.config.schema import Context
 from gateway.config.sections import build
 from gateway.config.types import Config
@@ -23,7 +24,20 @@ from gateway.errors import ConfigError
 
 
 class _Loader(yaml.SafeLoader):
-    """``safe_load`` that refuses a key given twice in one mapping (plain YAML keeps the last)."""
+    """``safe_load`` that refuses a key given twice in one mapping (plain YAML keeps the last)
+    and stops composing past :data:`~gateway.config.bounds.MAX_VALUES` nodes (a file of a
+    million tiny values would otherwise take a minute to parse)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._nodes = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._nodes += 1
+        if self._nodes > MAX_VALUES:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(None, None, f"more than {MAX_VALUES} values", mark)
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[object] = set()
@@ -38,23 +52,40 @@ class _Loader(yaml.SafeLoader):
 
 
 def load_yaml(path: str | Path, error: type[ConfigError] = ConfigError) -> object:
-    """A YAML file's content (safe types only). A missing file, a syntax error or a duplicate
-    key raises ``error`` with one problem line naming the file (and line:column)."""
+    """A YAML file's content (safe types only). A missing file, a syntax error, a duplicate
+    key or a file beyond the bounds of :mod:`gateway.config.bounds` (size, nesting, number of
+    values, invalid text) raises ``error`` with one problem line naming the file (and
+    line:column)."""
     name = str(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.load(f, Loader=_Loader)  # noqa: S506  (a SafeLoader subclass)
-    except OSError as exc:
-        raise error([f"{name}: cannot read: {exc.strerror or exc}"], name) from exc
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise error([f"{name}: cannot read: {reason}"], name) from exc
+    if len(raw) > MAX_FILE_BYTES:
+        raise error([f"{name}: larger than {MAX_FILE_BYTES} bytes"], name)
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise error([f"{name}: not UTF-8 text ({exc.reason})"], name) from exc
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506  (a SafeLoader subclass)
+    except RecursionError as exc:
+        raise error([f"{name}: invalid YAML: nested too deeply"], name) from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
-        what = exc.problem or exc.context or "syntax error"
+        what = " ".join((exc.problem or exc.context or "syntax error").split())
         raise error([f"{where}: invalid YAML: {what}"], name) from exc
-    except yaml.YAMLError as exc:
+    except yaml.YAMLError as exc:  # one line: the reader's errors span two
+        raise error([f"{name}: invalid YAML: {' '.join(str(exc).split())}"], name) from exc
+    except (ValueError, OverflowError) as exc:  # a value no type takes: date 2001-02-30
         raise error([f"{name}: invalid YAML: {exc}"], name) from exc
+    problem = tree_problem(data)
+    if problem:
+        raise error([f"{name}: {problem}"], name)
+    return data
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, TypeVar
 
+from gateway.config.bounds import has_surrogate
+
 T = TypeVar("T")
 
 _ENV_REF: Final = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
@@ -98,6 +100,9 @@ class Context:
             return ""
 
         result = _ENV_REF.sub(substitute, text)
+        if not failed and has_surrogate(result):  # an environment value of undecodable bytes
+            failed = True
+            self.problem(path, "an environment variable's value is not valid text")
         if failed:
             return MISSING
         return Expanded(result) if referenced else result
@@ -259,13 +264,13 @@ def _to_float(value: object) -> float | None:
     if isinstance(value, bool):
         return None
     number: float
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, Expanded):
-        try:
+    try:
+        if isinstance(value, int | float):
+            number = float(value)
+        elif isinstance(value, Expanded):
             number = float(value.strip())
-        except ValueError:
+        else:
             return None
-    else:
+    except (ValueError, OverflowError):  # not a number, or an integer beyond any float
         return None
     return number if math.isfinite(number) else None

@@ -9,6 +9,8 @@ from dataclasses import replace
 from typing import Final
 from urllib.parse import urlsplit
 
+from gateway.config.addresses import host_name_ok
+from gateway.config.addresses import networks as read_networks
 from gateway.config.allowlist import parse as parse_allow_entry
 from gateway.config.credentials import KEYS as PASSWORD_KEYS
 from gateway.config.credentials import password as read_password
@@ -38,7 +40,8 @@ _ANY_HOST: Final = frozenset({"0.0.0.0", "::", ""})  # noqa: S104
 _MAPPING_PENDING: Final = ""  # a meter that names no mapping takes modbus.mapping
 _TOP_KEYS: Final = ("gateway", "meters", "mqtt", "modbus", "http", "shard", "history",
                      "sparkplug")
-_GATEWAY_KEYS: Final = ("id", "log_level", "log_format", "state_dir", "shutdown_timeout_s")
+_GATEWAY_KEYS: Final = ("id", "log_level", "log_format", "state_dir", "shutdown_timeout_s",
+                        "loop_stall_s")
 _METER_KEYS: Final = (
     "id", "url", "username", *PASSWORD_KEYS, "verify_tls", "poll_interval_s", "timeout_s",
     "offline_after", "registers", "local", "modbus_unit_id", "modbus_mapping", "commands",
@@ -51,7 +54,9 @@ _MQTT_KEYS: Final = (
 )
 _TLS_KEYS: Final = ("ca_file", "cert_file", "key_file", "insecure")
 _HA_KEYS: Final = ("enabled", "prefix", "expire_after_s")
-_MODBUS_KEYS: Final = ("enabled", "host", "port", "mapping", "unknown_unit", "writes")
+_MODBUS_KEYS: Final = ("enabled", "host", "port", "mapping", "unknown_unit", "writes",
+                       "allow_from", "max_connections_per_address", "frame_timeout_s")
+MAX_MODBUS_CONNECTIONS: Final = 1000  # the server's limit (gateway.modbus.server)
 _HTTP_KEYS: Final = ("enabled", "host", "port")
 _SHARD_KEYS: Final = ("index", "count")
 _HISTORY_KEYS: Final = ("enabled", "max_lookback_s", "step_s", "max_rows")
@@ -96,7 +101,17 @@ def _gateway(s: Section | None) -> GatewaySection:
         log_format=s.choice("log_format", d.log_format, FORMATS),
         state_dir=s.string("state_dir", d.state_dir),
         shutdown_timeout_s=s.number("shutdown_timeout_s", d.shutdown_timeout_s),
+        loop_stall_s=_loop_stall(s, d.loop_stall_s),
     )
+
+
+def _loop_stall(s: Section, default: float) -> float:
+    """Seconds the event loop may stand still before the process ends: 0 (never) or >= 1."""
+    value = s.number("loop_stall_s", default, inclusive=True)
+    if 0 < value < 1:
+        message = "must be 0 (no loop watchdog) or a number >= 1"
+        return s.fail("loop_stall_s", message, s.raw("loop_stall_s"), default)
+    return value
 
 
 def _meters(root: Section) -> list[tuple[int, MeterConfig]]:
@@ -171,7 +186,7 @@ def _url(s: Section) -> str:
                       value, "", secret=True)
     if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname
             or parts.path not in ("", "/") or parts.query or parts.fragment
-            or parts.netloc.endswith(":") or port == 0):
+            or parts.netloc.endswith(":") or port == 0 or not host_name_ok(parts.hostname)):
         message = "must be http://HOST[:PORT] or https://HOST[:PORT] without a path"
         return s.fail("url", message, value, "")
     return f"{parts.scheme}://{parts.netloc}"
@@ -331,6 +346,11 @@ def _modbus(s: Section | None) -> ModbusConfig:
         mapping=_mapping(s, "mapping", d.mapping),
         unknown_unit=s.choice("unknown_unit", d.unknown_unit, ("ignore", "exception")),
         writes=s.boolean("writes", d.writes),
+        allow_from=read_networks(s, "allow_from"),
+        max_connections_per_address=s.integer(
+            "max_connections_per_address", d.max_connections_per_address, 1,
+            MAX_MODBUS_CONNECTIONS),
+        frame_timeout_s=s.number("frame_timeout_s", d.frame_timeout_s),
     )
 
 

@@ -50,6 +50,7 @@ class GatewaySection:
     log_format: str = "auto"  # auto | console | json
     state_dir: str = "/var/lib/egauge-gateway"
     shutdown_timeout_s: float = 10.0
+    loop_stall_s: float = 30.0  # the event loop blocked this long ends the process; 0: never
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,9 @@ class ModbusConfig:
     mapping: str = "default"  # default for meters that name none
     unknown_unit: str = "ignore"  # ignore (no reply) | exception (0x0B)
     writes: bool = False  # Modbus writes (coils / command register) through the router
+    allow_from: tuple[str, ...] | None = None  # client networks (CIDR); None: everyone
+    max_connections_per_address: int = 100  # open connections of one client address
+    frame_timeout_s: float = 5.0  # a started request frame must be complete within this
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
 """Gap-free history: gaps in what the broker has taken, filled from the meter's database.
 
 Modules: ``coverage`` (which meter seconds are on the broker), ``backfill`` (one meter's
-requests behind live polling), ``rows`` (stored rows as published values), ``service`` (the
-hub sink and service that owns every meter's backfill and the watermark file)."""
+requests behind live polling), ``rows`` (stored rows as published values), ``watermarks``
+(the state file), ``service`` (the hub sink and service that owns every meter's backfill and
+writes the watermarks)."""
 
 from gateway.history.backfill import HistoryOutput, HistorySource, Lane
 from gateway.history.rows import HistoryRow

@@ -4,25 +4,33 @@ behind live polling.
 Right after a good poll (:meth:`Backfill.run` waits for :attr:`Backfill.polled`) it reads
 ``/register?time=FROM:STEP:TO&max-rows=N`` under the meter's lane -- only when the request fits
 before the next poll is due, with that slot as its time limit. A request that runs out of time
-halves the rows asked for next (they grow back after each success); a meter that refuses
-``max-rows`` (firmware before 4.7) is asked without it, the window alone bounding the rows; any
+halves the rows asked for next (they grow back after each success), and so does a reply
+larger than the client reads (:class:`~gateway.errors.MeterReplyTooLarge`). A request with
+``max-rows`` that the meter fails is asked again at once without it (the window alone bounds
+the rows); ``max-rows`` is left off for good only for a meter that really refuses it
+(firmware before 4.7): its error names the option ("Invalid query option: max-rows.", or an
+"invalid query option" error, the only option newer than 4.2 asked being ``max-rows``), or
+:data:`MAX_ROWS_STRIKES` requests in a row failed with it and succeeded without it. A
+transient failure (an HTTP 500) costs one request without ``max-rows``, nothing more. Any
 other failure pauses the backfill (1 s, doubling up to :data:`MAX_PAUSE_S`). Rows are published
 oldest first in messages of at most :data:`ROWS_PER_MESSAGE`; the coverage moves only as far
-as the broker acknowledged them. Beyond the meter's fine level the meter answers with its
-coarser (minute) rows, which are published as they are.
+as the broker acknowledged them, and after each request's rows the backfill waits for the
+watermark to be saved (``checkpoint``) before it asks for more: a crash repeats at most one
+request's rows. Beyond the meter's fine level the meter answers with its coarser (minute) rows,
+which are published as they are.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import structlog
 
 from gateway.config import HistoryConfig
-from gateway.errors import MeterReportedError, MeterTimeout
+from gateway.errors import MeterReplyTooLarge, MeterReportedError, MeterTimeout
 from gateway.history.coverage import Coverage
 from gateway.history.rows import HistoryRow, history_rows
 
@@ -33,6 +41,9 @@ ACK_TIMEOUT_S = 30.0
 MIN_SLOT_S = 0.05  # a slot shorter than this before the next poll is left alone
 MAX_CONCURRENT = 8  # backfill requests in flight across the whole fleet (History's gate)
 MAX_PAUSE_S = 300.0  # the longest wait after failed requests
+MAX_ROWS_STRIKES = 3  # requests in a row failed with max-rows and fine without: it is refused
+
+Checkpoint = Callable[[], Awaitable[None]]  # returns once the watermarks are saved
 
 
 @runtime_checkable
@@ -81,6 +92,7 @@ class Backfill:
     polled: asyncio.Event = field(default_factory=asyncio.Event)  # set after each good poll
     rows: int = 0  # rows asked for per request (halved after a timeout)
     max_rows_ok: bool = True  # False: the meter refuses max-rows (firmware before 4.7)
+    max_rows_strikes: int = 0  # requests in a row that failed with max-rows, not without
     failures: int = 0  # failed requests in a row
     paused_until: float = 0.0  # clock() before which no request is made
     published_rows: int = 0
@@ -91,18 +103,22 @@ class Backfill:
 
     async def run(self, output: HistoryOutput, lanes: Callable[[str], Lane | None],
                   clock: Callable[[], float], ack_timeout_s: float = ACK_TIMEOUT_S,
-                  gate: asyncio.Semaphore | None = None) -> None:
+                  gate: asyncio.Semaphore | None = None,
+                  checkpoint: Checkpoint | None = None) -> None:
         """Fill the gaps, oldest first, in the slots after the polls; until cancelled."""
         while True:
             await self.polled.wait()
             self.polled.clear()
-            while await self.fill_once(output, lanes(self.meter), clock, ack_timeout_s, gate):
+            while await self.fill_once(output, lanes(self.meter), clock, ack_timeout_s, gate,
+                                       checkpoint):
                 pass
 
     async def fill_once(self, output: HistoryOutput, lane: Lane | None,
                         clock: Callable[[], float], ack_timeout_s: float = ACK_TIMEOUT_S,
-                        gate: asyncio.Semaphore | None = None) -> bool:
-        """One request and its publication; True when another one may follow at once."""
+                        gate: asyncio.Semaphore | None = None,
+                        checkpoint: Checkpoint | None = None) -> bool:
+        """One request and its publication, then (with ``checkpoint``) the saved watermark;
+        True when another one may follow at once."""
         if not self.online or not output.connected or not self.columns or lane is None:
             return False
         lost = self.coverage.give_up(self.cfg.max_lookback_s)
@@ -130,9 +146,13 @@ class Backfill:
         if acked < len(rows):
             if acked:
                 self.coverage.filled(rows[acked - 1].ts)
+                if checkpoint is not None:
+                    await checkpoint()
             return False
         self.coverage.filled(end)
         log.debug("history_filled", meter=self.meter, after=after, through=end, rows=len(rows))
+        if checkpoint is not None:
+            await checkpoint()
         return True
 
     async def _read(self, lane: Lane, clock: Callable[[], float], after: int, end: int
@@ -153,21 +173,38 @@ class Backfill:
                 log.info("history_request_slow", meter=self.meter, slot_s=round(slot, 3),
                          next_rows=self.rows)
                 return None
+            except MeterReplyTooLarge as exc:  # too many rows (or registers) in one reply
+                if self.rows <= 2:
+                    self._failed(clock, exc)
+                    return None
+                self.rows = max(2, self.rows // 2)
+                log.info("history_reply_too_large", meter=self.meter, next_rows=self.rows)
+                return None
             except MeterReportedError as exc:
                 if max_rows is not None:
-                    continue  # firmware before 4.7 knows no max-rows: the window bounds rows
+                    if refuses_max_rows(exc):  # firmware before 4.7 knows no max-rows
+                        self._without_max_rows("refused", str(exc))
+                    continue  # once more without it: the window bounds the rows
                 self._failed(clock, exc)
                 return None
             except Exception as exc:  # MeterError, or a client closed at shutdown
                 self._failed(clock, exc)
                 return None
-            if max_rows is None and self.max_rows_ok:
-                self.max_rows_ok = False
-                log.info("history_without_max_rows", meter=self.meter)
+            if max_rows is not None:
+                self.max_rows_strikes = 0
+            elif self.max_rows_ok:  # failed with max-rows, fine without it
+                self.max_rows_strikes += 1
+                if self.max_rows_strikes >= MAX_ROWS_STRIKES:
+                    self._without_max_rows("failed_only_with_it", "")
             self.rows = min(self.cfg.max_rows, self.rows * 2)
             self.failures = 0
             return raw
         return None
+
+    def _without_max_rows(self, reason: str, error: str) -> None:
+        self.max_rows_ok = False
+        log.info("history_without_max_rows", meter=self.meter, reason=reason,
+                 error=error or None, strikes=self.max_rows_strikes)
 
     def _failed(self, clock: Callable[[], float], exc: Exception) -> None:
         self.failures += 1
@@ -193,6 +230,15 @@ class Backfill:
             acked += len(chunk)
             self.published_rows += len(chunk)
         return acked
+
+
+def refuses_max_rows(exc: MeterReportedError) -> bool:
+    """Whether the meter's own error (its ``error`` member, not an HTTP status) refuses the
+    ``max-rows`` option."""
+    if exc.field != "error":
+        return False
+    text = exc.message.lower()
+    return "max-rows" in text or "invalid query option" in text
 
 
 def _slot(lane: Lane, clock: Callable[[], float]) -> float:

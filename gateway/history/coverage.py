@@ -11,6 +11,7 @@ absorbs every interval it reaches; :meth:`Coverage.give_up` moves it to a look-b
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 
 
 class Coverage:
@@ -19,12 +20,22 @@ class Coverage:
 
     __slots__ = ("_ahead", "step", "until")
 
-    def __init__(self, step: int, until: int | None = None) -> None:
+    def __init__(self, step: int, until: int | None = None,
+                 ahead: Iterable[tuple[int, int]] = ()) -> None:
+        """``ahead``: covered intervals beyond ``until`` (as :attr:`intervals` gave them
+        before a restart); invalid or overlapping ones are dropped or merged."""
         if step < 1:
             raise ValueError("step must be at least 1 s")
         self.step = step
         self.until = until
         self._ahead: list[list[int]] = []  # [first, last] intervals beyond ``until``
+        if until is not None:
+            for first, last in sorted((a, b) for a, b in ahead if until < a <= b):
+                if self._ahead and first - self._ahead[-1][1] <= step:
+                    self._ahead[-1][1] = max(self._ahead[-1][1], last)
+                else:
+                    self._ahead.append([first, last])
+            self._absorb()
 
     @property
     def newest(self) -> int | None:

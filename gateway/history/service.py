@@ -11,14 +11,20 @@ with the cumulative values and the average rate since the stored row before it, 
 units of the state payload.
 
 The watermark of each meter (everything up to it is on the broker) is written to
-``history.json`` in ``gateway.state_dir`` (atomically, at most every :data:`PERSIST_S` and at
-stop), so a restart resumes right after it. Delivery is at least once: after a crash up to
-:data:`PERSIST_S` of rows may be published again; subscribers deduplicate by ``ts``.
+``history.json`` in ``gateway.state_dir`` (:mod:`gateway.history.watermarks`): after every
+backfill request whose rows the broker took -- the backfill waits for that write before its
+next request -- at most every :data:`PERSIST_S` while only live states move it, and at stop.
+The writes run in a worker thread, one at a time; the checkpoints of many meters that come
+in while one runs share the next write, so a fleet-wide backfill costs one write at a time,
+not one per meter. A restart resumes right after the watermark. Delivery is at least once:
+after a crash the rows of one backfill request (``history.max_rows``) and about
+:data:`PERSIST_S` of live seconds may be published again; subscribers deduplicate by ``ts``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -37,14 +43,14 @@ from gateway.history.backfill import (
     Lane,
 )
 from gateway.history.coverage import Coverage
+from gateway.history.watermarks import STATE_FILE, Mark, Marks, WatermarkFile
 from gateway.model import Availability, Identity, Reading, RegisterInfo
-from gateway.support import read_json, write_json
+from gateway.support import LogThrottle
 
 __all__ = ["STATE_FILE", "History", "HistoryOutput", "HistorySource", "Lane"]
 
 log = structlog.get_logger(__name__)
 
-STATE_FILE = "history.json"
 PERSIST_S = 1.0
 
 
@@ -65,22 +71,29 @@ class History:
         max_concurrent: int = MAX_CONCURRENT,
     ) -> None:
         self.cfg = cfg
-        self.path = Path(state_dir) / STATE_FILE
+        self._file = WatermarkFile(state_dir)
+        self.path = self._file.path
         self._output = output
         self._lanes = lanes
         self._clock = clock
         self._ack_timeout_s = ack_timeout_s
         self._meters = {m: self._backfill(m, None) for m in meters}
-        self._saved: dict[str, int] = {}  # as last written
-        self._kept: dict[str, int] = {}  # watermarks of meters not tracked now
+        self._kept: Marks = {}  # watermarks of meters not tracked now
+        self._wanted = 0  # checkpoints asked for
+        self._done = 0  # checkpoints whose write has finished
+        self._wake = asyncio.Event()  # a checkpoint is wanted
+        self._written = asyncio.Condition()
+        self._notes = LogThrottle(log)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
         # at most this many meters read history at once, so that backfill after a fleet-wide
         # gap (a broker outage) never crowds out the live polls of a large fleet
         self._gate = asyncio.Semaphore(max_concurrent)
 
-    def _backfill(self, meter: str, until: int | None) -> Backfill:
-        return Backfill(meter, self.cfg, Coverage(self.cfg.step_s, until))
+    def _backfill(self, meter: str, mark: Mark | None) -> Backfill:
+        if mark is None:
+            return Backfill(meter, self.cfg, Coverage(self.cfg.step_s))
+        return Backfill(meter, self.cfg, Coverage(self.cfg.step_s, mark.until, mark.ranges))
 
     def backfill(self, meter: str) -> Backfill | None:
         """The backfill state of one meter (for status pages and tests)."""
@@ -90,6 +103,11 @@ class History:
         """Up to which meter time everything of ``meter`` is on the broker."""
         state = self._meters.get(meter)
         return None if state is None else state.coverage.until
+
+    @property
+    def state_writes(self) -> int:
+        """How often ``history.json`` was written."""
+        return self._file.writes
 
     @property
     def published_rows(self) -> int:
@@ -113,42 +131,69 @@ class History:
     async def start(self) -> None:
         """Read the watermarks of the last run and listen for acknowledged states."""
         try:
-            data = read_json(self.path)
-            saved = {str(m): int(v["published_until"]) for m, v in data["meters"].items()} \
-                if data is not None else {}
+            saved = self._file.read()
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("history_state_unreadable", path=str(self.path), error=repr(exc))
             saved = {}
-        self._saved = dict(saved)
-        for meter, until in saved.items():
+        for meter, mark in saved.items():
             if meter in self._meters:
-                self._meters[meter] = self._backfill(meter, until)
+                self._meters[meter] = self._backfill(meter, mark)
             else:
-                self._kept[meter] = until
+                self._kept[meter] = mark
         self._output.on_state_confirmed(self._confirmed)
 
     async def serve(self) -> None:
-        """One backfill task per meter, and the periodic write of the watermarks."""
+        """One backfill task per meter, and the writer of the watermarks: a checkpoint
+        asked for, or every PERSIST_S."""
         async with asyncio.TaskGroup() as group:
             self._group = group
             for meter in self._meters:
                 self._spawn(meter)
             while True:
-                await asyncio.sleep(PERSIST_S)
-                self.save()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(PERSIST_S):
+                        await self._wake.wait()
+                self._wake.clear()
+                wanted = self._wanted
+                snapshot = self._file.snapshot(self._marks())
+                if snapshot is not None:
+                    await self._write_in_thread(*snapshot)
+                self._done = wanted
+                async with self._written:
+                    self._written.notify_all()
+
+    async def checkpoint(self) -> None:
+        """Return once the watermarks as they are now have been written (or the write
+        failed, which is logged). Without the writer running (not serving), write now."""
+        if self._group is None:
+            self.save()
+            return
+        self._wanted += 1
+        target = self._wanted
+        self._wake.set()
+        async with self._written:
+            await self._written.wait_for(lambda: self._done >= target)
+
+    async def _write_in_thread(self, generation: int, marks: Marks) -> None:
+        try:
+            await asyncio.to_thread(self._file.write, generation, marks)
+        except OSError as exc:
+            self._notes.emit("warning", "history_state_write_failed", path=str(self.path),
+                             error=repr(exc))
 
     async def stop(self) -> None:
         for task in self._tasks.values():
             task.cancel()
+        self._group = None  # checkpoints from here on write at once
         self.save()
 
     def set_meters(self, meters: Iterable[str]) -> None:
         """Track these meters from now on (a configuration reload)."""
         wanted = tuple(meters)
         for meter in [m for m in self._meters if m not in wanted]:
-            until = self._meters.pop(meter).coverage.until
-            if until is not None:
-                self._kept[meter] = until
+            mark = _mark(self._meters.pop(meter).coverage)
+            if mark is not None:
+                self._kept[meter] = mark
             task = self._tasks.pop(meter, None)
             if task is not None:
                 task.cancel()
@@ -159,25 +204,28 @@ class History:
                     self._spawn(meter)
 
     def save(self) -> None:
-        """Write the watermarks when they moved; a failure is logged and retried later."""
-        marks = dict(self._kept)
-        for meter, state in self._meters.items():
-            if state.coverage.until is not None:
-                marks[meter] = state.coverage.until
-        if marks == self._saved and self.path.exists():
+        """Write the watermarks now, in this thread, when they moved (at stop, on a crash);
+        a failure is logged and retried later."""
+        snapshot = self._file.snapshot(self._marks())
+        if snapshot is None:
             return
-        data = {"version": 1, "meters": {m: {"published_until": t} for m, t in marks.items()}}
         try:
-            write_json(self.path, data)
+            self._file.write(*snapshot)
         except OSError as exc:
             log.warning("history_state_write_failed", path=str(self.path), error=repr(exc))
-            return
-        self._saved = marks
+
+    def _marks(self) -> Marks:
+        marks = dict(self._kept)
+        for meter, state in self._meters.items():
+            mark = _mark(state.coverage)
+            if mark is not None:
+                marks[meter] = mark
+        return marks
 
     def _spawn(self, meter: str) -> None:
         assert self._group is not None
         run = self._meters[meter].run(self._output, self._lanes, self._clock,
-                                      self._ack_timeout_s, self._gate)
+                                      self._ack_timeout_s, self._gate, self.checkpoint)
         self._tasks[meter] = self._group.create_task(run, name=f"history:{meter}")
 
     # -- sink -----------------------------------------------------------------------------
@@ -208,3 +256,7 @@ class History:
         state = self._meters.get(meter)
         if state is not None and math.isfinite(ts):
             state.coverage.confirm(math.floor(ts))
+
+
+def _mark(coverage: Coverage) -> Mark | None:
+    return None if coverage.until is None else Mark(coverage.until, coverage.intervals)

@@ -15,7 +15,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
-import json
+import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +25,7 @@ import httpx
 import structlog
 
 from gateway.errors import AuthError, MeterError, MeterProtocolError, NotAnEgauge
-from gateway.meter.channel import Channel
+from gateway.meter.channel import Channel, parse_json
 from gateway.secret import Secret
 
 log = structlog.get_logger(__name__)
@@ -49,7 +49,7 @@ def jwt_claims(jwt: str) -> dict[str, Any]:
         return {}
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
-        claims = json.loads(base64.urlsafe_b64decode(payload))
+        claims = parse_json(base64.urlsafe_b64decode(payload))
     except (binascii.Error, ValueError):
         return {}
     return claims if isinstance(claims, dict) else {}
@@ -58,7 +58,7 @@ def jwt_claims(jwt: str) -> dict[str, Any]:
 def token_lifetime(jwt: str) -> float | None:
     """The ``ltm`` claim in seconds, or None when the token does not say."""
     ltm = jwt_claims(jwt).get("ltm")
-    if isinstance(ltm, int | float) and not isinstance(ltm, bool) and ltm > 0:
+    if isinstance(ltm, int | float) and not isinstance(ltm, bool) and 0 < ltm < math.inf:
         return float(ltm)
     return None
 
@@ -83,7 +83,7 @@ class Challenge:
 def parse_challenge(response: httpx.Response) -> Challenge | None:
     """The ``{rlm, nnc}`` of a 401 reply, or None when it carries none."""
     try:
-        body = json.loads(response.content)
+        body = parse_json(response.content)
     except (ValueError, UnicodeDecodeError):
         return None
     if not isinstance(body, dict):
@@ -237,7 +237,7 @@ class Session:
         }
         response = await self._channel.send("POST", "/auth/login", body=body)
         try:
-            reply = json.loads(response.content)
+            reply = parse_json(response.content)
         except (ValueError, UnicodeDecodeError) as exc:
             raise NotAnEgauge(
                 self.meter,

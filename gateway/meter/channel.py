@@ -4,13 +4,22 @@ Transport problems become ``MeterUnavailable`` / ``MeterTimeout``, bodies that a
 become ``MeterProtocolError``, and an ``error`` member becomes ``MeterReportedError`` (or
 ``CallPending`` for "EAGAIN: ..."). Nothing here knows about tokens: the caller passes the
 bearer token it wants sent.
+
+What a meter (or whatever answers at its address) sends is bounded: a reply body is read up
+to ``max_bytes`` (:data:`MAX_REPLY_BYTES`, larger for history rows) and refused beyond it
+(:class:`~gateway.errors.MeterReplyTooLarge`), however long or endless it is; a whole request,
+its reply body included, must finish within ``timeout_s`` (httpx's own timeouts apply to each
+phase only, so a body that trickles would otherwise never time out); redirects are not
+followed; JSON nested beyond Python's limit, and the non-standard ``NaN`` / ``Infinity``,
+are protocol errors.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import httpx
@@ -20,6 +29,7 @@ from gateway.errors import (
     ConfigConflict,
     ConfigError,
     MeterProtocolError,
+    MeterReplyTooLarge,
     MeterReportedError,
     MeterTimeout,
     MeterUnavailable,
@@ -29,6 +39,21 @@ from gateway.secret import Secret
 NO_BODY: Any = object()  # "send no request body" (``None`` would be the JSON value null)
 
 HTTP_PRECONDITION_FAILED = 412
+MAX_REPLY_BYTES: Final = 4 * 1024 * 1024  # any reply: register values, config trees, ...
+MAX_HISTORY_BYTES: Final = 32 * 1024 * 1024  # a reply of stored rows
+
+
+def parse_json(content: bytes) -> Any:
+    """JSON text as Python values; ValueError (or UnicodeDecodeError) for anything that is not
+    strict JSON: bad syntax, ``NaN`` / ``Infinity``, nesting deeper than Python can parse."""
+    try:
+        return json.loads(content, parse_constant=_no_constant)
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def api_url(meter: str, url: str) -> str:
@@ -124,8 +149,12 @@ class Channel:
         body: Any = NO_BODY,
         bearer: Secret | None = None,
         headers: dict[str, str] | None = None,
+        max_bytes: int = MAX_REPLY_BYTES,
+        deadline: bool = True,
     ) -> httpx.Response:
-        """One request to ``/api<path>?<query>``; transport errors become meter errors."""
+        """One request to ``/api<path>?<query>`` and its whole reply (at most ``max_bytes``
+        of body); transport errors become meter errors. ``deadline``: the whole of it within
+        ``timeout_s`` (off: each phase within it, for a caller with a time limit of its own)."""
         if self._http.is_closed:
             raise MeterUnavailable(self.meter, f"{method} {path}: the client is closed")
         url = self.api + path + ("?" + query if query else "")
@@ -137,8 +166,10 @@ class Channel:
             content = json.dumps(body, separators=(",", ":")).encode()
             hdrs["Content-Type"] = "application/json"
         try:
-            response = await self._http.request(method, url, content=content, headers=hdrs)
-        except httpx.TimeoutException as exc:
+            request = self._http.build_request(method, url, content=content, headers=hdrs)
+            async with asyncio.timeout(self.timeout_s if deadline else None):
+                return await self._exchange(request, max_bytes, f"{method} {path}")
+        except (httpx.TimeoutException, TimeoutError) as exc:
             raise MeterTimeout(
                 self.meter, f"no answer within {self.timeout_s:g} s ({method} {path})"
             ) from exc
@@ -146,16 +177,43 @@ class Channel:
             raise MeterUnavailable(self.meter, _transport_problem(exc, method, path)) from exc
         except httpx.HTTPError as exc:  # invalid URL and the like
             raise MeterUnavailable(self.meter, f"{method} {path}: {exc}") from exc
-        return response
+
+    async def _exchange(self, request: httpx.Request, max_bytes: int, what: str
+                        ) -> httpx.Response:
+        """Send ``request`` and read its body, refusing it past ``max_bytes``: the reply as a
+        response that holds the whole (decoded) body."""
+        response = await self._http.send(request, stream=True)
+        try:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise self._too_large(what, max_bytes, f"{declared} bytes announced")
+            chunks, size = [], 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise self._too_large(what, max_bytes, "cut off there")
+                chunks.append(chunk)
+        finally:
+            await response.aclose()
+        kept = [(k, v) for k, v in response.headers.multi_items()
+                if k.lower() not in _BODY_HEADERS]  # the body below is decoded already
+        return httpx.Response(response.status_code, headers=kept, content=b"".join(chunks),
+                              request=request)
+
+    def _too_large(self, what: str, max_bytes: int, detail: str) -> MeterReplyTooLarge:
+        return MeterReplyTooLarge(
+            self.meter, f"the reply to {what} is larger than {max_bytes} bytes ({detail})",
+            field="body")
 
     def decode(self, response: httpx.Response, what: str) -> Any:
         """The JSON value of ``response`` (raises if it is not JSON or carries ``error``)."""
         try:
-            value = json.loads(response.content)
+            value = parse_json(response.content)
         except (ValueError, UnicodeDecodeError) as exc:
             if response.status_code != 200:
                 raise MeterReportedError(
-                    self.meter, f"HTTP {response.status_code} ({what})", field="status"
+                    self.meter, f"HTTP {response.status_code}{_redirect(response)} ({what})",
+                    field="status",
                 ) from exc
             raise MeterProtocolError(
                 self.meter, f"the reply to {what} is not valid JSON ({exc})", field="body"
@@ -172,12 +230,20 @@ class Channel:
             raise ConfigConflict(self.meter, f"HTTP 412 ({what})", field="status")
         if response.status_code != 200:
             raise MeterReportedError(
-                self.meter, f"HTTP {response.status_code} ({what})", field="status"
+                self.meter, f"HTTP {response.status_code}{_redirect(response)} ({what})",
+                field="status",
             )
         return value
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+_BODY_HEADERS: Final = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+def _redirect(response: httpx.Response) -> str:
+    return ", a redirect (not followed)" if response.is_redirect else ""
 
 
 def _transport_problem(exc: httpx.TransportError, method: str, path: str) -> str:

@@ -21,7 +21,7 @@ import structlog
 from gateway.config import MeterConfig
 from gateway.errors import AuthError, CommandError
 from gateway.meter.auth import LoginBackoff, Session, parse_challenge
-from gateway.meter.channel import NO_BODY, Channel, TlsContexts
+from gateway.meter.channel import MAX_HISTORY_BYTES, MAX_REPLY_BYTES, NO_BODY, Channel, TlsContexts
 from gateway.meter.fields import Fields
 from gateway.meter.registers import (
     RegisterKey,
@@ -130,18 +130,22 @@ class WebApiClient:
         *,
         body: Any = NO_BODY,
         headers: dict[str, str] | None = None,
+        max_bytes: int = MAX_REPLY_BYTES,
+        deadline: bool = True,
     ) -> httpx.Response:
         """Send with the current token; on 401 re-login once (shared) and retry once."""
         token = await self._session.current()
         send = self._channel.send
-        response = await send(method, path, query, body=body, bearer=token.bearer, headers=headers)
+        response = await send(method, path, query, body=body, bearer=token.bearer, headers=headers,
+                              max_bytes=max_bytes, deadline=deadline)
         if response.status_code != 401:
             return response
         denied = self._denied
         if denied[0] == token.generation and (method, path) in denied[1]:
             raise AuthError(self.meter_id, f"{method} {path}: not permitted for this user")
         token = await self._session.replace(token, parse_challenge(response))
-        response = await send(method, path, query, body=body, bearer=token.bearer, headers=headers)
+        response = await send(method, path, query, body=body, bearer=token.bearer, headers=headers,
+                              max_bytes=max_bytes, deadline=deadline)
         if response.status_code == 401:
             # a fresh token refused: a missing privilege; no new login for this path until
             # the token changes
@@ -156,9 +160,11 @@ class WebApiClient:
 
     async def _call(
         self, method: str, path: str, query: str = "", *, body: Any = NO_BODY,
-        headers: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None, max_bytes: int = MAX_REPLY_BYTES,
+        deadline: bool = True,
     ) -> tuple[Any, httpx.Response]:
-        response = await self._request(method, path, query, body=body, headers=headers)
+        response = await self._request(method, path, query, body=body, headers=headers,
+                                       max_bytes=max_bytes, deadline=deadline)
         return self._channel.decode(response, f"{method} {path}"), response
 
     async def _object(self, method: str, path: str, query: str = "", **kw: Any) -> dict[str, Any]:
@@ -259,11 +265,15 @@ class WebApiClient:
     async def history(
         self, start: float, step: float, end: float, max_rows: int | None = None
     ) -> list[tuple[float, dict[str, int]]]:
-        """Stored rows between ``start`` and ``end``, oldest first, as ``(ts, {name: raw})``."""
+        """Stored rows between ``start`` and ``end``, oldest first, as ``(ts, {name: raw})``.
+        The reply may be larger than others (:data:`MAX_HISTORY_BYTES`); its time limit is
+        the caller's (the backfill's slot before the next poll), each phase within
+        ``timeout_s``."""
         query = f"time={_num(start)}:{_num(step)}:{_num(end)}&virtual=value"
         if max_rows is not None:
             query += f"&max-rows={int(max_rows)}"
-        reply = await self._object("GET", "/register", query)
+        reply = await self._object("GET", "/register", query, max_bytes=MAX_HISTORY_BYTES,
+                                   deadline=False)
         return history_rows(self._f, reply)
 
     # -- configuration, commands, control --------------------------------------------------

@@ -7,10 +7,16 @@ instead of a ``KeyError`` or ``TypeError`` deep inside the client.
 
 from __future__ import annotations
 
+import contextlib
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from gateway.errors import MeterProtocolError
+
+MAX_STAMP: Final = 2.0**37  # Unix seconds: beyond the year 6000 a timestamp is garbage
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +44,12 @@ class Fields:
         return value
 
     def number(self, value: Any, field: str) -> float:
-        if type(value) is float or type(value) is int:
-            return float(value)
-        raise self.error(field, f"expected a number, got {_kind(value)}")
+        if type(value) is not float and type(value) is not int:
+            raise self.error(field, f"expected a number, got {_kind(value)}")
+        number = _float(value)
+        if not math.isfinite(number):
+            raise self.error(field, f"expected a finite number, got {_kind(value)}")
+        return number
 
     def optional_number(self, value: Any, field: str) -> float | None:
         return None if value is None else self.number(value, field)
@@ -52,23 +61,35 @@ class Fields:
 
     def decimal(self, value: Any, field: str) -> int:
         """An int64 sent as a decimal string, converted exactly (never through float)."""
+        number = None
         if type(value) is str:
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise self.error(field, f"expected a decimal string, got {_kind(value)}")
+            with contextlib.suppress(ValueError):
+                number = int(value)
+        if number is None:
+            raise self.error(field, f"expected a decimal string, got {_kind(value)}")
+        if not INT64_MIN <= number <= INT64_MAX:
+            raise self.error(field, f"expected a 64-bit integer, got {_kind(value)}")
+        return number
 
     def stamp(self, value: Any, field: str) -> float:
         """A timestamp: Unix seconds as a decimal string (a number is accepted too)."""
+        stamp = math.nan
         if type(value) is str:
-            try:
-                return float(value)
-            except ValueError:
-                pass
+            with contextlib.suppress(ValueError):
+                stamp = float(value)
         elif type(value) is int or type(value) is float:
-            return float(value)
+            stamp = _float(value)
+        if 0 <= stamp < MAX_STAMP:
+            return stamp
         raise self.error(field, f"expected a timestamp string, got {_kind(value)}")
+
+
+def _float(value: int | float) -> float:
+    """``float(value)``, infinite for an integer too large for a float."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
 
 
 def _kind(value: Any) -> str:
@@ -78,7 +99,8 @@ def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int | float):
-        return f"the number {value!r}"
+        shown = repr(value)
+        return f"the number {shown if len(shown) <= 40 else shown[:37] + '...'}"
     if isinstance(value, str):
         shown = value if len(value) <= 40 else value[:37] + "..."
         return f"the string {shown!r}"

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.meter.fields import Fields
+from gateway.meter.fields import INT64_MAX, INT64_MIN, Fields
 from gateway.meter.units import type_code
 from gateway.model import RegisterInfo, RegisterValue
 
@@ -106,19 +106,24 @@ class RegisterPlan:
         out = []
         for j, c in enumerate(columns):
             rate = entries[c.pos].get("rate")
-            if rate is not None and type(rate) is not float and type(rate) is not int:
-                f.number(rate, f"registers[{c.pos}].rate")
+            if type(rate) is float:
+                if rate - rate != 0.0:  # infinite (or NaN): let the check name it
+                    f.number(rate, f"registers[{c.pos}].rate")
+            elif rate is not None:
+                rate = f.number(rate, f"registers[{c.pos}].rate")
             cell = row[j]
             try:
                 raw = int(cell) if type(cell) is str else f.decimal(cell, f"{row_field}[{j}]")
             except ValueError:
                 raw = f.decimal(cell, f"{row_field}[{j}]")
+            if not INT64_MIN <= raw <= INT64_MAX:
+                raw = f.decimal(cell, f"{row_field}[{j}]")  # raises, naming the field
             out.append(
                 RegisterValue(
                     c.name,
                     c.code,
                     c.unit,
-                    None if rate is None else float(rate),
+                    rate,
                     raw * c.factor,
                     c.cumulative_unit,
                     raw,

@@ -77,7 +77,10 @@ class ModbusOutput:
             router.on_outcome(self.on_outcome)
         self._server = ModbusServer(config.host, config.port, self.image,
                                     answer_unknown=config.unknown_unit == "exception",
-                                    writes=writes)
+                                    writes=writes,
+                                    per_address=config.max_connections_per_address,
+                                    frame_timeout_s=config.frame_timeout_s,
+                                    allow_from=config.allow_from)
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
 

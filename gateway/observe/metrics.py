@@ -149,8 +149,22 @@ class GatewayCollector(Collector):
                                   "Connections refused at the connection limit.",
                                   value=stats.refused)
         yield CounterMetricFamily("egauge_modbus_connections_evicted",
-                                  "Silent clients dropped at the connection limit.",
-                                  value=stats.evicted)
+                                  "Silent or trickling clients dropped at the connection "
+                                  "limit.", value=stats.evicted)
+        for name, doc, value in (
+            ("egauge_modbus_connections_refused_per_address",
+             "Connections refused at the per-address limit.", stats.refused_per_address),
+            ("egauge_modbus_connections_denied",
+             "Connections closed at once: the address is outside modbus.allow_from.",
+             stats.denied),
+            ("egauge_modbus_frame_timeouts",
+             "Connections closed for a frame not completed within modbus.frame_timeout_s.",
+             stats.frame_timeouts),
+            ("egauge_modbus_frames_invalid",
+             "Connections closed for a frame with a bad protocol id or length.",
+             stats.frames_invalid),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
 
     def _commands(self) -> Iterable[Metric]:
         counts = self._view.command_counts

@@ -1,6 +1,6 @@
 """The running gateway: the composition root (:class:`App`), the fleet of polled meters,
-configuration reloads, systemd notifications and the demo. Nothing imports this package
-but the command line."""
+configuration reloads, systemd notifications, the loop watchdog and the demo. Nothing
+imports this package but the command line."""
 
 from gateway.runtime.app import App, main
 from gateway.runtime.component import Component

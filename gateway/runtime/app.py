@@ -19,7 +19,8 @@ SIGHUP reloads the configuration file: its meter changes are applied without dro
 MQTT session or Modbus clients (:mod:`gateway.runtime.reload`); an invalid file is refused
 (``config_reload_refused``) and the running configuration kept. Under systemd
 (``$NOTIFY_SOCKET``) the app reports READY, RELOADING, STOPPING and STATUS, and pings the
-watchdog while its pollers make progress. Exit codes: :mod:`gateway.errors`.
+watchdog while its pollers make progress. An event loop blocked for ``gateway.loop_stall_s``
+ends the process (:mod:`gateway.runtime.stall`). Exit codes: :mod:`gateway.errors`.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from gateway.runtime.component import Component
 from gateway.runtime.fleet import ClientFactory, Fleet, WebApiClients, cancel, close_clients
 from gateway.runtime.notify import Notifier, Watchdog, watchdog_interval
 from gateway.runtime.reload import reload_plan
+from gateway.runtime.stall import LoopWatchdog, Stall, end_process
 from gateway.runtime.view import AppView
 from gateway.sparkplug import SparkplugOutput
 from gateway.sparkplug import create_output as create_sparkplug
@@ -85,15 +87,21 @@ class App:
         extensions: Sequence[Callable[[App], None]] = (),
         notifier: Notifier | None = None,
         owns_process: bool = False,
+        on_stall: Callable[[Stall], None] | None = None,
     ) -> None:
         """``extensions`` run at the end of :meth:`build` (clients, lanes and pollers exist
         then) and may :meth:`add` further components. ``notifier`` defaults to systemd's
         ``$NOTIFY_SOCKET`` (none: no notifications). With ``shard`` in ``config`` the app
         runs only its own share of the meters (:func:`gateway.config.shard.instance`).
-        ``owns_process``: a forced stop may end the whole process (the ``run`` command)."""
+        ``owns_process``: a forced stop may end the whole process (the ``run`` command).
+        ``on_stall``: what the loop watchdog does when the loop stood still for
+        ``gateway.loop_stall_s`` (default: end the process when ``owns_process``, else no
+        loop watchdog at all)."""
         self.config = config = shard.instance(config)
         self._extensions = tuple(extensions)
         self._owns_process = owns_process
+        self._on_stall = on_stall or (end_process if owns_process else None)
+        self.loop_watchdog: LoopWatchdog | None = None  # set by start() (see on_stall)
         self.hub = Hub(m.id for m in config.meters)
         self.fleet = Fleet(self.hub, client_factory or WebApiClients())
         self.components: list[Component] = []
@@ -287,6 +295,10 @@ class App:
             dog = self.watchdog = Watchdog(self.notifier, interval, self.stuck_pollers)
             self._own_tasks.append(tg.create_task(dog.run(), name="watchdog"))
         settle_heap()
+        limit = self.config.gateway.loop_stall_s
+        if limit > 0 and self._on_stall is not None:  # until run() ends, shutdown included
+            self.loop_watchdog = LoopWatchdog(limit, self._on_stall)
+            self.loop_watchdog.start()
         log.info("gateway_started", gateway=self.config.gateway.id, version=__version__,
                  meters=len(self.fleet.pollers), outputs=list(self.output_names()))
 
@@ -322,7 +334,7 @@ class App:
         clients: dict[str, MeterClient] = {}
         try:
             try:
-                plan = reload_plan(self.config)
+                plan = await asyncio.to_thread(reload_plan, self.config)  # the loop turns on
                 clients = {m.id: self.fleet.client_factory(m) for m in plan.started}
                 meters = plan.config.meters
                 switches = [c.meters(meters) for c in self.components if c.meters]
@@ -415,6 +427,8 @@ class App:
             self.flush_state()
             return EXIT_CRASH
         finally:
+            if self.loop_watchdog is not None:
+                self.loop_watchdog.stop()
             loop = asyncio.get_running_loop()
             for sig in signals:
                 loop.remove_signal_handler(sig)

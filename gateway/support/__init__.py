@@ -1,16 +1,18 @@
-"""What the simulator and the gateway share: HTTP plumbing (:mod:`~gateway.support.http`),
+"""What the simulator and the gateway share: HTTP on h11 (:mod:`~gateway.support.http`),
 crash-safe state files (:mod:`~gateway.support.statefile`), the pin file format and its
-locks (:mod:`~gateway.support.pins`) and the logging setup (:mod:`~gateway.support.logs`).
+locks (:mod:`~gateway.support.pins`), the logging setup (:mod:`~gateway.support.logs`) and
+rate-limited log events (:mod:`~gateway.support.throttle`).
 Depends on the kernel only."""
 
 from gateway.support.http import WebServer
-from gateway.support.http_limits import HttpLimits, HttpStats, LogThrottle
+from gateway.support.http_limits import HttpLimits, HttpStats
 from gateway.support.http_message import Answer, Request, Response
 from gateway.support.http_protocol import HttpProtocol
 from gateway.support.http_site import HttpSite
 from gateway.support.logs import FORMATS, LEVELS, configure_logging, mask_tokens
 from gateway.support.pins import Entry, PinFile, PinLock, PinStore, integer
 from gateway.support.statefile import read_json, write_json, write_text
+from gateway.support.throttle import LogThrottle
 
 __all__ = [
     "FORMATS", "LEVELS", "Answer", "Entry", "HttpLimits", "HttpProtocol", "HttpSite",

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.support.http_limits import HttpLimits, HttpStats, LogThrottle
+from gateway.support.http_limits import HttpLimits, HttpStats
 from gateway.support.http_message import Answer, Handler, Request, Response, split_query
 from gateway.support.http_protocol import HttpProtocol
 from gateway.support.http_site import HttpSite, log
+from gateway.support.throttle import LogThrottle
 
 __all__ = ["Answer", "Handler", "HttpLimits", "HttpStats", "Request", "Response", "WebServer",
            "split_query"]

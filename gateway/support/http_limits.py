@@ -4,17 +4,15 @@ Every limit bounds what one client can make the server hold or do: the bytes of 
 and body, the bytes of requests pipelined ahead of the one being answered, the answers written
 but not read, the time a request may take to arrive, the connections open at once. A request
 over a limit is answered with its 4xx and the connection is closed; a client that stops reading
-stops being read. :class:`HttpStats` counts each case (for ``/metrics``); :class:`LogThrottle`
-keeps the log to one line per event and interval however many clients misbehave.
+stops being read. :class:`HttpStats` counts each case (for ``/metrics``); the log keeps to one
+line per event and interval however many clients misbehave
+(:class:`~gateway.support.throttle.LogThrottle`).
 """
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
 
 KIB = 1024
 
@@ -41,8 +39,8 @@ class HttpLimits:
     - ``max_connections`` (64): open at once; a new one beyond makes room by closing the
       connection that has waited longest for a request (preferring ones never served), or is
       closed at once when every connection is busy;
-    - ``log_interval_s`` (10 s): at most one log line per event in this time; the next one
-      carries ``suppressed``, the count of the lines left out.
+    - ``log_interval_s`` (10 s): at most one log line per event in this time; the line at the
+      end of the interval carries ``count``, the occurrences it stands for.
     """
 
     max_header_bytes: int = 16 * KIB
@@ -79,31 +77,3 @@ class HttpStats:
     rejected: Counter[int] = field(default_factory=Counter)  # error answers by status
     timeouts: Counter[str] = field(default_factory=Counter)  # idle, header, request, write
     paused: int = 0  # times a connection stopped being read (backpressure)
-
-
-class LogThrottle:
-    """At most one line per event name every ``interval_s``; a line logged after others were
-    left out carries their count as ``suppressed``. Event names are a fixed set, so the state
-    stays small."""
-
-    def __init__(self, logger: Any, interval_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._log = logger
-        self.interval_s = interval_s
-        self._clock = clock
-        self._last: dict[str, float] = {}
-        self._left_out: Counter[str] = Counter()
-
-    def emit(self, level: str, event: str, **values: Any) -> bool:
-        """Log ``event`` at ``level`` unless one was logged within the interval."""
-        now = self._clock()
-        last = self._last.get(event)
-        if last is not None and now - last < self.interval_s:
-            self._left_out[event] += 1
-            return False
-        self._last[event] = now
-        left_out = self._left_out.pop(event, 0)
-        if left_out:
-            values["suppressed"] = left_out
-        getattr(self._log, level)(event, **values)
-        return True

@@ -13,7 +13,8 @@ from typing import Protocol
 
 import structlog
 
-from gateway.support.http_limits import HttpLimits, HttpStats, LogThrottle
+from gateway.support.http_limits import HttpLimits, HttpStats
+from gateway.support.throttle import LogThrottle
 
 log = structlog.get_logger("gateway.support.http")
 

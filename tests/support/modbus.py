@@ -4,12 +4,14 @@ reading a unit's values with the timestamp they belong to."""
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 from pymodbus.client import AsyncModbusTcpClient
 
-from gateway.config import MeterConfig
+from gateway.config import MeterConfig, ModbusConfig
 from gateway.meter import type_code
-from gateway.model import Reading, RegisterValue
+from gateway.modbus import ModbusOutput
+from gateway.model import Availability, Reading, RegisterValue
 from gateway.secret import Secret
 from gateway.simulator import SimMeter
 
@@ -66,3 +68,23 @@ async def rate_and_ts(client: AsyncModbusTcpClient, unit: int, address: int
     value = client.convert_from_registers(rr.registers, client.DATATYPE.FLOAT32)
     assert isinstance(value, float)
     return value, before[1]
+def mbap(tid: int, length: int, unit: int = 1, protocol: int = 0) -> bytes:
+    """An MBAP header: transaction, protocol id, length (unit id + PDU), unit id."""
+    return struct.pack(">HHHB", tid, protocol, length, unit)
+
+
+def read_request(tid: int, address: int = 0, count: int = 1, unit: int = 1, fc: int = 4) -> bytes:
+    """A complete FC03/FC04 request frame."""
+    return mbap(tid, 6, unit) + struct.pack(">BHH", fc, address, count)
+
+
+def online_output(tmp_path: Path, config: ModbusConfig | None = None
+                  ) -> tuple[ModbusOutput, SimMeter]:
+    """A Modbus output (not started) for meter ``main`` (unit 1), online, holding one reading
+    of the simulator at ``TS``; its images can back a :class:`ModbusServer` of a test."""
+    out = ModbusOutput(config or ModbusConfig(host="127.0.0.1", port=0), [meter_config()],
+                       tmp_path / "state", clock=lambda: T0)
+    sim = SimMeter(serial="SIM0042", clock=lambda: T0)
+    out.on_availability(Availability("main", True, T0))
+    out.on_reading(reading_at(sim, TS))
+    return out, sim

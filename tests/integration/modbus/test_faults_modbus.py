@@ -94,9 +94,14 @@ class Flood:
 
 
 def fed_output(tmp_path: Path) -> tuple[ModbusOutput, SimMeter]:
-    """A Modbus output for meter ``main`` (unit 1), online, with one reading of ``sim``."""
-    out = ModbusOutput(ModbusConfig(host="127.0.0.1", port=0), [meter_config()],
-                       tmp_path / "state", clock=lambda: T0)
+    """A Modbus output for meter ``main`` (unit 1), online, with one reading of ``sim``.
+
+    The flood comes from one address and its half-open frames are meant to stay open while
+    it runs: the per-address cap and the frame deadline are lifted here (their own tests are
+    in test_abuse_modbus.py)."""
+    config = ModbusConfig(host="127.0.0.1", port=0, max_connections_per_address=1000,
+                          frame_timeout_s=600)
+    out = ModbusOutput(config, [meter_config()], tmp_path / "state", clock=lambda: T0)
     sim = SimMeter(serial="SIM0042", clock=lambda: T0)
     out.on_availability(Availability("main", True, T0))
     out.on_reading(reading_at(sim, TS))

@@ -109,3 +109,15 @@ def test_matches_a_plain_model(step: int, times: list[int]) -> None:
     covered = {t for a, b in c.intervals for t in range(a, b + 1)}
     assert set(beyond) <= covered
     assert c.newest == max(later)
+
+
+def test_ranges_saved_beyond_the_watermark_are_restored_sorted_and_merged() -> None:
+    c = Coverage(step=1, until=100, ahead=[(121, 125), (110, 120), (90, 95), (130, 129)])
+    assert c.until == 100
+    assert c.intervals == ((110, 125),)  # merged; one behind the watermark, one inverted: gone
+    assert c.gap() == (100, 110)
+    c.filled(109)
+    assert (c.until, c.intervals) == (125, ())
+    touching = Coverage(step=1, until=100, ahead=[(101, 105), (200, 210)])
+    assert (touching.until, touching.intervals) == (105, ((200, 210),))
+    assert Coverage(step=1, ahead=[(5, 9)]).intervals == ()  # no watermark: nothing ahead

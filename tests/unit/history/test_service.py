@@ -14,7 +14,7 @@ import pytest
 import structlog
 
 from gateway.config import HistoryConfig
-from gateway.errors import MeterReportedError, MeterUnavailable
+from gateway.errors import MeterReplyTooLarge, MeterReportedError, MeterUnavailable
 from gateway.history import STATE_FILE, History, HistoryRow, Lane
 from gateway.model import Availability, Reading, RegisterValue
 from tests.support.waiting import async_wait_until
@@ -60,14 +60,31 @@ class FakeDatabase:
         self.delay_s = delay_s
         self.refuse: Exception | None = None  # raised for every request
         self.refuse_max_rows = False  # an old firmware: max-rows is an invalid option
+        self.refusal = "Invalid query option: max-rows."
+        self.fail_with_max_rows = 0  # the next requests with max-rows get an HTTP 500
+        self.pattern: list[bool] = []  # or: per request with max-rows, whether it fails
+        self.saves: list[dict[str, int]] | None = None  # the saved watermarks at each answer
+        self.saves_dir = Path()
+        self.too_large_above: int | None = None  # a window of more rows: a reply too large
 
     async def history(self, start: float, step: float, end: float,
                       max_rows: int | None = None) -> list[tuple[float, dict[str, int]]]:
         self.calls.append((start, step, end, max_rows))
         if self.refuse is not None:
             raise self.refuse
-        if self.refuse_max_rows and max_rows is not None:
-            raise MeterReportedError("m", "Invalid query option: max-rows.")
+        if self.refuse_max_rows and max_rows is not None:  # an error member, as the client
+            raise MeterReportedError("m", f"{self.refusal} (GET /register)", field="error")
+        if max_rows is not None and (self.fail_with_max_rows or self.pattern):
+            fails = self.pattern.pop(0) if self.pattern else True
+            self.fail_with_max_rows = max(0, self.fail_with_max_rows - 1)
+            if fails:
+                raise MeterReportedError("m", "HTTP 500 (GET /register)", field="status")
+        if self.too_large_above is not None and (end - start) / step + 1 > self.too_large_above:
+            raise MeterReplyTooLarge("m", "the reply to GET /register is larger than 33554432 "
+                                     "bytes (cut off there)", field="body")
+        if self.saves is not None:
+            self.saves.append(saved(self.saves_dir) if (self.saves_dir / STATE_FILE).exists()
+                              else {})
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         times = []
@@ -246,17 +263,73 @@ async def test_meters_added_by_a_reload_are_tracked_and_removed_ones_forgotten(
     assert saved(tmp_path) == {"m": 100, "n": 7}
 
 
+@pytest.mark.parametrize("refusal", ["Invalid query option: max-rows.",
+                                     "Invalid query option"])
 async def test_a_meter_that_refuses_max_rows_is_asked_without_it_from_then_on(
-        tmp_path: Path) -> None:
+        tmp_path: Path, refusal: str) -> None:
     out, db = FakeOutput(), FakeDatabase()
     db.refuse_max_rows = True
-    async with running(make(tmp_path, out, db, max_rows=3)) as h:
-        gap(h, out, 100, 106)
-        await poll(h, 106.0)
-        await async_wait_until(lambda: h.watermark("m") == 106, what="the gap filled")
+    db.refusal = refusal
+    with structlog.testing.capture_logs() as logs:
+        async with running(make(tmp_path, out, db, max_rows=3)) as h:
+            gap(h, out, 100, 106)
+            await poll(h, 106.0)
+            await async_wait_until(lambda: h.watermark("m") == 106, what="the gap filled")
     assert db.calls == [(100, 1, 102, 3), (100, 1, 102, None), (102, 1, 104, None),
                         (104, 1, 105, None)]
     assert out.seconds() == [101, 102, 103, 104, 105]
+    off = [e for e in logs if e["event"] == "history_without_max_rows"]
+    assert [e["reason"] for e in off] == ["refused"]
+    assert refusal in off[0]["error"]
+
+
+async def test_a_transient_http_500_costs_one_request_without_max_rows_nothing_more(
+        tmp_path: Path) -> None:
+    out, db = FakeOutput(), FakeDatabase()
+    db.fail_with_max_rows = 1
+    with structlog.testing.capture_logs() as logs:
+        async with running(make(tmp_path, out, db, max_rows=3)) as h:
+            gap(h, out, 100, 110)
+            await poll(h, 110.0)
+            await async_wait_until(lambda: h.watermark("m") == 110, what="the gap filled")
+            state = h.backfill("m")
+            assert state is not None
+            assert state.max_rows_ok
+    assert db.calls == [(100, 1, 102, 3), (100, 1, 102, None), (102, 1, 104, 3),
+                        (104, 1, 106, 3), (106, 1, 108, 3), (108, 1, 109, 2)]
+    assert out.seconds() == list(range(101, 110))
+    assert not [e for e in logs if e["event"] == "history_without_max_rows"]
+
+
+async def test_a_meter_that_fails_only_with_max_rows_three_times_in_a_row_loses_it(
+        tmp_path: Path) -> None:
+    out, db = FakeOutput(), FakeDatabase()
+    db.fail_with_max_rows = 1000  # every request with it: HTTP 500; without it: fine
+    with structlog.testing.capture_logs() as logs:
+        async with running(make(tmp_path, out, db, max_rows=3)) as h:
+            gap(h, out, 100, 110)
+            await poll(h, 110.0)
+            await async_wait_until(lambda: h.watermark("m") == 110, what="the gap filled")
+    assert [c[3] for c in db.calls] == [3, None, 3, None, 3, None, None, None]
+    assert out.seconds() == list(range(101, 110))
+    off = [e for e in logs if e["event"] == "history_without_max_rows"]
+    assert [(e["reason"], e["strikes"]) for e in off] == [("failed_only_with_it", 3)]
+
+
+async def test_strikes_are_only_counted_in_a_row(tmp_path: Path) -> None:
+    out, db = FakeOutput(), FakeDatabase()
+    db.pattern = [True, True, False] * 3  # never three failures in a row
+    with structlog.testing.capture_logs() as logs:
+        async with running(make(tmp_path, out, db, max_rows=3)) as h:
+            gap(h, out, 100, 120)
+            await poll(h, 120.0)
+            await async_wait_until(lambda: h.watermark("m") == 120, what="the gap filled")
+            state = h.backfill("m")
+            assert state is not None
+            assert state.max_rows_ok
+    assert [c[3] for c in db.calls][:12] == [3, None, 3, None, 3] * 2 + [3, None]
+    assert not [e for e in logs if e["event"] == "history_without_max_rows"]
+    assert out.seconds() == list(range(101, 120))
 
 
 async def test_a_failing_meter_pauses_the_backfill(tmp_path: Path) -> None:
@@ -286,3 +359,74 @@ async def test_rows_are_acknowledged_message_by_message(tmp_path: Path) -> None:
         await async_wait_until(lambda: len(out.published) == 2, what="two messages")
         await async_wait_until(lambda: h.watermark("m") == 160, what="the first 60 rows")
     assert [len(rows) for _, rows in out.published] == [60, 39]
+
+
+async def test_the_watermark_is_saved_after_each_request_before_the_next(tmp_path: Path) -> None:
+    """A crash at any moment repeats at most the rows of the request in flight."""
+    out, db = FakeOutput(), FakeDatabase()
+    db.saves, db.saves_dir = [], tmp_path
+    async with running(make(tmp_path, out, db, max_rows=50)) as h:
+        gap(h, out, 100, 1000)
+        await poll(h, 1000.0)
+        await async_wait_until(lambda: h.watermark("m") == 1000, what="the gap filled")
+    assert len(db.calls) == 19  # 899 rows, 49 new ones a request
+    for (after, *_), on_disk in list(zip(db.calls, db.saves, strict=True))[1:]:
+        assert on_disk == {"m": after}  # the chunk before it is on disk
+    assert saved(tmp_path) == {"m": 1000}
+
+
+async def test_checkpoints_of_many_meters_share_their_writes(tmp_path: Path) -> None:
+    out = FakeOutput()
+    meters = [f"m{i}" for i in range(20)]
+    dbs = {m: FakeDatabase() for m in meters}
+    for db in dbs.values():
+        db.saves, db.saves_dir = [], tmp_path
+    locks = {m: asyncio.Lock() for m in meters}
+    h = History(HistoryConfig(max_rows=10), meters, out,
+                lambda m: Lane(dbs[m], locks[m], lambda: time.monotonic() + 10), tmp_path)
+    async with running(h):
+        for m in meters:
+            h.on_availability(Availability(m, True, 0.0))
+            out.confirm(m, 100, 300)
+            h.on_reading(Reading(m, 300.0, reading(300.0).registers))
+        await async_wait_until(lambda: all(h.watermark(m) == 300 for m in meters),
+                               what="every gap filled")
+        chunks = sum(len(db.calls) for db in dbs.values())
+        assert chunks == 20 * 23  # 199 rows, 9 new ones a request (its base and 9 more)
+        assert h.state_writes < chunks  # one write serves the meters waiting for it
+    assert saved(tmp_path) == dict.fromkeys(meters, 300)
+    for m, db in dbs.items():  # and each meter's next request waited for its own chunk
+        assert db.saves is not None
+        for (after, *_), on_disk in list(zip(db.calls, db.saves, strict=True))[1:]:
+            assert on_disk.get(m) == after
+
+
+async def test_live_seconds_beyond_a_gap_are_saved_and_never_sent_again_after_a_restart(
+        tmp_path: Path) -> None:
+    out, db = FakeOutput(), FakeDatabase()
+    async with running(make(tmp_path, out, db, max_rows=5)) as h:
+        gap(h, out, 100, *range(110, 121))  # a gap, then live seconds 110-120
+        await h.checkpoint()
+        data = json.loads((tmp_path / STATE_FILE).read_text())
+        assert data["meters"]["m"] == {"published_until": 100, "published_ranges": [[110, 120]]}
+    # a crash before the gap was filled; the next run knows 110-120 are on the broker
+    out2, db2 = FakeOutput(), FakeDatabase()
+    async with running(make(tmp_path, out2, db2, max_rows=5)) as h2:
+        assert h2.watermark("m") == 100
+        gap(h2, out2, 130)
+        await poll(h2, 130.0)
+        await async_wait_until(lambda: h2.watermark("m") == 130, what="both gaps filled")
+    assert out2.seconds() == [*range(101, 110), *range(121, 130)]
+    assert saved(tmp_path) == {"m": 130}
+
+
+async def test_a_reply_too_large_halves_the_rows_asked_for_next(tmp_path: Path) -> None:
+    out, db = FakeOutput(), FakeDatabase()
+    db.too_large_above = 10
+    async with running(make(tmp_path, out, db, max_rows=40)) as h:
+        gap(h, out, 100, 200)
+        for _ in range(3):
+            await poll(h, 200.0)
+        await async_wait_until(lambda: out.published, what="rows published")
+    assert [c[3] for c in db.calls[:3]] == [40, 20, 10]  # then small enough
+    assert out.seconds()[:9] == list(range(101, 110))

@@ -5,34 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import structlog
-from structlog.testing import capture_logs
 
-from gateway.support import HttpLimits, LogThrottle
+from gateway.support import HttpLimits
 from gateway.support.http_message import request_from, split_query
-from tests.support.simulator import ManualClock
-
-
-def test_the_throttle_logs_once_per_interval_and_reports_what_it_left_out() -> None:
-    clock = ManualClock(100.0)
-    throttle = LogThrottle(structlog.get_logger("t"), 10.0, clock)
-    with capture_logs() as logs:
-        assert throttle.emit("info", "http_request_rejected", status=400)
-        for _ in range(5):
-            clock.advance(1.0)
-            assert not throttle.emit("info", "http_request_rejected", status=400)
-        assert throttle.emit("warning", "http_connection_refused")  # another event: its own
-        clock.advance(5.0)  # 10 s after the first
-        assert throttle.emit("info", "http_request_rejected", status=431)
-        clock.advance(10.0)
-        assert throttle.emit("info", "http_request_rejected", status=400)
-    assert [(e["event"], e.get("status"), e.get("suppressed")) for e in logs] == [
-        ("http_request_rejected", 400, None),
-        ("http_connection_refused", None, None),
-        ("http_request_rejected", 431, 5),
-        ("http_request_rejected", 400, None),
-    ]
-    assert [e["log_level"] for e in logs] == ["info", "warning", "info", "info"]
 
 
 @pytest.mark.parametrize("changes", [
