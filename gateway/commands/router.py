@@ -40,6 +40,7 @@ from gateway.commands.actions import Action, Planned, Session, parse_action
 from gateway.commands.audit import Addressed, AuditSink, audit_event
 from gateway.commands.envelope import Envelope, Transaction, decode_envelope
 from gateway.commands.policy import Policy
+from gateway.commands.redaction import mask, mask_text
 from gateway.commands.request import Command, CommandRequest, CommandResponse, Outcome
 from gateway.config import CommandPolicy
 from gateway.errors import (
@@ -361,10 +362,12 @@ class CommandRouter:
 
 def _answer(request: Addressed, envelope: Envelope | None, *, data: Any = None,
             code: ErrorCode | None = None, error: str | None = None) -> CommandResponse:
+    """The response, shown as it may be published: secret-looking members of ``data`` at
+    any depth masked, tokens in the error text masked (:mod:`gateway.commands.redaction`)."""
     transaction = envelope.transaction if envelope else None
     status = "ok" if code is None else "error"
-    return CommandResponse(request.meter, request.action, status, data, error, transaction,
-                           code)
+    return CommandResponse(request.meter, request.action, status, mask(data),
+                           None if error is None else mask_text(error), transaction, code)
 
 
 def _cancelling() -> bool:

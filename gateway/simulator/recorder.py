@@ -12,8 +12,9 @@ from gateway.simulator.tree import Json
 class CallRecord:
     """One request: ``path`` is the full path (``/api/register``), ``query`` the parameters
     in order (flags have the value ``""``), ``body`` the parsed JSON body (None when empty,
-    the text when it is not JSON), ``time`` the meter's clock on arrival, ``authorized``
-    whether it carried a valid token, ``status`` the HTTP status answered (0: none)."""
+    the text when it is not JSON) with secret-looking members masked (:mod:`gateway.secret`),
+    ``time`` the meter's clock on arrival, ``authorized`` whether it carried a valid token,
+    ``status`` the HTTP status answered (0: none)."""
 
     method: str
     path: str

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from gateway.secret import MASK, mask_text, masked
 from gateway.simulator import commands, tree
 from gateway.simulator.recorder import CallRecord
 from gateway.simulator.register_query import register_reply
@@ -32,7 +33,6 @@ AUTH_REQUIRED = "Authentication required."
 PRECONDITION_FAILED = "Precondition failed."
 _INTERNAL = Reply(500, b"Internal Server Error", "text/plain")
 _NEEDS = {"cmd": "save", "ctrl": "ctrl"}
-_SECRET_FIELDS = frozenset({"pwd", "hash"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +94,11 @@ def respond(meter: SimMeter, req: Request) -> Outcome:
 
 
 def _shown(req: Request, body: Json) -> Json:
-    """The body as recorded: login secrets masked, invalid JSON as its text."""
-    login = req.path == "/api/auth/login"
+    """The body as recorded: secret-looking members at any depth masked
+    (:func:`gateway.secret.masked`), invalid JSON as its text (all of it masked for a login)."""
     if isinstance(body, InvalidJson):
-        return "***" if login else body.text
-    if login and isinstance(body, dict):
-        return {k: "***" if k in _SECRET_FIELDS else v for k, v in body.items()}
-    return body
+        return MASK if req.path == "/api/auth/login" else mask_text(body.text)
+    return masked(body)
 
 
 def unauthorized(meter: SimMeter) -> Reply:
