@@ -30,6 +30,9 @@ class Addressed(Protocol):
     @property
     def client(self) -> str: ...
 
+    @property
+    def notes(self) -> tuple[str, ...]: ...
+
 
 def audit_event(request: Addressed, envelope: Envelope | None,
                 response: CommandResponse | None, duration_s: float, note: str
@@ -43,8 +46,9 @@ def audit_event(request: Addressed, envelope: Envelope | None,
         "outcome": outcome, "duration_s": round(duration_s, 4),
         "dry_run": envelope.dry_run if envelope else False,
     }
-    if note:
-        event["note"] = note
+    notes = [n for n in (note, *request.notes) if n]
+    if notes:
+        event["note"] = ", ".join(notes)
     if response is not None and response.error:
         event["error"] = response.error
     if envelope is not None:
@@ -54,16 +58,19 @@ def audit_event(request: Addressed, envelope: Envelope | None,
 
 class CommandTally:
     """An audit sink that counts each request's outcome per meter and action (unknown action
-    names count as ``other``, so a stranger cannot grow the label set) and hands the event
-    on to ``forward``."""
+    names count as ``other``, and so do meters that ``known`` does not know, so a stranger
+    cannot grow the label set) and hands the event on to ``forward``."""
 
-    def __init__(self, forward: AuditSink | None = None) -> None:
+    def __init__(self, forward: AuditSink | None = None,
+                 known: Callable[[str], bool] | None = None) -> None:
         self.forward = forward
+        self.known = known  # which meter ids count under their own name (None: all)
         self.counts: Counter[tuple[str, str, str]] = Counter()
 
     def __call__(self, event: Mapping[str, Any]) -> Awaitable[None] | None:
-        action = str(event.get("action", ""))
-        key = (str(event.get("meter", "")), action if action in ACTIONS else "other",
-               str(event.get("outcome", "")))
+        action, meter = str(event.get("action", "")), str(event.get("meter", ""))
+        if self.known is not None and not self.known(meter):
+            meter = "other"
+        key = (meter, action if action in ACTIONS else "other", str(event.get("outcome", "")))
         self.counts[key] += 1
         return self.forward(event) if self.forward is not None else None

@@ -30,7 +30,7 @@ import inspect
 import json
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -42,7 +42,7 @@ from gateway.commands.envelope import Envelope, Transaction, decode_envelope
 from gateway.commands.policy import Policy
 from gateway.commands.redaction import mask, mask_text
 from gateway.commands.request import Command, CommandRequest, CommandResponse, Outcome
-from gateway.config import CommandPolicy
+from gateway.config import CommandLimits, CommandPolicy
 from gateway.errors import (
     CommandError,
     ConfigConflict,
@@ -64,7 +64,8 @@ _RETRYABLE: Final = frozenset({ErrorCode.BUSY, ErrorCode.OFFLINE, ErrorCode.COOL
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Router limits that are not per-meter configuration."""
+    """Router limits that are not per-meter configuration (the configurable ones come from
+    the top-level ``commands:`` section, :meth:`of`)."""
 
     max_payload: int = 16 * 1024  # bytes
     max_depth: int = 32  # nesting of JSON arrays/objects
@@ -73,6 +74,12 @@ class Limits:
     rate_window_s: float = 60.0  # ... within this many seconds
     dedup_window_s: float = 600.0  # how long a transaction's answer is remembered
     dedup_size: int = 1024  # how many answers are remembered at most
+
+    @classmethod
+    def of(cls, config: CommandLimits) -> Limits:
+        """The limits that ``commands:`` configures; the rest at their defaults."""
+        return cls(queue=config.queue, rate=config.rate, rate_window_s=config.rate_window_s,
+                   dedup_window_s=config.dedup_window_s)
 
 
 @dataclass(slots=True)
@@ -124,6 +131,7 @@ class CommandRouter:
         self.limits = limits or Limits()
         self._clock = clock
         self._seen: OrderedDict[tuple[str, str, Transaction], _Remembered] = OrderedDict()
+        self._late: list[Awaitable[None]] = []  # async sinks' results of refuse(), not awaited
 
     @property
     def meters(self) -> tuple[str, ...]:
@@ -172,8 +180,37 @@ class CommandRouter:
             await self._record(request, None, response, started, note="")
             return response
         command = Command(request.meter, request.action, envelope, request.source,
-                          request.client)
+                          request.client, request.notes)
         return await self._serve(command, started)
+
+    def refuse(self, request: CommandRequest, code: ErrorCode, error: str
+               ) -> CommandResponse | None:
+        """Answer ``request`` at once with ``code`` without serving it (a transport whose
+        inbox is full answers ``busy`` so); like :meth:`handle`, ``None`` for a retained or
+        empty request, which is ignored. The payload is decoded only to echo its
+        transaction. Audited and logged like every request, synchronously; an audit sink that
+        returns an awaitable has it awaited by the next request served (or :meth:`drain`)."""
+        started = self._clock()
+        envelope: Envelope | None = None
+        with contextlib.suppress(CommandError):
+            envelope = self._decode(request)
+        response: CommandResponse | None = None
+        note = ""
+        if request.retained or not request.payload:
+            note = "retained" if request.retained else "empty"
+        else:
+            response = _answer(request, envelope, code=code, error=error)
+        event = audit_event(request, envelope, response, self._clock() - started, note)
+        log.info("command", **event)
+        for sink in self._audit:
+            try:
+                result = sink(event)
+            except Exception as exc:  # an audit sink must not change the answer
+                log.warning("command_audit_failed", meter=request.meter, error=_short(exc))
+                continue
+            if inspect.isawaitable(result):
+                self._late.append(result)
+        return response
 
     async def submit(self, command: Command) -> CommandResponse:
         """The one answer to a request that code built; never raises."""
@@ -184,6 +221,7 @@ class CommandRouter:
         being served have their answers (the app bounds the wait by its shutdown timeout)."""
         self._closing = True
         await self._idle.wait()
+        await self._await_late()
 
     async def _serve(self, command: Command, started: float) -> CommandResponse:
         note = ""
@@ -192,6 +230,8 @@ class CommandRouter:
         try:
             if self._closing:
                 raise CommandError(ErrorCode.BUSY, "the gateway is stopping; nothing was sent")
+            if command.meter not in self._meters:  # before the duplicates: nothing is kept
+                raise CommandError(ErrorCode.INVALID, f"unknown meter {command.meter!r}")
             if command.envelope.transaction is None:
                 response = await self._execute(command)
             else:
@@ -349,6 +389,7 @@ class CommandRouter:
 
     async def _record(self, request: Addressed, envelope: Envelope | None,
                       response: CommandResponse | None, started: float, *, note: str) -> None:
+        await self._await_late()
         event = audit_event(request, envelope, response, self._clock() - started, note)
         log.info("command", **event)
         for sink in self._audit:
@@ -358,6 +399,14 @@ class CommandRouter:
                     await result
             except Exception as exc:  # an audit sink must not change the answer
                 log.warning("command_audit_failed", meter=request.meter, error=_short(exc))
+
+    async def _await_late(self) -> None:
+        late, self._late = self._late, []
+        for result in late:
+            try:
+                await result
+            except Exception as exc:
+                log.warning("command_audit_failed", error=_short(exc))
 
 
 def _answer(request: Addressed, envelope: Envelope | None, *, data: Any = None,

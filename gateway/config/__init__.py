@@ -12,6 +12,7 @@ from gateway.config import allowlist, shard
 from gateway.config.loader import load_config, load_or_report, load_yaml, parse_config
 from gateway.config.schema import MISSING, Context, Section, join, show
 from gateway.config.types import (
+    CommandLimits,
     CommandPolicy,
     Config,
     GatewaySection,
@@ -26,8 +27,9 @@ from gateway.config.types import (
 )
 
 __all__ = [
-    "MISSING", "CommandPolicy", "Config", "Context", "GatewaySection", "HistoryConfig",
-    "HomeAssistant", "HttpConfig", "MeterConfig", "ModbusConfig", "MqttConfig", "MqttTls",
+    "MISSING", "CommandLimits", "CommandPolicy", "Config", "Context", "GatewaySection",
+    "HistoryConfig", "HomeAssistant", "HttpConfig", "MeterConfig", "ModbusConfig", "MqttConfig",
+    "MqttTls",
     "Section", "ShardConfig", "allowlist", "join", "load_config", "load_or_report",
     "load_yaml", "parse_config", "shard", "show",
 ]

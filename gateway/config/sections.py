@@ -14,6 +14,7 @@ from gateway.config.credentials import KEYS as PASSWORD_KEYS
 from gateway.config.credentials import password as read_password
 from gateway.config.schema import MISSING, Context, Expanded, Section, join
 from gateway.config.types import (
+    CommandLimits,
     CommandPolicy,
     Config,
     GatewaySection,
@@ -34,7 +35,8 @@ BUILTIN_MAPPINGS: Final = ("default", "sunspec")
 _TOPIC: Final = re.compile(r"[^/+#$\x00][^/+#\x00]*(/[^/+#\x00]+)*")
 _ANY_HOST: Final = frozenset({"0.0.0.0", "::", ""})  # noqa: S104
 _MAPPING_PENDING: Final = ""  # a meter that names no mapping takes modbus.mapping
-_TOP_KEYS: Final = ("gateway", "meters", "mqtt", "modbus", "http", "shard", "history")
+_TOP_KEYS: Final = ("gateway", "meters", "mqtt", "modbus", "http", "shard", "history",
+                     "commands")
 _GATEWAY_KEYS: Final = ("id", "log_level", "log_format", "state_dir", "shutdown_timeout_s")
 _METER_KEYS: Final = (
     "id", "url", "username", *PASSWORD_KEYS, "verify_tls", "poll_interval_s", "timeout_s",
@@ -44,14 +46,16 @@ _COMMAND_KEYS: Final = ("allow", "reboot_cooldown_s", "timeout_s")
 _MQTT_KEYS: Final = (
     "enabled", "host", "port", "base_topic", "client_id", "protocol", "qos", "retain",
     "per_register_topics", "max_silence_s", "keepalive_s", "username", *PASSWORD_KEYS,
-    "tls", "queue_limit", "homeassistant",
+    "tls", "queue_limit", "homeassistant", "response_topics",
 )
+PROTOCOLS: Final = ("auto", "3.1.1", "5")
 _TLS_KEYS: Final = ("ca_file", "cert_file", "key_file", "insecure")
 _HA_KEYS: Final = ("enabled", "prefix", "expire_after_s")
 _MODBUS_KEYS: Final = ("enabled", "host", "port", "mapping", "unknown_unit", "writes")
 _HTTP_KEYS: Final = ("enabled", "host", "port")
 _SHARD_KEYS: Final = ("index", "count")
 _HISTORY_KEYS: Final = ("enabled", "max_lookback_s", "step_s", "max_rows")
+_LIMIT_KEYS: Final = ("queue", "rate", "rate_window_s", "dedup_window_s", "inbox")
 _PORT: Final = "must be a port 1-65535"
 _POLL_S: Final = 1.0
 _TIMEOUT_S: Final = 3.0  # when not given: the smaller of this and 0.9 x poll_interval_s
@@ -71,6 +75,7 @@ def build(ctx: Context, data: object, source: str) -> Config | None:
     http = _http(root.section("http", _HTTP_KEYS))
     shard = _shard(root.section("shard", _SHARD_KEYS), modbus, http)
     history = _history(root.section("history", _HISTORY_KEYS))
+    commands = _limits(root.section("commands", _LIMIT_KEYS))
     if modbus.enabled:
         _unique(ctx, meters, "modbus_unit_id", "duplicate unit id")
     if modbus.enabled and http.enabled and modbus.port == http.port and (
@@ -79,7 +84,7 @@ def build(ctx: Context, data: object, source: str) -> Config | None:
     built = tuple(m if m.modbus_mapping != _MAPPING_PENDING
                   else replace(m, modbus_mapping=modbus.mapping) for _, m in meters)
     return Config(gateway=gateway, meters=built, mqtt=mqtt, modbus=modbus, http=http,
-                  source=source, shard=shard, history=history)
+                  source=source, shard=shard, history=history, commands=commands)
 
 
 def _gateway(s: Section | None) -> GatewaySection:
@@ -273,7 +278,7 @@ def _mqtt(s: Section | None) -> MqttConfig:
         port=s.integer("port", 8883 if tls is not None else d.port, 1, 65535, _PORT),
         base_topic=_topic(s, "base_topic", d.base_topic),
         client_id=s.optional_string("client_id"),
-        protocol=s.choice("protocol", d.protocol, ("3.1.1", "5")),
+        protocol=s.choice("protocol", d.protocol, PROTOCOLS),
         qos=s.integer("qos", d.qos, 0, 2, "must be 0, 1 or 2"),
         retain=s.boolean("retain", d.retain),
         per_register_topics=s.boolean("per_register_topics", d.per_register_topics),
@@ -284,7 +289,48 @@ def _mqtt(s: Section | None) -> MqttConfig:
         tls=tls,
         queue_limit=s.integer("queue_limit", d.queue_limit, 0),
         homeassistant=_homeassistant(ha),
+        response_topics=_topic_filters(s, "response_topics"),
     )
+
+
+def _topic_filters(s: Section, key: str) -> tuple[str, ...] | None:
+    """A list of MQTT topic filters (``+`` a whole level, ``#`` only as the last level, no
+    leading ``$``); absent or null: ``None`` (the default of the type)."""
+    value = s.raw(key)
+    if value is MISSING or value is None:
+        return None
+    if not isinstance(value, list):
+        return s.fail(key, "must be a list of MQTT topic filters (an empty list: none)",
+                      value, None)
+    filters: list[str] = []
+    for index, item in enumerate(value):
+        path = join(s.at(key), index)
+        text = s.ctx.expand(path, item) if isinstance(item, str) else item
+        if text is MISSING:
+            continue
+        if not isinstance(text, str) or not _is_topic_filter(text):
+            s.ctx.problem(path, "must be an MQTT topic filter such as egauge/clients/# "
+                          "(+ for one whole level, # only last, no leading $)", text)
+        else:
+            filters.append(str(text))
+    return tuple(filters)
+
+
+def _is_topic_filter(text: str) -> bool:
+    if not text or text.startswith("$") or "\x00" in text:
+        return False
+    try:
+        if len(text.encode("utf-8")) > 65535:
+            return False
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    levels = text.split("/")
+    for position, level in enumerate(levels):
+        if "#" in level and (level != "#" or position != len(levels) - 1):
+            return False
+        if "+" in level and level != "+":
+            return False
+    return True
 
 
 def _tls(s: Section) -> MqttTls | None:
@@ -359,6 +405,21 @@ def _shard(s: Section | None, modbus: ModbusConfig, http: HttpConfig) -> ShardCo
             message = f"{name}.port + index ({section.port + index}) is not a port 1-65535"
             return s.fail("index", message, s.raw("index"), d)
     return ShardConfig(index=index, count=count)
+
+
+def _limits(s: Section | None) -> CommandLimits:
+    """``commands: {queue, rate, rate_window_s, dedup_window_s, inbox}``: the command path's
+    limits for every meter (each meter's own ``commands:`` holds its allow list)."""
+    d = CommandLimits()
+    if s is None:
+        return d
+    return CommandLimits(
+        queue=s.integer("queue", d.queue, 1, 10_000),
+        rate=s.integer("rate", d.rate, 1, 1_000_000),
+        rate_window_s=s.number("rate_window_s", d.rate_window_s),
+        dedup_window_s=s.number("dedup_window_s", d.dedup_window_s, inclusive=True),
+        inbox=s.integer("inbox", d.inbox, 1, 100_000),
+    )
 
 
 def _history(s: Section | None) -> HistoryConfig:

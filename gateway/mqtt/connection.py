@@ -16,6 +16,10 @@ drops are counted. On every connect the queue is flushed first and then the ``on
 hooks run, so re-announced state is always newer than anything queued. A publish may carry
 an ``on_ack`` callback, run once the broker acknowledged the message (paho sends messages
 still unacknowledged again after a reconnect, so it may come only then).
+
+``mqtt.protocol: auto`` (the default) connects with MQTT 5 and, when the broker refuses that
+version (CONNACK "unsupported protocol version"), with 3.1.1 at once and from then on
+(``mqtt_protocol_fallback``); "5" and "3.1.1" use only that version.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import structlog
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.config import MqttConfig, MqttTls
 from gateway.errors import ConfigError
@@ -46,6 +51,7 @@ from gateway.mqtt.outbox import Outbox, Outgoing
 log = structlog.get_logger(__name__)
 
 STABLE_S = 30.0  # a session that lasted this long resets the backoff
+REFUSED_PROTOCOL = "unsupported protocol version"  # a CONNACK refusing the MQTT version
 _PROTOCOLS = {"3.1.1": MQTTProtocolVersion.MQTTv311, "5": MQTTProtocolVersion.MQTTv5}
 
 
@@ -119,40 +125,20 @@ class MqttConnection:
         self._cfg = cfg
         self._retry = (retry_min_s, retry_max_s)
         self._rng = rng or random.Random()  # noqa: S311  (jitter, not cryptography)
-        self._v5 = cfg.protocol == "5"
-        self._client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=_PROTOCOLS.get(cfg.protocol, MQTTProtocolVersion.MQTTv311),
-            reconnect_on_failure=False,
-        )
-        # no paho-side window: with one, paho scans every in-flight message on each PUBACK
-        # (O(window) per message), which falls behind at thousands of messages per second
-        self._client.max_inflight_messages_set(0)
-        if cfg.username is not None:
-            password = cfg.password.reveal() if cfg.password is not None else None
-            self._client.username_pw_set(cfg.username, password)
-        if cfg.tls is not None:
-            self._client.tls_set_context(tls_context(cfg.tls))
-            if cfg.tls.insecure:
-                self._client.tls_insecure_set(True)
-        if will is not None:
-            self._client.will_set(will.topic, will.payload, will.qos, will.retain)
-        self._client.on_connect = self._paho_connect
-        self._client.on_disconnect = self._paho_disconnect
-        self._client.on_message = self._paho_message
-        self._client.on_publish = self._paho_publish
-        self._client.on_socket_open = self._paho_socket_open
-        self._client.on_socket_close = self._paho_socket_close
-        self._client.on_socket_register_write = self._paho_want_write
-        self._client.on_socket_unregister_write = self._paho_done_writing
+        self._client_id = client_id
+        self._will = will
+        self._tls = tls_context(cfg.tls) if cfg.tls is not None else None
+        self._auto = cfg.protocol == "auto"
+        self._protocol = "5" if self._auto else cfg.protocol
+        self._client = self._new_client()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._watched: int | None = None  # the socket's fd the loop reads from
         self._writing: int | None = None  # the socket's fd the loop waits to write to
         self._keepalive: asyncio.Task[None] | None = None
         self._hooks: list[Callable[[], None]] = []
-        self._subscriptions: dict[str, tuple[int, list[Handler]]] = {}
+        # filter -> (QoS, retain-as-published, handlers)
+        self._subscriptions: dict[str, tuple[int, bool, list[Handler]]] = {}
         self._outbox = Outbox(cfg.queue_limit)
         self._seq = 0
         self._inflight: set[int] = set()
@@ -170,6 +156,53 @@ class MqttConnection:
         self._queue_full_logged = False
         self.stats = ConnectionStats()
 
+    def _new_client(self) -> paho.Client:
+        """A paho client for the protocol in use (``self._protocol``), with every setting."""
+        cfg = self._cfg
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self._client_id,
+            protocol=_PROTOCOLS[self._protocol],
+            reconnect_on_failure=False,
+        )
+        # no paho-side window: with one, paho scans every in-flight message on each PUBACK
+        # (O(window) per message), which falls behind at thousands of messages per second
+        client.max_inflight_messages_set(0)
+        if cfg.username is not None:
+            password = cfg.password.reveal() if cfg.password is not None else None
+            client.username_pw_set(cfg.username, password)
+        if self._tls is not None:
+            client.tls_set_context(self._tls)
+            if cfg.tls is not None and cfg.tls.insecure:
+                client.tls_insecure_set(True)
+        if self._will is not None:
+            will = self._will
+            client.will_set(will.topic, will.payload, will.qos, will.retain)
+        client.on_connect = self._paho_connect
+        client.on_disconnect = self._paho_disconnect
+        client.on_message = self._paho_message
+        client.on_publish = self._paho_publish
+        client.on_socket_open = self._paho_socket_open
+        client.on_socket_close = self._paho_socket_close
+        client.on_socket_register_write = self._paho_want_write
+        client.on_socket_unregister_write = self._paho_done_writing
+        return client
+
+    @property
+    def _v5(self) -> bool:
+        return self._protocol == "5"
+
+    @property
+    def protocol(self) -> str:
+        """The MQTT version in use: "5" or "3.1.1" (with ``protocol: auto``, "3.1.1" once the
+        broker refused 5)."""
+        return self._protocol
+
+    @property
+    def subscriptions(self) -> tuple[str, ...]:
+        """The topic filters subscribed (kept across reconnects)."""
+        return tuple(self._subscriptions)
+
     @property
     def connected(self) -> bool:
         return self.stats.connected
@@ -178,11 +211,24 @@ class MqttConnection:
         """Run ``hook`` (on the loop, after the queue is flushed) on every (re)connect."""
         self._hooks.append(hook)
 
-    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
-        """Deliver matching messages to ``handler``; kept across reconnects."""
+    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1, *,
+                  retain_as_published: bool = False) -> None:
+        """Deliver matching messages to ``handler``; kept across reconnects. With
+        ``retain_as_published`` (MQTT 5; the first subscriber of a filter decides) a message
+        published retained keeps its retain flag also when it is delivered live, so a
+        handler can tell it apart; under 3.1.1 the broker clears the flag for live
+        subscribers and only messages delivered on subscription carry it."""
         known = topic_filter in self._subscriptions
-        self._subscriptions.setdefault(topic_filter, (qos, []))[1].append(handler)
+        self._subscriptions.setdefault(topic_filter, (qos, retain_as_published, []))[2].append(
+            handler)
         if self.connected and not known:
+            self._subscribe(topic_filter, qos, retain_as_published)
+
+    def _subscribe(self, topic_filter: str, qos: int, retain_as_published: bool) -> None:
+        if self._v5:
+            options = SubscribeOptions(qos=qos, retainAsPublished=retain_as_published)
+            self._client.subscribe(topic_filter, options=options)
+        else:
             self._client.subscribe(topic_filter, qos)
 
     def publish(
@@ -223,6 +269,10 @@ class MqttConnection:
                 reason = await self._session()
                 if self._closing:
                     break
+                if reason == REFUSED_PROTOCOL and self._auto and self._v5:
+                    self._fall_back(reason)
+                    attempt -= 1  # not a failure: the same attempt in the other version
+                    continue
                 if reason is None:
                     if time.monotonic() - started >= STABLE_S:
                         attempt = 0
@@ -242,6 +292,14 @@ class MqttConnection:
         finally:
             self.stats.connected = False
             await asyncio.shield(self._stop_network())
+
+    def _fall_back(self, reason: str) -> None:
+        """``protocol: auto`` and the broker refused MQTT 5: 3.1.1 from now on (at once, as
+        the next attempt; the broker does not change its mind while the process runs)."""
+        log.warning("mqtt_protocol_fallback", host=self._cfg.host, port=self._cfg.port,
+                    refused="5", protocol="3.1.1", reason=reason)
+        self._protocol = "3.1.1"
+        self._client = self._new_client()
 
     async def _pause(self, seconds: float) -> None:
         """Wait ``seconds``, or less when :meth:`close` is called."""
@@ -380,9 +438,9 @@ class MqttConnection:
         self.stats.connects += 1
         self._queue_full_logged = False
         log.info("mqtt_connected", host=self._cfg.host, port=self._cfg.port,
-                 protocol=self._cfg.protocol, queued=self.stats.queued)
-        for topic_filter, (qos, _) in self._subscriptions.items():
-            self._client.subscribe(topic_filter, qos)
+                 protocol=self._protocol, queued=self.stats.queued)
+        for topic_filter, (qos, retain_as_published, _) in self._subscriptions.items():
+            self._subscribe(topic_filter, qos, retain_as_published)
         self._flush()
         for hook in self._hooks:
             try:
@@ -521,7 +579,7 @@ class MqttConnection:
 
     def _dispatch(self, message: InboundMessage) -> None:
         self.stats.received += 1
-        for topic_filter, (_, handlers) in self._subscriptions.items():
+        for topic_filter, (_, _, handlers) in self._subscriptions.items():
             if not paho.topic_matches_sub(topic_filter, message.topic):
                 continue
             for handler in handlers:

@@ -35,7 +35,7 @@ from pathlib import Path
 import structlog
 
 from gateway import __version__
-from gateway.commands import CommandRouter, CommandTally
+from gateway.commands import CommandRouter, CommandTally, Limits
 from gateway.config import Config, MeterConfig, load_or_report, shard
 from gateway.core import Hub, Poller
 from gateway.errors import (
@@ -158,15 +158,18 @@ class App:
     def _build_commands(self, mqtt: MqttOutput | None) -> None:
         """The command router, fed by MQTT request topics (with ``mqtt``) and by Modbus writes
         (``modbus.writes``); it shares the pollers' lanes."""
-        fleet = self.fleet
+        fleet, cfg = self.fleet, self.config
         tally = self.command_tally = CommandTally()
         router = self.router = CommandRouter(
-            fleet.clients, {m.id: m.commands for m in self.config.meters}, fleet.lanes,
-            is_online=self.is_online, audit=tally)
+            fleet.clients, {m.id: m.commands for m in cfg.meters}, fleet.lanes,
+            is_online=self.is_online, audit=tally, limits=Limits.of(cfg.commands))
+        tally.known = lambda meter: meter in router.meters
         binding = None
         if mqtt is not None:
             router.add_audit(AuditPublisher(mqtt.connection, mqtt.topics))
-            binding = RequestBinding(mqtt.connection, router, mqtt.topics)
+            binding = RequestBinding(mqtt.connection, router, mqtt.topics,
+                                     foreign=cfg.foreign_meters or (), inbox=cfg.commands.inbox,
+                                     response_topics=cfg.mqtt.response_filters)
             binding.attach()
 
         def meters(configs: Sequence[MeterConfig]) -> Callable[[], None]:

@@ -4,8 +4,8 @@ configuration, before anything is touched.
 Meters are the unit of a reload: added meters start polling, removed meters stop (shown
 offline, logged out, their outputs go away), changed meters restart with their new settings,
 the rest keep running undisturbed. The other sections (``gateway``, ``mqtt``, ``modbus``,
-``http``) configure sessions and listening sockets that a reload must not drop: their changes
-wait for a restart and are reported as ``restart_needed``.
+``http``, ``history``, ``commands``) configure sessions, listening sockets and limits that a
+reload must not drop: their changes wait for a restart and are reported as ``restart_needed``.
 
 Everything here is pure: :func:`plan_reload` compares two configurations. Applying a plan is
 the job of the objects that own what it replaces (:meth:`gateway.runtime.fleet.Fleet.apply`
@@ -19,7 +19,7 @@ from typing import Final
 
 from gateway.config import Config, MeterConfig, load_config, shard
 
-SECTIONS: Final = ("gateway", "mqtt", "modbus", "http", "history")
+SECTIONS: Final = ("gateway", "mqtt", "modbus", "http", "history", "commands")
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import structlog
@@ -17,6 +18,7 @@ from gateway.mqtt import InboundMessage, MqttConnection
 from gateway.secret import Secret
 from tests.support.broker import Broker
 from tests.support.mqtt import (
+    legacy_broker,
     mqtt_config,
     password_broker,
     running,
@@ -218,3 +220,44 @@ async def test_refused_port_is_retried_not_raised(topic_prefix: str) -> None:
     conn.publish("x/y", b"kept", 1)  # never raises while disconnected
     assert conn.stats.queued == 1
     await asyncio.sleep(0)
+
+
+async def test_auto_uses_mqtt5_where_the_broker_speaks_it(broker: Broker,
+                                                         topic_prefix: str) -> None:
+    conn = MqttConnection(mqtt_config(broker), client_id=f"{topic_prefix}-gw")
+    async with running(conn):
+        await async_wait_until(lambda: conn.connected, what="connected")
+    assert conn.protocol == "5"
+
+
+async def test_auto_falls_back_to_311_when_the_broker_refuses_mqtt5(
+        broker: Broker, topic_prefix: str) -> None:
+    async with legacy_broker(broker) as legacy:
+        cfg = mqtt_config(broker, protocol="auto")
+        conn = MqttConnection(replace(cfg, port=legacy.port), client_id=f"{topic_prefix}-gw")
+        with structlog.testing.capture_logs() as logs, \
+                subscriber(broker, f"{topic_prefix}/out") as sub:
+            async with running(conn):
+                await async_wait_until(lambda: conn.connected, what="connected")
+                conn.publish(f"{topic_prefix}/out", b"over 3.1.1", qos=1)
+                assert (await sub.await_for(f"{topic_prefix}/out")).payload == b"over 3.1.1"
+    assert conn.protocol == "3.1.1"
+    assert legacy.refused_v5 == 1
+    [fallback] = [e for e in logs if e["event"] == "mqtt_protocol_fallback"]
+    assert (fallback["refused"], fallback["protocol"]) == ("5", "3.1.1")
+    assert conn.stats.connect_failures == 0
+    assert "mqtt_connect_failed" not in [e["event"] for e in logs]
+
+
+async def test_an_explicit_mqtt5_does_not_fall_back(broker: Broker, topic_prefix: str) -> None:
+    async with legacy_broker(broker) as legacy:
+        cfg = replace(mqtt_config(broker, protocol="5"), port=legacy.port)
+        conn = MqttConnection(cfg, client_id=f"{topic_prefix}-gw", retry_min_s=0.05,
+                              retry_max_s=0.1)
+        with structlog.testing.capture_logs() as logs:
+            async with running(conn):
+                await async_wait_until(lambda: legacy.refused_v5 >= 2, what="two refusals")
+                assert not conn.connected
+    assert conn.protocol == "5"
+    failed = [e for e in logs if e["event"] == "mqtt_connect_failed"]
+    assert failed[0]["reason"] == "unsupported protocol version"
