@@ -16,8 +16,10 @@ deliveries: only retained requests delivered on (re)subscription are recognised.
 
 The inbox is bounded: at most ``commands.inbox`` requests are held at once -- received and not
 yet answered -- each answered in its own task of the binding's task group; past that bound a
-request is answered ``busy`` at once. :class:`AuditPublisher` is the router's audit sink: one
-JSON message per request on ``<base>/bridge/audit`` (QoS 1, not retained).
+request is answered ``busy`` at once. A payload over the router's size limit (16 KiB) is
+answered ``invalid`` at once and never held, so the inbox holds at most ``inbox`` x 16 KiB.
+:class:`AuditPublisher` is the router's audit sink: one JSON message per request on
+``<base>/bridge/audit`` (QoS 1, not retained).
 """
 
 from __future__ import annotations
@@ -147,6 +149,12 @@ class RequestBinding:
         request = CommandRequest(meter, action, message.payload, message.retain, "mqtt",
                                  message.topic, notes)
         self.received += 1
+        limit = self._router.limits.max_payload
+        if len(message.payload) > limit:  # never held: the inbox bounds bytes as well
+            response = self._router.refuse(
+                request, ErrorCode.INVALID, f"the payload is larger than {limit} bytes")
+            self._publish(request, response, reply_to, message.correlation_data)
+            return
         if self._held >= self._limit:
             self.refused += 1
             response = self._router.refuse(

@@ -90,8 +90,11 @@ class Subscriber:
             self.messages.append(received)
 
     def on(self, topic: str) -> list[Received]:
+        return self.where(lambda m: m.topic == topic)
+
+    def where(self, match: Callable[[Received], bool]) -> list[Received]:
         with self._lock:
-            return [m for m in self.messages if m.topic == topic]
+            return [m for m in self.messages if match(m)]
 
     def last(self, topic: str) -> Received | None:
         found = self.on(topic)
