@@ -17,6 +17,7 @@ from gateway.config import MqttTls
 from gateway.mqtt import InboundMessage, MqttConnection
 from gateway.secret import Secret
 from tests.support.broker import Broker
+from tests.support.logcapture import capture_logs_stamped
 from tests.support.mqtt import (
     legacy_broker,
     mqtt_config,
@@ -134,8 +135,7 @@ async def test_wrong_credentials_are_logged_and_retried_with_growing_gaps(
         cfg = mqtt_config(broker, username="gateway", password=Secret("wrong-password-xyz"))
         conn = MqttConnection(cfg, client_id=f"{topic_prefix}-gw", retry_min_s=0.1,
                               retry_max_s=5.0)
-        stamp = structlog.processors.TimeStamper(fmt=None)
-        with structlog.testing.capture_logs(processors=[stamp]) as logs:
+        with capture_logs_stamped() as logs:
             async with running(conn) as task:
                 def failures() -> list[dict[str, object]]:
                     return [e for e in logs if e["event"] == "mqtt_connect_failed"]
