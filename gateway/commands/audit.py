@@ -1,16 +1,22 @@
 """The audit trail: one event per request (who asked what, and how it ended; no secrets),
-and :class:`CommandTally`, the audit sink that counts outcomes for ``/metrics``."""
+:class:`AuditTrail` (the ``command`` log event and the audit sinks of a router), and
+:class:`CommandTally`, the audit sink that counts outcomes for ``/metrics``."""
 
 from __future__ import annotations
 
+import inspect
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
+
+import structlog
 
 from gateway.commands.actions import ACTIONS
 from gateway.commands.envelope import Envelope
 from gateway.commands.redaction import shown_request
 from gateway.commands.request import CommandResponse
+
+log = structlog.get_logger(__name__)
 
 AuditSink = Callable[[Mapping[str, Any]], Awaitable[None] | None]
 
@@ -54,6 +60,62 @@ def audit_event(request: Addressed, envelope: Envelope | None,
     if envelope is not None:
         event["request"] = shown_request(envelope.body)
     return event
+
+
+class AuditTrail:
+    """Where a router's audit events go: the structlog ``command`` event, then each sink in
+    turn; a sink's failure is only logged (``command_audit_failed``), never changes an
+    answer."""
+
+    def __init__(self, sinks: list[AuditSink]) -> None:
+        self._sinks = sinks
+        self._late: list[Awaitable[None]] = []  # async sinks' results of record_now()
+
+    def add(self, sink: AuditSink) -> None:
+        self._sinks.append(sink)
+
+    async def record(self, event: Mapping[str, Any]) -> None:
+        """Log ``event`` and hand it to every sink, awaiting the async ones."""
+        await self.settle()
+        for result in self._hand_out(event):
+            try:
+                await result
+            except Exception as exc:
+                log.warning("command_audit_failed", meter=event.get("meter"),
+                            error=_short(exc))
+
+    def record_now(self, event: Mapping[str, Any]) -> None:
+        """The same without waiting (a request answered at once): what an async sink returns
+        is awaited by the next :meth:`record` or :meth:`settle`."""
+        self._late.extend(self._hand_out(event))
+
+    async def settle(self) -> None:
+        """Await what :meth:`record_now` left."""
+        late, self._late = self._late, []
+        for result in late:
+            try:
+                await result
+            except Exception as exc:
+                log.warning("command_audit_failed", error=_short(exc))
+
+    def _hand_out(self, event: Mapping[str, Any]) -> list[Awaitable[None]]:
+        log.info("command", **event)
+        pending: list[Awaitable[None]] = []
+        for sink in self._sinks:
+            try:
+                result = sink(event)
+            except Exception as exc:
+                log.warning("command_audit_failed", meter=event.get("meter"),
+                            error=_short(exc))
+                continue
+            if inspect.isawaitable(result):
+                pending.append(result)
+        return pending
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 class CommandTally:

@@ -7,8 +7,10 @@ never executed nor answered. :meth:`CommandRouter.submit` takes a :class:`Comman
 built itself (Modbus writes). Steps, each of which can end the request with an error code
 (:class:`~gateway.errors.ErrorCode`):
 
-1. decode: size limit, JSON object, ``transaction`` and ``dry_run`` types (``invalid``);
-2. duplicates: a transaction seen within the window gets the first answer again;
+1. decode: size limit, JSON object, nesting, valid Unicode, ``transaction`` and ``dry_run``
+   types (``invalid``);
+2. the meter: an unknown one is ``invalid`` before anything is remembered for it; then
+   duplicates: a transaction seen within the window gets the first answer again;
 3. action and fields (``unknown_action``, ``invalid``), then the meter's policy
    (``not_allowed``);
 4. the meter's availability (``offline``), queue and rate limit (``busy``), reboot cool-down
@@ -17,7 +19,10 @@ built itself (Modbus writes). Steps, each of which can end the request with an e
    poller), the whole within ``commands.timeout_s`` (``timeout``); meter failures become
    ``offline``, ``conflict`` or ``meter_error``.
 
-Every request ends in one structlog ``command`` event, one call of each audit sink (a JSON
+:meth:`CommandRouter.refuse` answers a request at once without serving it (a transport's
+full inbox). Answers are shown as they may be published: secret-looking members of ``data``
+and tokens in ``error`` masked (:mod:`gateway.secret`). Every request ends in one structlog
+``command`` event, one call of each audit sink (a JSON
 object, :mod:`gateway.commands.audit`) and, once decoded, one call of each outcome listener
 (a typed :class:`Outcome`).
 """
@@ -26,23 +31,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import structlog
 
 from gateway.commands.actions import Action, Planned, Session, parse_action
-from gateway.commands.audit import Addressed, AuditSink, audit_event
+from gateway.commands.audit import Addressed, AuditSink, AuditTrail, audit_event
 from gateway.commands.envelope import Envelope, Transaction, decode_envelope
+from gateway.commands.limits import Limits
 from gateway.commands.policy import Policy
 from gateway.commands.redaction import mask, mask_text
 from gateway.commands.request import Command, CommandRequest, CommandResponse, Outcome
-from gateway.config import CommandLimits, CommandPolicy
+from gateway.config import CommandPolicy
 from gateway.errors import (
     CommandError,
     ConfigConflict,
@@ -60,26 +65,6 @@ log = structlog.get_logger(__name__)
 OutcomeListener = Callable[[Outcome], None]
 _RETRYABLE: Final = frozenset({ErrorCode.BUSY, ErrorCode.OFFLINE, ErrorCode.COOLDOWN,
                                ErrorCode.TIMEOUT})
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Router limits that are not per-meter configuration (the configurable ones come from
-    the top-level ``commands:`` section, :meth:`of`)."""
-
-    max_payload: int = 16 * 1024  # bytes
-    max_depth: int = 32  # nesting of JSON arrays/objects
-    queue: int = 8  # commands per meter admitted and not yet finished
-    rate: int = 30  # commands per meter ...
-    rate_window_s: float = 60.0  # ... within this many seconds
-    dedup_window_s: float = 600.0  # how long a transaction's answer is remembered
-    dedup_size: int = 1024  # how many answers are remembered at most
-
-    @classmethod
-    def of(cls, config: CommandLimits) -> Limits:
-        """The limits that ``commands:`` configures; the rest at their defaults."""
-        return cls(queue=config.queue, rate=config.rate, rate_window_s=config.rate_window_s,
-                   dedup_window_s=config.dedup_window_s)
 
 
 @dataclass(slots=True)
@@ -122,7 +107,7 @@ class CommandRouter:
             for meter, client in clients.items()
         }
         self._is_online = is_online
-        self._audit: list[AuditSink] = [] if audit is None else [audit]
+        self._audit = AuditTrail([] if audit is None else [audit])
         self._listeners: list[OutcomeListener] = []
         self._running = 0  # requests being served now
         self._idle = asyncio.Event()
@@ -131,7 +116,6 @@ class CommandRouter:
         self.limits = limits or Limits()
         self._clock = clock
         self._seen: OrderedDict[tuple[str, str, Transaction], _Remembered] = OrderedDict()
-        self._late: list[Awaitable[None]] = []  # async sinks' results of refuse(), not awaited
 
     @property
     def meters(self) -> tuple[str, ...]:
@@ -140,7 +124,7 @@ class CommandRouter:
     def add_audit(self, sink: AuditSink) -> None:
         """Hand every audit event to ``sink`` too (e.g. MQTT's ``bridge/audit`` publisher, the
         Modbus output's relay states); each sink's failure is only logged."""
-        self._audit.append(sink)
+        self._audit.add(sink)
 
     def on_outcome(self, listener: OutcomeListener) -> None:
         """Call ``listener`` with every decoded request and its answer (e.g. the Modbus
@@ -200,16 +184,8 @@ class CommandRouter:
             note = "retained" if request.retained else "empty"
         else:
             response = _answer(request, envelope, code=code, error=error)
-        event = audit_event(request, envelope, response, self._clock() - started, note)
-        log.info("command", **event)
-        for sink in self._audit:
-            try:
-                result = sink(event)
-            except Exception as exc:  # an audit sink must not change the answer
-                log.warning("command_audit_failed", meter=request.meter, error=_short(exc))
-                continue
-            if inspect.isawaitable(result):
-                self._late.append(result)
+        self._audit.record_now(audit_event(request, envelope, response,
+                                           self._clock() - started, note))
         return response
 
     async def submit(self, command: Command) -> CommandResponse:
@@ -221,7 +197,7 @@ class CommandRouter:
         being served have their answers (the app bounds the wait by its shutdown timeout)."""
         self._closing = True
         await self._idle.wait()
-        await self._await_late()
+        await self._audit.settle()
 
     async def _serve(self, command: Command, started: float) -> CommandResponse:
         note = ""
@@ -389,24 +365,8 @@ class CommandRouter:
 
     async def _record(self, request: Addressed, envelope: Envelope | None,
                       response: CommandResponse | None, started: float, *, note: str) -> None:
-        await self._await_late()
-        event = audit_event(request, envelope, response, self._clock() - started, note)
-        log.info("command", **event)
-        for sink in self._audit:
-            try:
-                result = sink(event)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:  # an audit sink must not change the answer
-                log.warning("command_audit_failed", meter=request.meter, error=_short(exc))
-
-    async def _await_late(self) -> None:
-        late, self._late = self._late, []
-        for result in late:
-            try:
-                await result
-            except Exception as exc:
-                log.warning("command_audit_failed", error=_short(exc))
+        await self._audit.record(audit_event(request, envelope, response,
+                                             self._clock() - started, note))
 
 
 def _answer(request: Addressed, envelope: Envelope | None, *, data: Any = None,

@@ -5,7 +5,8 @@ The face of the package: the value types, the loaders, the grammar of ``commands
 (:class:`Context`, :class:`Section`) and what a shard instance runs
 (:mod:`~gateway.config.shard`). Modules behind it: ``types`` (values), ``schema`` (typed
 reads), ``credentials`` (where passwords come from), ``sections`` (the checks of each
-section), ``loader`` (YAML and the ``check-config`` command).
+section), ``topics`` (MQTT topics and filters), ``loader`` (YAML and the ``check-config``
+command).
 """
 
 from gateway.config import allowlist, shard

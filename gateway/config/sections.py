@@ -13,6 +13,7 @@ from gateway.config.allowlist import parse as parse_allow_entry
 from gateway.config.credentials import KEYS as PASSWORD_KEYS
 from gateway.config.credentials import password as read_password
 from gateway.config.schema import MISSING, Context, Expanded, Section, join
+from gateway.config.topics import topic, topic_filters
 from gateway.config.types import (
     CommandLimits,
     CommandPolicy,
@@ -32,7 +33,6 @@ from gateway.support import FORMATS, LEVELS
 
 ID: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
 BUILTIN_MAPPINGS: Final = ("default", "sunspec")
-_TOPIC: Final = re.compile(r"[^/+#$\x00][^/+#\x00]*(/[^/+#\x00]+)*")
 _ANY_HOST: Final = frozenset({"0.0.0.0", "::", ""})  # noqa: S104
 _MAPPING_PENDING: Final = ""  # a meter that names no mapping takes modbus.mapping
 _TOP_KEYS: Final = ("gateway", "meters", "mqtt", "modbus", "http", "shard", "history",
@@ -254,14 +254,6 @@ def _commands(s: Section | None) -> CommandPolicy:
     )
 
 
-def _topic(s: Section, key: str, default: str) -> str:
-    value = s.string(key, default)
-    if not _TOPIC.fullmatch(value):
-        message = "must be an MQTT topic without +, #, empty levels or a leading $ or /"
-        return s.fail(key, message, value, default)
-    return value
-
-
 def _mqtt(s: Section | None) -> MqttConfig:
     d = MqttConfig()
     if s is None:
@@ -276,7 +268,7 @@ def _mqtt(s: Section | None) -> MqttConfig:
         enabled=s.boolean("enabled", d.enabled),
         host=s.string("host", d.host),
         port=s.integer("port", 8883 if tls is not None else d.port, 1, 65535, _PORT),
-        base_topic=_topic(s, "base_topic", d.base_topic),
+        base_topic=topic(s, "base_topic", d.base_topic),
         client_id=s.optional_string("client_id"),
         protocol=s.choice("protocol", d.protocol, PROTOCOLS),
         qos=s.integer("qos", d.qos, 0, 2, "must be 0, 1 or 2"),
@@ -289,48 +281,8 @@ def _mqtt(s: Section | None) -> MqttConfig:
         tls=tls,
         queue_limit=s.integer("queue_limit", d.queue_limit, 0),
         homeassistant=_homeassistant(ha),
-        response_topics=_topic_filters(s, "response_topics"),
+        response_topics=topic_filters(s, "response_topics"),
     )
-
-
-def _topic_filters(s: Section, key: str) -> tuple[str, ...] | None:
-    """A list of MQTT topic filters (``+`` a whole level, ``#`` only as the last level, no
-    leading ``$``); absent or null: ``None`` (the default of the type)."""
-    value = s.raw(key)
-    if value is MISSING or value is None:
-        return None
-    if not isinstance(value, list):
-        return s.fail(key, "must be a list of MQTT topic filters (an empty list: none)",
-                      value, None)
-    filters: list[str] = []
-    for index, item in enumerate(value):
-        path = join(s.at(key), index)
-        text = s.ctx.expand(path, item) if isinstance(item, str) else item
-        if text is MISSING:
-            continue
-        if not isinstance(text, str) or not _is_topic_filter(text):
-            s.ctx.problem(path, "must be an MQTT topic filter such as egauge/clients/# "
-                          "(+ for one whole level, # only last, no leading $)", text)
-        else:
-            filters.append(str(text))
-    return tuple(filters)
-
-
-def _is_topic_filter(text: str) -> bool:
-    if not text or text.startswith("$") or "\x00" in text:
-        return False
-    try:
-        if len(text.encode("utf-8")) > 65535:
-            return False
-    except UnicodeEncodeError:  # a lone surrogate
-        return False
-    levels = text.split("/")
-    for position, level in enumerate(levels):
-        if "#" in level and (level != "#" or position != len(levels) - 1):
-            return False
-        if "+" in level and level != "+":
-            return False
-    return True
 
 
 def _tls(s: Section) -> MqttTls | None:
@@ -357,7 +309,7 @@ def _homeassistant(s: Section | None) -> HomeAssistant:
         return d
     return HomeAssistant(
         enabled=s.boolean("enabled", d.enabled),
-        prefix=_topic(s, "prefix", d.prefix),
+        prefix=topic(s, "prefix", d.prefix),
         expire_after_s=s.optional_integer("expire_after_s", 1),
     )
 
