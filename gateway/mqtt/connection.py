@@ -5,7 +5,10 @@ paho runs on the asyncio loop: the loop watches its socket and calls ``loop_read
 the keep-alive, and only the blocking connect (TCP, TLS handshake) runs in a worker thread.
 No network thread: at thousands of messages per second, handing every publish and every
 acknowledgement between two threads (and their GIL) cost more than the MQTT work itself.
-Callbacks reach the loop's own code through ``call_soon``. The reconnect loop is ours (paho's
+Callbacks reach the loop's own code through ``call_soon``; received messages reach their
+handlers in batches of :data:`DISPATCH_BATCH` per turn of the loop, so a flood of requests
+never holds up polls, and while :data:`INBOUND_LIMIT` wait the socket is not read (the broker
+holds the rest). The reconnect loop is ours (paho's
 own is turned off) so that every failed attempt becomes one ``mqtt_connect_failed`` event
 with a reason, the attempt number and the delay before the next try (exponential, with
 jitter, capped).
@@ -52,6 +55,8 @@ log = structlog.get_logger(__name__)
 
 STABLE_S = 30.0  # a session that lasted this long resets the backoff
 REFUSED_PROTOCOL = "unsupported protocol version"  # a CONNACK refusing the MQTT version
+DISPATCH_BATCH = 16  # received messages handed to the handlers per turn of the event loop
+INBOUND_LIMIT = 1024  # received messages waiting for their handlers: the socket is not read
 _PROTOCOLS = {"3.1.1": MQTTProtocolVersion.MQTTv311, "5": MQTTProtocolVersion.MQTTv5}
 
 
@@ -76,6 +81,7 @@ class ConnectionStats:
     dropped: int = 0
     received: int = 0
     queued: int = 0
+    read_pauses: int = 0  # times the socket was left unread while handlers caught up
 
 
 def tls_context(tls: MqttTls) -> ssl.SSLContext:
@@ -146,6 +152,9 @@ class MqttConnection:
         self._acks: dict[int, Callable[[], None]] = {}
         self._acked: deque[int] = deque()  # filled by paho's callbacks, emptied on the loop
         self._acks_scheduled = False
+        self._inbound: deque[InboundMessage] = deque()  # received, not yet handed out
+        self._inbound_scheduled = False
+        self._reading_paused = False
         self._drained = asyncio.Event()
         self._connack: asyncio.Future[str | None] | None = None
         self._lost = asyncio.Event()
@@ -400,6 +409,21 @@ class MqttConnection:
         # TLS may hold decrypted bytes that no longer show as readable on the socket
         while (pending := getattr(client.socket(), "pending", None)) is not None and pending():
             client.loop_read()
+        if len(self._inbound) >= INBOUND_LIMIT:
+            self._pause_reading()
+
+    def _pause_reading(self) -> None:
+        """Backpressure: the handlers are behind, so the broker's bytes wait in the socket
+        (and at the broker) until they caught up (:meth:`_hand_out`)."""
+        if self._loop is not None and self._watched is not None and not self._reading_paused:
+            self._loop.remove_reader(self._watched)
+            self._reading_paused = True
+            self.stats.read_pauses += 1
+
+    def _resume_reading(self) -> None:
+        if self._loop is not None and self._watched is not None and self._reading_paused:
+            self._loop.add_reader(self._watched, self._readable)
+        self._reading_paused = False
 
     def _writable(self) -> None:
         self._client.loop_write()
@@ -417,6 +441,7 @@ class MqttConnection:
         if self._watched is not None:
             loop.remove_reader(self._watched)
             self._watched = None
+        self._reading_paused = False
         self._stop_writing()
 
     def _start_writing(self, fd: int) -> None:
@@ -546,7 +571,12 @@ class MqttConnection:
             response_topic=getattr(props, "ResponseTopic", None),
             correlation_data=getattr(props, "CorrelationData", None),
         )
-        self._to_loop(self._dispatch, inbound)
+        # handed out in batches, a few per turn of the loop, so that a flood of requests
+        # never holds up polls and other I/O (deque appends are thread-safe)
+        self._inbound.append(inbound)
+        if not self._inbound_scheduled:
+            self._inbound_scheduled = True
+            self._to_loop(self._hand_out)
 
     # -- the same events, on the loop -----------------------------------------------------------
 
@@ -576,6 +606,20 @@ class MqttConnection:
                 log.error("mqtt_ack_hook_failed", error=repr(exc), exc_info=exc)
         if not self._inflight:
             self._drained.set()
+
+    def _hand_out(self) -> None:
+        """Dispatch at most :data:`DISPATCH_BATCH` received messages, then let the loop turn
+        (other I/O, timers) before the next batch."""
+        inbound = self._inbound
+        for _ in range(min(DISPATCH_BATCH, len(inbound))):
+            self._dispatch(inbound.popleft())
+        if inbound:
+            assert self._loop is not None
+            self._loop.call_soon(self._hand_out)
+        else:
+            self._inbound_scheduled = False
+        if self._reading_paused and len(inbound) < INBOUND_LIMIT // 2:
+            self._resume_reading()
 
     def _dispatch(self, message: InboundMessage) -> None:
         self.stats.received += 1

@@ -3,8 +3,9 @@
 One subscription, ``<base>/+/request/#``, covers the requests of every meter id, configured
 or not, so that a request for an unknown meter is answered too (``invalid``; the router keeps
 nothing for it). Requests for the meters of other shard instances are theirs to answer and
-left alone. Each request goes to the :class:`~gateway.commands.CommandRouter`; its answer goes
-to ``<base>/<meter>/response/<action>`` (QoS 1, not retained) and, when an MQTT 5 request
+left alone; of a shard, an unknown id is answered by the one instance that would own it.
+Each request goes to the :class:`~gateway.commands.CommandRouter`; its answer goes to
+``<base>/<meter>/response/<action>`` (QoS 1, not retained) and, when an MQTT 5 request
 names a response topic that :class:`~gateway.mqtt.replies.ResponseTopics` allows, there as
 well with the request's correlation data. A refused response topic is not published to; the
 request is audited with the note ``response_topic_refused``.
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import structlog
@@ -74,19 +75,26 @@ class RequestBinding:
 
     ``attach()`` subscribes; ``run()`` handles the messages, each in its own task of the
     binding's task group, until cancelled (which cancels the requests still running).
-    ``meters``: the ids served (default: the router's); ``foreign``: the ids that other shard
-    instances serve; ``response_topics``: the filters an MQTT 5 response topic must match
+    ``meters``: the ids served (default: the router's); ``foreign``: gives the ids that other
+    shard instances serve (read at every request: a reload changes them); ``owns``: whether
+    this instance answers a request for a meter nobody serves (of a shard, only the one that
+    would own that id: one answer per request);
+    ``response_topics``: the filters an MQTT 5 response topic must match
     (``mqtt.response_topics``; default ``<base>/clients/#``); ``inbox``: how many requests
     are held at once (``commands.inbox``)."""
 
     def __init__(self, broker: Broker, router: CommandRouter, topics: Topics,
-                 meters: Iterable[str] | None = None, *, foreign: Iterable[str] = (),
+                 meters: Iterable[str] | None = None, *,
+                 foreign: Callable[[], Collection[str]] = tuple,
+                 owns: Callable[[str], bool] = lambda meter: True,
                  inbox: int = INBOX, response_topics: Sequence[str] | None = None) -> None:
         self._broker = broker
         self._router = router
         self._topics = topics
         self._meters = tuple(router.meters if meters is None else meters)
-        self._foreign = frozenset(foreign)
+        self._foreign = foreign
+        self._owns = owns
+        self._foreign_seen: tuple[Collection[str], frozenset[str]] = ((), frozenset())
         self._limit = inbox
         filters = (f"{topics.base}/clients/#",) if response_topics is None else response_topics
         self._replies = ResponseTopics(filters, topics, self._known,
@@ -120,15 +128,27 @@ class RequestBinding:
         self.attach()
 
     def _known(self) -> tuple[str, ...]:
-        return (*self._meters, *self._foreign)
+        return (*self._meters, *self._foreign_ids())
+
+    def _foreign_ids(self) -> frozenset[str]:
+        """The other shard instances' meters (read each time: a reload changes them)."""
+        current = self._foreign()
+        seen, ids = self._foreign_seen
+        if current is not seen:
+            ids = frozenset(current)
+            self._foreign_seen = (current, ids)
+        return ids
 
     def _address(self, topic: str) -> tuple[str, str] | None:
         """``(meter, action)`` of a request topic ``<base>/<meter>/request/<action>``."""
         if not topic.startswith(self._prefix):
             return None
         meter, _, tail = topic[len(self._prefix):].partition("/")
-        if not tail.startswith("request/") or meter in self._foreign or meter == self._bridge:
+        if not tail.startswith("request/") or meter == self._bridge or (
+                meter in self._foreign_ids()):
             return None
+        if meter not in self._meters and not self._owns(meter):
+            return None  # an unknown id that another shard instance answers
         return meter, tail[len("request/"):]
 
     def _receive(self, message: InboundMessage) -> None:

@@ -168,7 +168,10 @@ class App:
         if mqtt is not None:
             router.add_audit(AuditPublisher(mqtt.connection, mqtt.topics))
             binding = RequestBinding(mqtt.connection, router, mqtt.topics,
-                                     foreign=cfg.foreign_meters or (), inbox=cfg.commands.inbox,
+                                     foreign=lambda: self.config.foreign_meters or (),
+                                     owns=lambda meter: shard.owner(
+                                         meter, cfg.shard.count) == cfg.shard.index,
+                                     inbox=cfg.commands.inbox,
                                      response_topics=cfg.mqtt.response_filters)
             binding.attach()
 

@@ -50,7 +50,9 @@ def plan_reload(running: Config, new: Config) -> ReloadPlan:
     old = {m.id: m for m in running.meters}
     ids = {m.id for m in new.meters}
     return ReloadPlan(
-        config=replace(running, meters=new.meters, source=new.source or running.source),
+        config=replace(running, meters=new.meters, source=new.source or running.source,
+                       foreign_meters=new.foreign_meters if new.foreign_meters is not None
+                       else running.foreign_meters),
         added=tuple(m for m in new.meters if m.id not in old),
         removed=tuple(m for m in old if m not in ids),
         changed=tuple(m for m in new.meters if m.id in old and old[m.id] != m),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from paho.mqtt.properties import Properties
 
 from gateway.config import MqttTls
 from gateway.mqtt import InboundMessage, MqttConnection
+from gateway.mqtt.connection import DISPATCH_BATCH
 from gateway.secret import Secret
 from tests.support.broker import Broker
 from tests.support.logcapture import capture_logs_stamped
@@ -261,3 +263,46 @@ async def test_an_explicit_mqtt5_does_not_fall_back(broker: Broker, topic_prefix
     assert conn.protocol == "5"
     failed = [e for e in logs if e["event"] == "mqtt_connect_failed"]
     assert failed[0]["reason"] == "unsupported protocol version"
+
+
+async def test_a_flood_is_handed_out_in_batches_with_backpressure(
+        broker: Broker, topic_prefix: str) -> None:
+    """Thousands of messages read at once (with many of the gateway's own QoS 1 messages in
+    flight paho reads as many packets per turn): the handlers get every one, in order, at
+    most a batch per turn of the loop, and the socket is left unread while too many wait."""
+    conn = MqttConnection(mqtt_config(broker), client_id=f"{topic_prefix}-gw")
+    got: list[bytes] = []
+    turns = 0
+    seen_turns: list[int] = []
+    flood = [str(n).encode() for n in range(4000)]
+
+    with subscriber(broker, f"{topic_prefix}/none") as sub:
+        def handle(msg: InboundMessage) -> None:
+            got.append(msg.payload)
+            seen_turns.append(turns)
+            if len(got) == 1:  # a slow handler, while our messages and a flood are sent
+                for _ in range(2000):
+                    conn.publish(f"{topic_prefix}/out", b"x", qos=1)
+                for payload in flood:
+                    sub.client.publish(f"{topic_prefix}/in", payload, qos=0)
+                time.sleep(1.0)
+
+        async def ticker() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        conn.subscribe(f"{topic_prefix}/in", handle, qos=0)
+        async with running(conn):
+            await async_wait_until(lambda: conn.connected, what="connected")
+            tick = asyncio.create_task(ticker(), name="ticker")
+            try:
+                sub.client.publish(f"{topic_prefix}/in", b"first", qos=0)
+                await async_wait_until(lambda: len(got) == 4001, timeout=30,
+                                       what="every message handed out")
+            finally:
+                tick.cancel()
+    assert got == [b"first", *flood]
+    assert max(Counter(seen_turns[1:]).values()) <= DISPATCH_BATCH
+    assert conn.stats.read_pauses >= 1
