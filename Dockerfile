@@ -1,15 +1,24 @@
 # syntax=docker/dockerfile:1
 # egauge-gateway: docker build -t egauge-gateway .   (docs/OPERATIONS.md, "Docker")
 # The base image is a build argument: --build-arg BASE_IMAGE=python:3.12-slim-bookworm
+# (requirements.lock is resolved for Python 3.11; for byte-identical images pin the base image
+# by digest too: --build-arg BASE_IMAGE=python:3.11-slim-bookworm@sha256:...)
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY gateway ./gateway
-COPY mappings ./mappings
+# Exact versions and their sha256 hashes (scripts/lock writes the file): the dependencies
+# first, then the gateway itself without resolving anything again and without build
+# isolation (its build requirements, setuptools and wheel, are in the lock too), so two
+# builds of one commit install the same files.
+COPY requirements.lock ./
 RUN python -m venv /opt/egauge-gateway \
- && /opt/egauge-gateway/bin/pip install --no-cache-dir . \
+ && /opt/egauge-gateway/bin/pip install --no-cache-dir --require-hashes --only-binary :all: \
+      -r requirements.lock
+COPY pyproject.toml README.md LICENSE ./
+COPY gateway ./gateway
+RUN /opt/egauge-gateway/bin/pip install --no-cache-dir --no-deps --no-build-isolation . \
+ && /opt/egauge-gateway/bin/pip check \
  && /opt/egauge-gateway/bin/egauge-gateway --version
 
 FROM ${BASE_IMAGE}
@@ -19,7 +28,6 @@ RUN groupadd --system egauge-gateway \
 COPY --from=build /opt/egauge-gateway /opt/egauge-gateway
 # The example configuration; mount your own over it (and mapping files next to it).
 COPY gateway.yaml /etc/egauge-gateway/gateway.yaml
-COPY mappings /etc/egauge-gateway/mappings
 ENV PATH=/opt/egauge-gateway/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1

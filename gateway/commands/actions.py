@@ -140,7 +140,7 @@ class ConfigGet:
     async def run(self, session: Session) -> Any:
         call = WebApiCall("GET", "/config" + self.path)
         value, _ = await session.call(call, lambda c: c.get_config(self.path))
-        return {"path": self.path, "value": value}
+        return {"path": self.path, "value": mask_at(self.path, value)}
 
 
 @dataclass(frozen=True, slots=True)

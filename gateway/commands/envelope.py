@@ -45,8 +45,7 @@ def decode_envelope(payload: bytes, *, max_bytes: int, max_depth: int) -> Envelo
         raise invalid(f"the payload is not JSON ({text[:120]})") from None
     if not isinstance(body, dict):
         raise invalid("the payload must be a JSON object")
-    if _depth(body) > max_depth:
-        raise invalid(f"the payload nests deeper than {max_depth} levels")
+    _check_tree(body, max_depth)
     transaction = body.get("transaction")
     if transaction is not None and not _valid_transaction(transaction):
         raise invalid(f"'transaction' must be a string of 1..{MAX_TRANSACTION_LEN} "
@@ -69,16 +68,33 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _depth(value: Any) -> int:
-    """Nesting depth of a decoded JSON value, without recursion."""
-    deepest, stack = 0, [(value, 1)]
+def _check_tree(value: Any, max_depth: int) -> None:
+    """Refuse (``invalid``) a decoded JSON value nested deeper than ``max_depth`` or holding
+    a string (a member name included) that is not valid Unicode -- a lone surrogate such as
+    ``"\\ud800"``, which JSON can spell but no URL, header or UTF-8 body can carry. Without
+    recursion."""
+    stack = [(value, 1)]
     while stack:
         item, level = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, level)
+        if isinstance(item, str):
+            _check_text(item)
+        elif isinstance(item, dict | list):
+            if level > max_depth:
+                raise invalid(f"the payload nests deeper than {max_depth} levels")
+            if isinstance(item, dict):
+                for key in item:
+                    _check_text(key)
             children = item.values() if isinstance(item, dict) else item
             stack.extend((child, level + 1) for child in children)
-    return deepest
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start]
+        raise invalid(f"the payload holds a lone surrogate (\\u{ord(bad):04x}), which is "
+                      "not valid Unicode") from None
 
 
 def invalid(message: str) -> CommandError:

@@ -1,6 +1,7 @@
-"""What of a request or a configuration value may be shown: the values of secret-looking
-members (``password``, ``hash``, ``key``, ...) become ``***`` in audit events, logs and
-dry-run answers."""
+"""What of a request or a configuration value may be shown in audit events, logs, responses
+and dry-run answers: the vocabulary of :mod:`gateway.secret` (members with a secret-looking
+name at any depth, whole values under a secret-looking configuration path, tokens in texts)
+applied to the command path."""
 
 from __future__ import annotations
 
@@ -8,33 +9,21 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from gateway.commands.envelope import ENVELOPE
+from gateway.secret import MASK as _MASK
+from gateway.secret import is_secret_name, mask_text, masked, masked_at
 
-MASK: Final = "***"
-_SECRET_WORDS: Final = ("pass", "hash", "key", "secret", "token", "certificate", "jwt")
-
-
-def is_secret_name(name: str) -> bool:
-    """Whether a member or path name looks like it holds a secret."""
-    lowered = name.lower()
-    return any(word in lowered for word in _SECRET_WORDS)
+MASK: Final = _MASK
+__all__ = ["MASK", "is_secret_name", "mask", "mask_at", "mask_text", "shown_request"]
 
 
 def mask(value: object) -> object:
-    """``value`` with every object member whose name looks secret replaced by ``***``."""
-    if isinstance(value, dict):
-        return {
-            k: (MASK if is_secret_name(str(k)) else mask(v)) for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [mask(v) for v in value]
-    return value
+    """``value`` with every member whose name looks secret, at any depth, as ``***``."""
+    return masked(value)
 
 
 def mask_at(path: str, value: object) -> object:
     """A config value for display: all of it masked when ``path`` names a secret."""
-    if any(is_secret_name(segment) for segment in path.split("/")):
-        return MASK
-    return mask(value)
+    return masked_at(path, value)
 
 
 def shown_request(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -42,5 +31,7 @@ def shown_request(body: Mapping[str, Any]) -> dict[str, Any]:
     fields = {k: v for k, v in body.items() if k not in ENVELOPE}
     path = fields.get("path")
     if isinstance(path, str) and "value" in fields:
-        fields["value"] = mask_at(path, fields["value"])
-    return {k: MASK if is_secret_name(k) else mask(v) for k, v in fields.items()}
+        fields["value"] = masked_at(path, fields["value"])
+    shown = masked(fields)
+    assert isinstance(shown, dict)
+    return shown

@@ -24,7 +24,8 @@ from gateway.errors import ErrorCode
 @dataclass(frozen=True, slots=True)
 class CommandRequest:
     """One request as a transport received it. ``client`` describes the sender (e.g. the
-    MQTT topic or a Modbus peer) for the audit trail."""
+    MQTT topic or a Modbus peer) for the audit trail; ``notes`` are the transport's own
+    remarks for it (e.g. ``response_topic_refused``)."""
 
     meter: str
     action: str
@@ -32,6 +33,7 @@ class CommandRequest:
     retained: bool = False
     source: str = "mqtt"
     client: str = ""
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,7 @@ class Command:
     envelope: Envelope
     source: str = "mqtt"
     client: str = ""
+    notes: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, meter: str, action: str, fields: Mapping[str, Any], *, source: str,

@@ -7,8 +7,10 @@ never executed nor answered. :meth:`CommandRouter.submit` takes a :class:`Comman
 built itself (Modbus writes). Steps, each of which can end the request with an error code
 (:class:`~gateway.errors.ErrorCode`):
 
-1. decode: size limit, JSON object, ``transaction`` and ``dry_run`` types (``invalid``);
-2. duplicates: a transaction seen within the window gets the first answer again;
+1. decode: size limit, JSON object, nesting, valid Unicode, ``transaction`` and ``dry_run``
+   types (``invalid``);
+2. the meter: an unknown one is ``invalid`` before anything is remembered for it; then
+   duplicates: a transaction seen within the window gets the first answer again;
 3. action and fields (``unknown_action``, ``invalid``), then the meter's policy
    (``not_allowed``);
 4. the meter's availability (``offline``), queue and rate limit (``busy``), reboot cool-down
@@ -17,7 +19,10 @@ built itself (Modbus writes). Steps, each of which can end the request with an e
    poller), the whole within ``commands.timeout_s`` (``timeout``); meter failures become
    ``offline``, ``conflict`` or ``meter_error``.
 
-Every request ends in one structlog ``command`` event, one call of each audit sink (a JSON
+:meth:`CommandRouter.refuse` answers a request at once without serving it (a transport's
+full inbox). Answers are shown as they may be published: secret-looking members of ``data``
+and tokens in ``error`` masked (:mod:`gateway.secret`). Every request ends in one structlog
+``command`` event, one call of each audit sink (a JSON
 object, :mod:`gateway.commands.audit`) and, once decoded, one call of each outcome listener
 (a typed :class:`Outcome`).
 """
@@ -26,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import time
 from collections import OrderedDict, deque
@@ -37,9 +41,11 @@ from typing import Any, Final
 import structlog
 
 from gateway.commands.actions import Action, Planned, Session, parse_action
-from gateway.commands.audit import Addressed, AuditSink, audit_event
+from gateway.commands.audit import Addressed, AuditSink, AuditTrail, audit_event
 from gateway.commands.envelope import Envelope, Transaction, decode_envelope
+from gateway.commands.limits import Limits
 from gateway.commands.policy import Policy
+from gateway.commands.redaction import mask, mask_text
 from gateway.commands.request import Command, CommandRequest, CommandResponse, Outcome
 from gateway.config import CommandPolicy
 from gateway.errors import (
@@ -59,19 +65,6 @@ log = structlog.get_logger(__name__)
 OutcomeListener = Callable[[Outcome], None]
 _RETRYABLE: Final = frozenset({ErrorCode.BUSY, ErrorCode.OFFLINE, ErrorCode.COOLDOWN,
                                ErrorCode.TIMEOUT})
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Router limits that are not per-meter configuration."""
-
-    max_payload: int = 16 * 1024  # bytes
-    max_depth: int = 32  # nesting of JSON arrays/objects
-    queue: int = 8  # commands per meter admitted and not yet finished
-    rate: int = 30  # commands per meter ...
-    rate_window_s: float = 60.0  # ... within this many seconds
-    dedup_window_s: float = 600.0  # how long a transaction's answer is remembered
-    dedup_size: int = 1024  # how many answers are remembered at most
 
 
 @dataclass(slots=True)
@@ -114,7 +107,7 @@ class CommandRouter:
             for meter, client in clients.items()
         }
         self._is_online = is_online
-        self._audit: list[AuditSink] = [] if audit is None else [audit]
+        self._audit = AuditTrail([] if audit is None else [audit])
         self._listeners: list[OutcomeListener] = []
         self._running = 0  # requests being served now
         self._idle = asyncio.Event()
@@ -131,7 +124,7 @@ class CommandRouter:
     def add_audit(self, sink: AuditSink) -> None:
         """Hand every audit event to ``sink`` too (e.g. MQTT's ``bridge/audit`` publisher, the
         Modbus output's relay states); each sink's failure is only logged."""
-        self._audit.append(sink)
+        self._audit.add(sink)
 
     def on_outcome(self, listener: OutcomeListener) -> None:
         """Call ``listener`` with every decoded request and its answer (e.g. the Modbus
@@ -171,8 +164,29 @@ class CommandRouter:
             await self._record(request, None, response, started, note="")
             return response
         command = Command(request.meter, request.action, envelope, request.source,
-                          request.client)
+                          request.client, request.notes)
         return await self._serve(command, started)
+
+    def refuse(self, request: CommandRequest, code: ErrorCode, error: str
+               ) -> CommandResponse | None:
+        """Answer ``request`` at once with ``code`` without serving it (a transport whose
+        inbox is full answers ``busy`` so); like :meth:`handle`, ``None`` for a retained or
+        empty request, which is ignored. The payload is decoded only to echo its
+        transaction. Audited and logged like every request, synchronously; an audit sink that
+        returns an awaitable has it awaited by the next request served (or :meth:`drain`)."""
+        started = self._clock()
+        envelope: Envelope | None = None
+        with contextlib.suppress(CommandError):
+            envelope = self._decode(request)
+        response: CommandResponse | None = None
+        note = ""
+        if request.retained or not request.payload:
+            note = "retained" if request.retained else "empty"
+        else:
+            response = _answer(request, envelope, code=code, error=error)
+        self._audit.record_now(audit_event(request, envelope, response,
+                                           self._clock() - started, note))
+        return response
 
     async def submit(self, command: Command) -> CommandResponse:
         """The one answer to a request that code built; never raises."""
@@ -183,6 +197,7 @@ class CommandRouter:
         being served have their answers (the app bounds the wait by its shutdown timeout)."""
         self._closing = True
         await self._idle.wait()
+        await self._audit.settle()
 
     async def _serve(self, command: Command, started: float) -> CommandResponse:
         note = ""
@@ -191,6 +206,8 @@ class CommandRouter:
         try:
             if self._closing:
                 raise CommandError(ErrorCode.BUSY, "the gateway is stopping; nothing was sent")
+            if command.meter not in self._meters:  # before the duplicates: nothing is kept
+                raise CommandError(ErrorCode.INVALID, f"unknown meter {command.meter!r}")
             if command.envelope.transaction is None:
                 response = await self._execute(command)
             else:
@@ -348,23 +365,18 @@ class CommandRouter:
 
     async def _record(self, request: Addressed, envelope: Envelope | None,
                       response: CommandResponse | None, started: float, *, note: str) -> None:
-        event = audit_event(request, envelope, response, self._clock() - started, note)
-        log.info("command", **event)
-        for sink in self._audit:
-            try:
-                result = sink(event)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:  # an audit sink must not change the answer
-                log.warning("command_audit_failed", meter=request.meter, error=_short(exc))
+        await self._audit.record(audit_event(request, envelope, response,
+                                             self._clock() - started, note))
 
 
 def _answer(request: Addressed, envelope: Envelope | None, *, data: Any = None,
             code: ErrorCode | None = None, error: str | None = None) -> CommandResponse:
+    """The response, shown as it may be published: secret-looking members of ``data`` at
+    any depth masked, tokens in the error text masked (:mod:`gateway.commands.redaction`)."""
     transaction = envelope.transaction if envelope else None
     status = "ok" if code is None else "error"
-    return CommandResponse(request.meter, request.action, status, data, error, transaction,
-                           code)
+    return CommandResponse(request.meter, request.action, status, mask(data),
+                           None if error is None else mask_text(error), transaction, code)
 
 
 def _cancelling() -> bool:

@@ -6,9 +6,9 @@ The face of the package: the value types, the loaders, the grammar of ``commands
 (:mod:`~gateway.config.shard`). Modules behind it: ``types`` (values), ``schema`` (typed
 reads), ``credentials`` (where passwords come from), ``sections`` (the checks of each
 section), ``addresses`` (client networks, host names), ``bounds`` (the limits of a file:
-size, nesting, values, valid text), ``loader`` (YAML). The ``check-config`` command is
-:mod:`gateway.runtime.check` (it also loads the Modbus mapping files, which this package
-cannot).
+size, nesting, values, valid text), ``topics`` (MQTT topics and filters), ``loader`` (YAML).
+The ``check-config`` command is :mod:`gateway.runtime.check` (it also loads the Modbus mapping
+files, which this package cannot).
 """
 
 from gateway.config import allowlist, shard
@@ -16,6 +16,7 @@ from gateway.config.loader import load_config, load_or_report, load_yaml, parse_
 from gateway.config.schema import MISSING, Context, Section, join, show
 from gateway.config.sparkplug import SparkplugConfig
 from gateway.config.types import (
+    CommandLimits,
     CommandPolicy,
     Config,
     GatewaySection,
@@ -30,8 +31,8 @@ from gateway.config.types import (
 )
 
 __all__ = [
-    "MISSING", "CommandPolicy", "Config", "Context", "GatewaySection", "HistoryConfig",
-    "HomeAssistant", "HttpConfig", "MeterConfig", "ModbusConfig", "MqttConfig", "MqttTls",
-    "Section", "ShardConfig", "SparkplugConfig", "allowlist", "join", "load_config",
+    "MISSING", "CommandLimits", "CommandPolicy", "Config", "Context", "GatewaySection",
+    "HistoryConfig", "HomeAssistant", "HttpConfig", "MeterConfig", "ModbusConfig", "MqttConfig",
+    "MqttTls", "Section", "ShardConfig", "SparkplugConfig", "allowlist", "join", "load_config",
     "load_or_report", "load_yaml", "parse_config", "shard", "show",
 ]

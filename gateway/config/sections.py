@@ -17,7 +17,9 @@ from gateway.config.credentials import password as read_password
 from gateway.config.schema import MISSING, Context, Expanded, Section, join
 from gateway.config.sparkplug import KEYS as SPARKPLUG_KEYS
 from gateway.config.sparkplug import parse_sparkplug
+from gateway.config.topics import topic, topic_filters
 from gateway.config.types import (
+    CommandLimits,
     CommandPolicy,
     Config,
     GatewaySection,
@@ -35,11 +37,10 @@ from gateway.support import FORMATS, LEVELS
 
 ID: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
 BUILTIN_MAPPINGS: Final = ("default", "sunspec")
-_TOPIC: Final = re.compile(r"[^/+#$\x00][^/+#\x00]*(/[^/+#\x00]+)*")
 _ANY_HOST: Final = frozenset({"0.0.0.0", "::", ""})  # noqa: S104
 _MAPPING_PENDING: Final = ""  # a meter that names no mapping takes modbus.mapping
 _TOP_KEYS: Final = ("gateway", "meters", "mqtt", "modbus", "http", "shard", "history",
-                     "sparkplug")
+                     "sparkplug", "commands")
 _GATEWAY_KEYS: Final = ("id", "log_level", "log_format", "state_dir", "shutdown_timeout_s",
                         "loop_stall_s")
 _METER_KEYS: Final = (
@@ -50,8 +51,9 @@ _COMMAND_KEYS: Final = ("allow", "reboot_cooldown_s", "timeout_s")
 _MQTT_KEYS: Final = (
     "enabled", "host", "port", "base_topic", "client_id", "protocol", "qos", "retain",
     "per_register_topics", "max_silence_s", "keepalive_s", "username", *PASSWORD_KEYS,
-    "tls", "queue_limit", "homeassistant",
+    "tls", "queue_limit", "homeassistant", "response_topics",
 )
+PROTOCOLS: Final = ("auto", "3.1.1", "5")
 _TLS_KEYS: Final = ("ca_file", "cert_file", "key_file", "insecure")
 _HA_KEYS: Final = ("enabled", "prefix", "expire_after_s")
 _MODBUS_KEYS: Final = ("enabled", "host", "port", "mapping", "unknown_unit", "writes",
@@ -60,6 +62,7 @@ MAX_MODBUS_CONNECTIONS: Final = 1000  # the server's limit (gateway.modbus.serve
 _HTTP_KEYS: Final = ("enabled", "host", "port")
 _SHARD_KEYS: Final = ("index", "count")
 _HISTORY_KEYS: Final = ("enabled", "max_lookback_s", "step_s", "max_rows")
+_LIMIT_KEYS: Final = ("queue", "rate", "rate_window_s", "dedup_window_s", "inbox")
 _PORT: Final = "must be a port 1-65535"
 _POLL_S: Final = 1.0
 _TIMEOUT_S: Final = 3.0  # when not given: the smaller of this and 0.9 x poll_interval_s
@@ -80,6 +83,7 @@ def build(ctx: Context, data: object, source: str) -> Config | None:
     shard = _shard(root.section("shard", _SHARD_KEYS), modbus, http)
     history = _history(root.section("history", _HISTORY_KEYS))
     sparkplug = parse_sparkplug(root.section("sparkplug", SPARKPLUG_KEYS))
+    commands = _limits(root.section("commands", _LIMIT_KEYS))
     if modbus.enabled:
         _unique(ctx, meters, "modbus_unit_id", "duplicate unit id")
     if modbus.enabled and http.enabled and modbus.port == http.port and (
@@ -88,7 +92,8 @@ def build(ctx: Context, data: object, source: str) -> Config | None:
     built = tuple(m if m.modbus_mapping != _MAPPING_PENDING
                   else replace(m, modbus_mapping=modbus.mapping) for _, m in meters)
     return Config(gateway=gateway, meters=built, mqtt=mqtt, modbus=modbus, http=http,
-                  source=source, shard=shard, history=history, sparkplug=sparkplug)
+                  source=source, shard=shard, history=history, sparkplug=sparkplug,
+                  commands=commands)
 
 
 def _gateway(s: Section | None) -> GatewaySection:
@@ -268,14 +273,6 @@ def _commands(s: Section | None) -> CommandPolicy:
     )
 
 
-def _topic(s: Section, key: str, default: str) -> str:
-    value = s.string(key, default)
-    if not _TOPIC.fullmatch(value):
-        message = "must be an MQTT topic without +, #, empty levels or a leading $ or /"
-        return s.fail(key, message, value, default)
-    return value
-
-
 def _mqtt(s: Section | None) -> MqttConfig:
     d = MqttConfig()
     if s is None:
@@ -290,9 +287,9 @@ def _mqtt(s: Section | None) -> MqttConfig:
         enabled=s.boolean("enabled", d.enabled),
         host=s.string("host", d.host),
         port=s.integer("port", 8883 if tls is not None else d.port, 1, 65535, _PORT),
-        base_topic=_topic(s, "base_topic", d.base_topic),
+        base_topic=topic(s, "base_topic", d.base_topic),
         client_id=s.optional_string("client_id"),
-        protocol=s.choice("protocol", d.protocol, ("3.1.1", "5")),
+        protocol=s.choice("protocol", d.protocol, PROTOCOLS),
         qos=s.integer("qos", d.qos, 0, 2, "must be 0, 1 or 2"),
         retain=s.boolean("retain", d.retain),
         per_register_topics=s.boolean("per_register_topics", d.per_register_topics),
@@ -303,6 +300,7 @@ def _mqtt(s: Section | None) -> MqttConfig:
         tls=tls,
         queue_limit=s.integer("queue_limit", d.queue_limit, 0),
         homeassistant=_homeassistant(ha),
+        response_topics=topic_filters(s, "response_topics"),
     )
 
 
@@ -330,7 +328,7 @@ def _homeassistant(s: Section | None) -> HomeAssistant:
         return d
     return HomeAssistant(
         enabled=s.boolean("enabled", d.enabled),
-        prefix=_topic(s, "prefix", d.prefix),
+        prefix=topic(s, "prefix", d.prefix),
         expire_after_s=s.optional_integer("expire_after_s", 1),
     )
 
@@ -383,6 +381,21 @@ def _shard(s: Section | None, modbus: ModbusConfig, http: HttpConfig) -> ShardCo
             message = f"{name}.port + index ({section.port + index}) is not a port 1-65535"
             return s.fail("index", message, s.raw("index"), d)
     return ShardConfig(index=index, count=count)
+
+
+def _limits(s: Section | None) -> CommandLimits:
+    """``commands: {queue, rate, rate_window_s, dedup_window_s, inbox}``: the command path's
+    limits for every meter (each meter's own ``commands:`` holds its allow list)."""
+    d = CommandLimits()
+    if s is None:
+        return d
+    return CommandLimits(
+        queue=s.integer("queue", d.queue, 1, 10_000),
+        rate=s.integer("rate", d.rate, 1, 1_000_000),
+        rate_window_s=s.number("rate_window_s", d.rate_window_s),
+        dedup_window_s=s.number("dedup_window_s", d.dedup_window_s, inclusive=True),
+        inbox=s.integer("inbox", d.inbox, 1, 100_000),
+    )
 
 
 def _history(s: Section | None) -> HistoryConfig:

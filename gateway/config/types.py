@@ -23,6 +23,20 @@ class CommandPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class CommandLimits:
+    """The command path's limits, shared by every meter (the top-level ``commands:``
+    section): commands admitted per meter and not yet finished (``busy`` beyond), commands
+    per meter within a rate window, how long a transaction's answer is remembered, and how
+    many MQTT requests are held at once -- received and not yet answered (``busy`` beyond)."""
+
+    queue: int = 8
+    rate: int = 30
+    rate_window_s: float = 60.0
+    dedup_window_s: float = 600.0
+    inbox: int = 256
+
+
+@dataclass(frozen=True, slots=True)
 class MeterConfig:
     id: str
     url: str  # scheme://host[:port], no /api
@@ -75,7 +89,7 @@ class MqttConfig:
     port: int = 1883
     base_topic: str = "egauge"
     client_id: str | None = None  # None: "egauge-gateway-<gateway.id>"
-    protocol: str = "3.1.1"  # 3.1.1 | 5
+    protocol: str = "auto"  # auto (5, or 3.1.1 when the broker refuses 5) | 3.1.1 | 5
     qos: int = 1
     retain: bool = True  # for state and register topics
     per_register_topics: bool = True
@@ -86,6 +100,15 @@ class MqttConfig:
     tls: MqttTls | None = None
     queue_limit: int = 10_000  # messages held while the broker is unreachable
     homeassistant: HomeAssistant = field(default_factory=HomeAssistant)
+    # MQTT 5 response topics a request may name (topic filters); None: <base_topic>/clients/#
+    response_topics: tuple[str, ...] | None = None
+
+    @property
+    def response_filters(self) -> tuple[str, ...]:
+        """The topic filters an MQTT 5 response topic must match to be answered on."""
+        if self.response_topics is None:
+            return (f"{self.base_topic}/clients/#",)
+        return self.response_topics
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +164,7 @@ class Config:
     foreign_meters: tuple[str, ...] | None = None
     history: HistoryConfig = field(default_factory=HistoryConfig)
     sparkplug: SparkplugConfig = field(default_factory=SparkplugConfig)
+    commands: CommandLimits = field(default_factory=CommandLimits)
 
     def meter(self, meter_id: str) -> MeterConfig:
         for m in self.meters:

@@ -5,7 +5,10 @@ paho runs on the asyncio loop: the loop watches its socket and calls ``loop_read
 the keep-alive, and only the blocking connect (TCP, TLS handshake) runs in a worker thread.
 No network thread: at thousands of messages per second, handing every publish and every
 acknowledgement between two threads (and their GIL) cost more than the MQTT work itself.
-Callbacks reach the loop's own code through ``call_soon``. The reconnect loop is ours (paho's
+Callbacks reach the loop's own code through ``call_soon``; received messages reach their
+handlers in batches of :data:`DISPATCH_BATCH` per turn of the loop, so a flood of requests
+never holds up polls, and while :data:`INBOUND_LIMIT` wait the socket is not read (the broker
+holds the rest). The reconnect loop is ours (paho's
 own is turned off) so that every failed attempt becomes one ``mqtt_connect_failed`` event
 with a reason, the attempt number and the delay before the next try (exponential, with
 jitter, capped).
@@ -16,6 +19,10 @@ drops are counted. On every connect the queue is flushed first and then the ``on
 hooks run, so re-announced state is always newer than anything queued. A publish may carry
 an ``on_ack`` callback, run once the broker acknowledged the message (paho sends messages
 still unacknowledged again after a reconnect, so it may come only then).
+
+``mqtt.protocol: auto`` (the default) connects with MQTT 5 and, when the broker refuses that
+version (CONNACK "unsupported protocol version"), with 3.1.1 at once and from then on
+(``mqtt_protocol_fallback``); "5" and "3.1.1" use only that version.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import structlog
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.config import MqttConfig, MqttTls
 from gateway.errors import ConfigError
@@ -46,6 +54,9 @@ from gateway.mqtt.outbox import Outbox, Outgoing
 log = structlog.get_logger(__name__)
 
 STABLE_S = 30.0  # a session that lasted this long resets the backoff
+REFUSED_PROTOCOL = "unsupported protocol version"  # a CONNACK refusing the MQTT version
+DISPATCH_BATCH = 16  # received messages handed to the handlers per turn of the event loop
+INBOUND_LIMIT = 1024  # received messages waiting for their handlers: the socket is not read
 _PROTOCOLS = {"3.1.1": MQTTProtocolVersion.MQTTv311, "5": MQTTProtocolVersion.MQTTv5}
 
 
@@ -70,6 +81,7 @@ class ConnectionStats:
     dropped: int = 0
     received: int = 0
     queued: int = 0
+    read_pauses: int = 0  # times the socket was left unread while handlers caught up
 
 
 def tls_context(tls: MqttTls) -> ssl.SSLContext:
@@ -119,34 +131,12 @@ class MqttConnection:
         self._cfg = cfg
         self._retry = (retry_min_s, retry_max_s)
         self._rng = rng or random.Random()  # noqa: S311  (jitter, not cryptography)
-        self._v5 = cfg.protocol == "5"
         self.client_id = client_id
-        self._client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=_PROTOCOLS.get(cfg.protocol, MQTTProtocolVersion.MQTTv311),
-            reconnect_on_failure=False,
-        )
-        # no paho-side window: with one, paho scans every in-flight message on each PUBACK
-        # (O(window) per message), which falls behind at thousands of messages per second
-        self._client.max_inflight_messages_set(0)
-        if cfg.username is not None:
-            password = cfg.password.reveal() if cfg.password is not None else None
-            self._client.username_pw_set(cfg.username, password)
-        if cfg.tls is not None:
-            self._client.tls_set_context(tls_context(cfg.tls))
-            if cfg.tls.insecure:
-                self._client.tls_insecure_set(True)
-        if will is not None:
-            self._client.will_set(will.topic, will.payload, will.qos, will.retain)
-        self._client.on_connect = self._paho_connect
-        self._client.on_disconnect = self._paho_disconnect
-        self._client.on_message = self._paho_message
-        self._client.on_publish = self._paho_publish
-        self._client.on_socket_open = self._paho_socket_open
-        self._client.on_socket_close = self._paho_socket_close
-        self._client.on_socket_register_write = self._paho_want_write
-        self._client.on_socket_unregister_write = self._paho_done_writing
+        self._will = will
+        self._tls = tls_context(cfg.tls) if cfg.tls is not None else None
+        self._auto = cfg.protocol == "auto"
+        self._protocol = "5" if self._auto else cfg.protocol
+        self._client = self._new_client()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._watched: int | None = None  # the socket's fd the loop reads from
@@ -154,7 +144,8 @@ class MqttConnection:
         self._keepalive: asyncio.Task[None] | None = None
         self._hooks: list[Callable[[], None]] = []
         self._will_source: Callable[[], Will] | None = None
-        self._subscriptions: dict[str, tuple[int, list[Handler]]] = {}
+        # filter -> (QoS, retain-as-published, handlers)
+        self._subscriptions: dict[str, tuple[int, bool, list[Handler]]] = {}
         self._outbox = Outbox(cfg.queue_limit)
         self._seq = 0
         self._inflight: set[int] = set()
@@ -162,6 +153,9 @@ class MqttConnection:
         self._acks: dict[int, Callable[[], None]] = {}
         self._acked: deque[int] = deque()  # filled by paho's callbacks, emptied on the loop
         self._acks_scheduled = False
+        self._inbound: deque[InboundMessage] = deque()  # received, not yet handed out
+        self._inbound_scheduled = False
+        self._reading_paused = False
         self._drained = asyncio.Event()
         self._connack: asyncio.Future[str | None] | None = None
         self._lost = asyncio.Event()
@@ -171,6 +165,53 @@ class MqttConnection:
         self._network_lock = asyncio.Lock()
         self._queue_full_logged = False
         self.stats = ConnectionStats()
+
+    def _new_client(self) -> paho.Client:
+        """A paho client for the protocol in use (``self._protocol``), with every setting."""
+        cfg = self._cfg
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=_PROTOCOLS[self._protocol],
+            reconnect_on_failure=False,
+        )
+        # no paho-side window: with one, paho scans every in-flight message on each PUBACK
+        # (O(window) per message), which falls behind at thousands of messages per second
+        client.max_inflight_messages_set(0)
+        if cfg.username is not None:
+            password = cfg.password.reveal() if cfg.password is not None else None
+            client.username_pw_set(cfg.username, password)
+        if self._tls is not None:
+            client.tls_set_context(self._tls)
+            if cfg.tls is not None and cfg.tls.insecure:
+                client.tls_insecure_set(True)
+        if self._will is not None:
+            will = self._will
+            client.will_set(will.topic, will.payload, will.qos, will.retain)
+        client.on_connect = self._paho_connect
+        client.on_disconnect = self._paho_disconnect
+        client.on_message = self._paho_message
+        client.on_publish = self._paho_publish
+        client.on_socket_open = self._paho_socket_open
+        client.on_socket_close = self._paho_socket_close
+        client.on_socket_register_write = self._paho_want_write
+        client.on_socket_unregister_write = self._paho_done_writing
+        return client
+
+    @property
+    def _v5(self) -> bool:
+        return self._protocol == "5"
+
+    @property
+    def protocol(self) -> str:
+        """The MQTT version in use: "5" or "3.1.1" (with ``protocol: auto``, "3.1.1" once the
+        broker refused 5)."""
+        return self._protocol
+
+    @property
+    def subscriptions(self) -> tuple[str, ...]:
+        """The topic filters subscribed (kept across reconnects)."""
+        return tuple(self._subscriptions)
 
     @property
     def connected(self) -> bool:
@@ -185,11 +226,24 @@ class MqttConnection:
         instead of the one given at construction (e.g. a will that numbers the sessions)."""
         self._will_source = source
 
-    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
-        """Deliver matching messages to ``handler``; kept across reconnects."""
+    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1, *,
+                  retain_as_published: bool = False) -> None:
+        """Deliver matching messages to ``handler``; kept across reconnects. With
+        ``retain_as_published`` (MQTT 5; the first subscriber of a filter decides) a message
+        published retained keeps its retain flag also when it is delivered live, so a
+        handler can tell it apart; under 3.1.1 the broker clears the flag for live
+        subscribers and only messages delivered on subscription carry it."""
         known = topic_filter in self._subscriptions
-        self._subscriptions.setdefault(topic_filter, (qos, []))[1].append(handler)
+        self._subscriptions.setdefault(topic_filter, (qos, retain_as_published, []))[2].append(
+            handler)
         if self.connected and not known:
+            self._subscribe(topic_filter, qos, retain_as_published)
+
+    def _subscribe(self, topic_filter: str, qos: int, retain_as_published: bool) -> None:
+        if self._v5:
+            options = SubscribeOptions(qos=qos, retainAsPublished=retain_as_published)
+            self._client.subscribe(topic_filter, options=options)
+        else:
             self._client.subscribe(topic_filter, qos)
 
     def publish(
@@ -233,6 +287,10 @@ class MqttConnection:
                 reason = await self._session()
                 if self._closing:
                     break
+                if reason == REFUSED_PROTOCOL and self._auto and self._v5:
+                    self._fall_back(reason)
+                    attempt -= 1  # not a failure: the same attempt in the other version
+                    continue
                 if reason is None:
                     if time.monotonic() - started >= STABLE_S:
                         attempt = 0
@@ -252,6 +310,14 @@ class MqttConnection:
         finally:
             self.stats.connected = False
             await asyncio.shield(self._stop_network())
+
+    def _fall_back(self, reason: str) -> None:
+        """``protocol: auto`` and the broker refused MQTT 5: 3.1.1 from now on (at once, as
+        the next attempt; the broker does not change its mind while the process runs)."""
+        log.warning("mqtt_protocol_fallback", host=self._cfg.host, port=self._cfg.port,
+                    refused="5", protocol="3.1.1", reason=reason)
+        self._protocol = "3.1.1"
+        self._client = self._new_client()
 
     async def _pause(self, seconds: float) -> None:
         """Wait ``seconds``, or less when :meth:`close` is called."""
@@ -361,6 +427,21 @@ class MqttConnection:
         # TLS may hold decrypted bytes that no longer show as readable on the socket
         while (pending := getattr(client.socket(), "pending", None)) is not None and pending():
             client.loop_read()
+        if len(self._inbound) >= INBOUND_LIMIT:
+            self._pause_reading()
+
+    def _pause_reading(self) -> None:
+        """Backpressure: the handlers are behind, so the broker's bytes wait in the socket
+        (and at the broker) until they caught up (:meth:`_hand_out`)."""
+        if self._loop is not None and self._watched is not None and not self._reading_paused:
+            self._loop.remove_reader(self._watched)
+            self._reading_paused = True
+            self.stats.read_pauses += 1
+
+    def _resume_reading(self) -> None:
+        if self._loop is not None and self._watched is not None and self._reading_paused:
+            self._loop.add_reader(self._watched, self._readable)
+        self._reading_paused = False
 
     def _writable(self) -> None:
         self._client.loop_write()
@@ -378,6 +459,7 @@ class MqttConnection:
         if self._watched is not None:
             loop.remove_reader(self._watched)
             self._watched = None
+        self._reading_paused = False
         self._stop_writing()
 
     def _start_writing(self, fd: int) -> None:
@@ -399,10 +481,10 @@ class MqttConnection:
         self.stats.connects += 1
         self._queue_full_logged = False
         log.info("mqtt_connected", host=self._cfg.host, port=self._cfg.port,
-                 client_id=self.client_id, protocol=self._cfg.protocol,
+                 client_id=self.client_id, protocol=self._protocol,
                  queued=self.stats.queued)
-        for topic_filter, (qos, _) in self._subscriptions.items():
-            self._client.subscribe(topic_filter, qos)
+        for topic_filter, (qos, retain_as_published, _) in self._subscriptions.items():
+            self._subscribe(topic_filter, qos, retain_as_published)
         self._flush()
         for hook in self._hooks:
             try:
@@ -508,7 +590,12 @@ class MqttConnection:
             response_topic=getattr(props, "ResponseTopic", None),
             correlation_data=getattr(props, "CorrelationData", None),
         )
-        self._to_loop(self._dispatch, inbound)
+        # handed out in batches, a few per turn of the loop, so that a flood of requests
+        # never holds up polls and other I/O (deque appends are thread-safe)
+        self._inbound.append(inbound)
+        if not self._inbound_scheduled:
+            self._inbound_scheduled = True
+            self._to_loop(self._hand_out)
 
     # -- the same events, on the loop -----------------------------------------------------------
 
@@ -539,9 +626,23 @@ class MqttConnection:
         if not self._inflight:
             self._drained.set()
 
+    def _hand_out(self) -> None:
+        """Dispatch at most :data:`DISPATCH_BATCH` received messages, then let the loop turn
+        (other I/O, timers) before the next batch."""
+        inbound = self._inbound
+        for _ in range(min(DISPATCH_BATCH, len(inbound))):
+            self._dispatch(inbound.popleft())
+        if inbound:
+            assert self._loop is not None
+            self._loop.call_soon(self._hand_out)
+        else:
+            self._inbound_scheduled = False
+        if self._reading_paused and len(inbound) < INBOUND_LIMIT // 2:
+            self._resume_reading()
+
     def _dispatch(self, message: InboundMessage) -> None:
         self.stats.received += 1
-        for topic_filter, (_, handlers) in self._subscriptions.items():
+        for topic_filter, (_, _, handlers) in self._subscriptions.items():
             if not paho.topic_matches_sub(topic_filter, message.topic):
                 continue
             for handler in handlers:

@@ -83,6 +83,21 @@ def safe_level(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_") or "unknown"
 
 
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """Whether ``topic`` matches ``topic_filter`` as a broker matches a subscription: ``+``
+    one whole level, ``#`` (last) the parent level and everything below it, and a topic
+    starting with ``$`` matched by no filter that starts with a wildcard."""
+    if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
+        return False
+    wanted, levels = topic_filter.split("/"), topic.split("/")
+    for index, part in enumerate(wanted):
+        if part == "#":
+            return True
+        if index >= len(levels) or (part != "+" and part != levels[index]):
+            return False
+    return len(wanted) == len(levels)
+
+
 @dataclass(frozen=True, slots=True)
 class Topics:
     """Every topic the gateway uses, under one base topic and one discovery prefix.
@@ -134,6 +149,18 @@ class Topics:
     def request_filter(self) -> str:
         """One subscription for every meter's requests (``<base>/+/request/#``)."""
         return f"{self.base}/+/request/#"
+
+    def own_filters(self, meters: Iterable[str]) -> tuple[str, ...]:
+        """Filters covering every topic the gateway publishes or answers on: the bridge's
+        level (of every shard instance), each of ``meters`` as a whole, every meter-shaped
+        topic family (``<base>/+/state``, ``.../request/#``, ``.../response/#``, ...) and the
+        discovery prefix."""
+        families = ("availability", "device", "state", "history", "register/#", "request/#",
+                    "response/#")
+        return (f"{self.base}/{self.bridge.split('/')[0]}/#",
+                *(f"{self.base}/+/{family}" for family in families),
+                *(f"{self.base}/{meter}/#" for meter in meters),
+                f"{self.discovery_prefix}/#")
 
     def discovery(self, component: str, node_id: str, object_id: str) -> str:
         return f"{self.discovery_prefix}/{component}/{node_id}/{object_id}/config"

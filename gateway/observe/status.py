@@ -1,6 +1,7 @@
 """The status page at ``/``: the outputs, and per meter its availability, the age of its data,
 the registers seen renamed or retyped on the meter, and its latest values. Plain HTML (no
-scripts), every text escaped, refreshed every 5 s."""
+scripts), every text escaped and masked by the secret vocabulary of :mod:`gateway.secret`,
+refreshed every 5 s."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from gateway import __version__
 from gateway.model import RegisterChange
 from gateway.observe.health import readiness
 from gateway.observe.view import GatewayView, MeterStatus, OutputStatus
+from gateway.secret import mask_text
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.2em .6em;
@@ -20,7 +22,8 @@ text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}.on{colo
 
 
 def e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    """A text for the page: tokens masked (:func:`gateway.secret.mask_text`), HTML-escaped."""
+    return html.escape(mask_text(str(value)), quote=True)
 
 
 def number(value: float | None) -> str:

@@ -38,7 +38,7 @@ from typing import Any
 import structlog
 
 from gateway import __version__
-from gateway.commands import Command, CommandResponse, CommandRouter, CommandTally
+from gateway.commands import Command, CommandResponse, CommandRouter, CommandTally, Limits
 from gateway.config import Config, MeterConfig, load_or_report, shard
 from gateway.core import Hub, Poller
 from gateway.errors import (
@@ -195,15 +195,21 @@ class App:
     def _build_commands(self, mqtt: MqttOutput | None) -> None:
         """The command router, fed by MQTT request topics (with ``mqtt``) and by Modbus writes
         (``modbus.writes``); it shares the pollers' lanes."""
-        fleet = self.fleet
+        fleet, cfg = self.fleet, self.config
         tally = self.command_tally = CommandTally()
         router = self.router = CommandRouter(
-            fleet.clients, {m.id: m.commands for m in self.config.meters}, fleet.lanes,
-            is_online=self.is_online, audit=tally)
+            fleet.clients, {m.id: m.commands for m in cfg.meters}, fleet.lanes,
+            is_online=self.is_online, audit=tally, limits=Limits.of(cfg.commands))
+        tally.known = lambda meter: meter in router.meters
         binding = None
         if mqtt is not None:
             router.add_audit(AuditPublisher(mqtt.connection, mqtt.topics))
-            binding = RequestBinding(mqtt.connection, router, mqtt.topics)
+            binding = RequestBinding(mqtt.connection, router, mqtt.topics,
+                                     foreign=lambda: self.config.foreign_meters or (),
+                                     owns=lambda meter: shard.owner(
+                                         meter, cfg.shard.count) == cfg.shard.index,
+                                     inbox=cfg.commands.inbox,
+                                     response_topics=cfg.mqtt.response_filters)
             binding.attach()
 
         def meters(configs: Sequence[MeterConfig]) -> Callable[[], None]:

@@ -4,8 +4,8 @@ configuration, before anything is touched.
 Meters are the unit of a reload: added meters start polling, removed meters stop (shown
 offline, logged out, their outputs go away), changed meters restart with their new settings,
 the rest keep running undisturbed. The other sections (``gateway``, ``mqtt``, ``modbus``,
-``http``) configure sessions and listening sockets that a reload must not drop: their changes
-wait for a restart and are reported as ``restart_needed``.
+``http``, ``history``, ``commands``) configure sessions, listening sockets and limits that a
+reload must not drop: their changes wait for a restart and are reported as ``restart_needed``.
 
 Everything here is pure: :func:`plan_reload` compares two configurations. Applying a plan is
 the job of the objects that own what it replaces (:meth:`gateway.runtime.fleet.Fleet.apply`
@@ -19,7 +19,7 @@ from typing import Final
 
 from gateway.config import Config, MeterConfig, load_config, shard
 
-SECTIONS: Final = ("gateway", "mqtt", "modbus", "http", "history", "sparkplug")
+SECTIONS: Final = ("gateway", "mqtt", "modbus", "http", "history", "sparkplug", "commands")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +50,9 @@ def plan_reload(running: Config, new: Config) -> ReloadPlan:
     old = {m.id: m for m in running.meters}
     ids = {m.id for m in new.meters}
     return ReloadPlan(
-        config=replace(running, meters=new.meters, source=new.source or running.source),
+        config=replace(running, meters=new.meters, source=new.source or running.source,
+                       foreign_meters=new.foreign_meters if new.foreign_meters is not None
+                       else running.foreign_meters),
         added=tuple(m for m in new.meters if m.id not in old),
         removed=tuple(m for m in old if m not in ids),
         changed=tuple(m for m in new.meters if m.id in old and old[m.id] != m),

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from gateway.secret import MASK, mask_text, masked_at
 from gateway.simulator import commands, services, tree
-from gateway.simulator.recorder import CallRecord, masked
+from gateway.simulator.recorder import CallRecord
 from gateway.simulator.register_query import register_reply
 from gateway.simulator.reply import QueryError, Reply, encode, error_reply, json_reply, status_ok
 from gateway.simulator.system import system_tree
@@ -94,10 +95,12 @@ def respond(meter: SimMeter, req: Request) -> Outcome:
 
 
 def _shown(req: Request, body: Json) -> Json:
-    """The body as recorded: secret-shaped values masked, invalid JSON as its text."""
+    """The body as recorded: a body sent to a secret-named path all masked, secret-looking
+    members at any depth masked (:func:`gateway.secret.masked_at`), invalid JSON as its text
+    (all of it masked for a login)."""
     if isinstance(body, InvalidJson):
-        return masked(req.path, body.text, opaque=req.path == "/api/auth/login")
-    return masked(req.path, body)
+        return MASK if req.path == "/api/auth/login" else mask_text(body.text)
+    return masked_at(req.path, body)
 
 
 def unauthorized(meter: SimMeter) -> Reply:

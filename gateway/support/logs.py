@@ -10,7 +10,6 @@ console format on a terminal. Every event carries an ISO-8601 UTC ``timestamp``,
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any, Final, TextIO
@@ -19,20 +18,12 @@ import structlog
 from structlog.typing import Processor
 
 from gateway.errors import ConfigError
-from gateway.secret import Secret
+from gateway.secret import mask_text, masked_member
 
 LEVELS: Final = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
                  "error": logging.ERROR}
 FORMATS: Final = ("auto", "console", "json")
 THIRD_PARTY: Final = ("httpx", "httpcore", "paho", "pymodbus", "asyncio")
-MASK: Final = "***"
-SENSITIVE_KEY: Final = re.compile(
-    r"pass(word|wd)|pwd|secret|token|jwt|hash|authori[sz]ation|cookie", re.IGNORECASE)
-# A JWT: a header segment that is base64url JSON ("eyJ"), or three long base64url segments.
-_JWT: Final = re.compile(
-    r"(?<![\w.-])(?:eyJ[\w-]*\.[\w-]+\.[\w-]*|[\w-]{16,}\.[\w-]{16,}\.[\w-]{16,})(?![\w.-])",
-    re.ASCII)
-_BEARER: Final = re.compile(r"(?i)\b(bearer\s+)[\w.~+/=-]+", re.ASCII)
 
 
 class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -95,39 +86,19 @@ def configure_logging(level: str = "info", fmt: str = "auto",
 
 def redact(_logger: object, _method: str, event_dict: MutableMapping[str, Any]
            ) -> MutableMapping[str, Any]:
-    """A structlog processor: values of secret-named keys and every :class:`Secret` become
-    ``***``; JWTs and ``Bearer`` tokens inside strings are masked. Numbers and booleans under
-    secret-named keys (``token_lifetime_s=600``) stay: they are not secrets."""
+    """A structlog processor: values of secret-named keys (:func:`gateway.secret.is_secret_name`,
+    at any depth) and every :class:`~gateway.secret.Secret` become ``***``; JWTs and
+    ``Bearer`` tokens inside strings are masked. Numbers and booleans under secret-named keys
+    (``token_lifetime_s=600``) stay: they are the gateway's own counters, not secrets."""
     for key, value in event_dict.items():
-        if key != "event" and SENSITIVE_KEY.search(key):
-            event_dict[key] = value if _harmless(value) else MASK
-        else:
-            event_dict[key] = _clean(value)
+        event_dict[key] = masked_member(key, value, keep_scalars=True)
     return event_dict
 
 
-def _clean(value: object) -> object:
-    if isinstance(value, Secret):
-        return MASK
-    if isinstance(value, str):
-        return mask_tokens(value)
-    if isinstance(value, dict):
-        return {k: (v if _harmless(v) else MASK) if SENSITIVE_KEY.search(str(k)) else _clean(v)
-                for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_clean(v) for v in value]
-    return value
-
-
-def _harmless(value: object) -> bool:
-    return value is None or isinstance(value, bool | int | float)
-
-
 def mask_tokens(text: str) -> str:
-    """``text`` with JWT-looking tokens and ``Bearer`` credentials replaced by ``***``."""
-    if "." not in text and "earer" not in text:
-        return text
-    return _BEARER.sub(r"\1" + MASK, _JWT.sub(MASK, text))
+    """``text`` with JWT-looking tokens and ``Bearer`` credentials replaced by ``***``
+    (:func:`gateway.secret.mask_text`)."""
+    return mask_text(text)
 
 
 def _isatty(stream: TextIO) -> bool:

@@ -98,8 +98,11 @@ class Subscriber:
             self.messages.append(received)
 
     def on(self, topic: str) -> list[Received]:
+        return self.where(lambda m: m.topic == topic)
+
+    def where(self, match: Callable[[Received], bool]) -> list[Received]:
         with self._lock:
-            return [m for m in self.messages if m.topic == topic]
+            return [m for m in self.messages if match(m)]
 
     def last(self, topic: str) -> Received | None:
         found = self.on(topic)
@@ -248,3 +251,63 @@ def expected_cumulative(meter: SimMeter, name: str, ts: float) -> float:
     since_epoch = meter.cumulative(name, ts) - meter.cumulative(name, meter.epoch)
     return since_epoch / 3_600_000 if meter.register(name).type_code in ("P", "S", "var", "PQ") \
         else since_epoch
+
+
+@dataclass
+class LegacyBroker:
+    """A front for a real broker that speaks only MQTT 3.1.1, as a broker before MQTT 5
+    does: a CONNECT of protocol level 5 is refused with CONNACK return code 1
+    ("unacceptable protocol version") and the connection closed; everything else is
+    passed through to the real broker."""
+
+    host: str
+    port: int
+    refused_v5: int = 0
+
+
+@contextlib.asynccontextmanager
+async def legacy_broker(broker: Broker) -> AsyncIterator[LegacyBroker]:
+    front = LegacyBroker(broker.host, 0)
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readexactly(2)  # CONNECT: fixed header, remaining length
+            length_bytes = head[1:]
+            while length_bytes[-1] & 0x80:
+                length_bytes += await reader.readexactly(1)
+            length, shift = 0, 0
+            for byte in length_bytes:
+                length += (byte & 0x7F) << shift
+                shift += 7
+            body = await reader.readexactly(length)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+            return
+        level = body[2 + int.from_bytes(body[:2], "big")]  # after the protocol name
+        if level == 5:
+            front.refused_v5 += 1
+            writer.write(b"\x20\x02\x00\x01")
+            await writer.drain()
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection(broker.host, broker.port)
+        up_writer.write(head[:1] + length_bytes + body)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    server = await asyncio.start_server(serve, broker.host, 0)
+    front.port = server.sockets[0].getsockname()[1]
+    try:
+        yield front
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -166,6 +166,32 @@ async def test_config_get_reads_the_path(rig: RigFactory) -> None:
     assert r.webapi() == [("GET", "/api/config/net/hostname", None)]
 
 
+async def test_a_lone_surrogate_in_a_config_path_is_invalid(rig: RigFactory) -> None:
+    r = rig("config:/")
+    for action in ("config/get", "config/set"):
+        response = await r.router.handle(CommandRequest(
+            "main", action, b'{"path": "/net/\\ud800x", "value": "v", "transaction": "u"}'))
+        assert response is not None
+        assert (response.code, response.transaction) == ("invalid", None), response.error
+        assert "lone surrogate" in (response.error or "")
+    assert r.webapi() == []
+
+
+async def test_config_values_under_secret_names_are_masked_in_the_answer(
+        rig: RigFactory) -> None:
+    r = rig("config:/remote")
+    secret = {"pwd": "S-one", "nested": {"password": "S-two",
+                                         "list": [{"Authorization": "Bearer S-three"}]}}
+    response = await r.ask("config/set", {"path": "/remote/vault", "value": secret})
+    assert response.ok, response.error
+    assert r.meter.config.get(["remote", "vault"]) == secret  # the meter got the real value
+    got = await r.ask("config/get", {"path": "/remote/vault"})
+    assert got.data == {"path": "/remote/vault", "value": {
+        "pwd": "***", "nested": {"password": "***", "list": [{"Authorization": "***"}]}}}
+    for word in ("S-one", "S-two", "S-three"):
+        assert word not in json.dumps(r.events) + got.encode().decode()
+
+
 async def test_config_set_reads_then_puts_the_value(rig: RigFactory) -> None:
     r = rig("config:/net/hostname")
     response = await r.ask("config/set", {"path": "/net/hostname", "value": "meter-7",

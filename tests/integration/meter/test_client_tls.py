@@ -10,7 +10,7 @@ import pytest
 import trustme
 
 from gateway.errors import MeterUnavailable
-from gateway.meter import WebApiClient
+from gateway.meter import TlsContexts, WebApiClient
 from gateway.secret import Secret
 from gateway.simulator import SimMeter, SimServer
 from tests.support.simulator import SIM_PASSWORD, SIM_USERNAME
@@ -40,8 +40,9 @@ async def tls_url(ca: trustme.CA, sim_meter: SimMeter) -> AsyncIterator[str]:
         yield url
 
 
-def client(url: str, verify_tls: bool | str) -> WebApiClient:
-    return WebApiClient("tls", url, SIM_USERNAME, Secret(SIM_PASSWORD), verify_tls=verify_tls)
+def client(url: str, verify_tls: bool | str, tls: TlsContexts | None = None) -> WebApiClient:
+    return WebApiClient("tls", url, SIM_USERNAME, Secret(SIM_PASSWORD), verify_tls=verify_tls,
+                        tls=tls)
 
 
 async def test_verification_against_the_ca_bundle_works(tls_url: str, ca_file: str,
@@ -60,8 +61,12 @@ async def test_default_verification_rejects_a_private_ca_clearly(tls_url: str,
     assert sim_meter.logins == 0
 
 
-async def test_verification_can_be_turned_off(tls_url: str, sim_meter: SimMeter) -> None:
-    async with client(tls_url, False) as c:
+@pytest.mark.parametrize("shared", [False, True], ids=["own-context", "fleet-contexts"])
+async def test_verification_can_be_turned_off(tls_url: str, sim_meter: SimMeter,
+                                              shared: bool) -> None:
+    """Also through the contexts a fleet shares (the gateway's own path), which httpx builds
+    with ``create_ssl_context``: its first parameter became ``verify`` in 0.28 only."""
+    async with client(tls_url, False, TlsContexts() if shared else None) as c:
         reading = await c.read()
     assert reading.registers
     assert sim_meter.logins == 1

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import structlog
@@ -14,9 +16,12 @@ from paho.mqtt.properties import Properties
 
 from gateway.config import MqttTls
 from gateway.mqtt import InboundMessage, MqttConnection
+from gateway.mqtt.connection import DISPATCH_BATCH
 from gateway.secret import Secret
 from tests.support.broker import Broker
+from tests.support.logcapture import capture_logs_stamped
 from tests.support.mqtt import (
+    legacy_broker,
     mqtt_config,
     password_broker,
     running,
@@ -132,8 +137,7 @@ async def test_wrong_credentials_are_logged_and_retried_with_growing_gaps(
         cfg = mqtt_config(broker, username="gateway", password=Secret("wrong-password-xyz"))
         conn = MqttConnection(cfg, client_id=f"{topic_prefix}-gw", retry_min_s=0.1,
                               retry_max_s=5.0)
-        stamp = structlog.processors.TimeStamper(fmt=None)
-        with structlog.testing.capture_logs(processors=[stamp]) as logs:
+        with capture_logs_stamped() as logs:
             async with running(conn) as task:
                 def failures() -> list[dict[str, object]]:
                     return [e for e in logs if e["event"] == "mqtt_connect_failed"]
@@ -218,3 +222,87 @@ async def test_refused_port_is_retried_not_raised(topic_prefix: str) -> None:
     conn.publish("x/y", b"kept", 1)  # never raises while disconnected
     assert conn.stats.queued == 1
     await asyncio.sleep(0)
+
+
+async def test_auto_uses_mqtt5_where_the_broker_speaks_it(broker: Broker,
+                                                         topic_prefix: str) -> None:
+    conn = MqttConnection(mqtt_config(broker), client_id=f"{topic_prefix}-gw")
+    async with running(conn):
+        await async_wait_until(lambda: conn.connected, what="connected")
+    assert conn.protocol == "5"
+
+
+async def test_auto_falls_back_to_311_when_the_broker_refuses_mqtt5(
+        broker: Broker, topic_prefix: str) -> None:
+    async with legacy_broker(broker) as legacy:
+        cfg = mqtt_config(broker, protocol="auto")
+        conn = MqttConnection(replace(cfg, port=legacy.port), client_id=f"{topic_prefix}-gw")
+        with structlog.testing.capture_logs() as logs, \
+                subscriber(broker, f"{topic_prefix}/out") as sub:
+            async with running(conn):
+                await async_wait_until(lambda: conn.connected, what="connected")
+                conn.publish(f"{topic_prefix}/out", b"over 3.1.1", qos=1)
+                assert (await sub.await_for(f"{topic_prefix}/out")).payload == b"over 3.1.1"
+    assert conn.protocol == "3.1.1"
+    assert legacy.refused_v5 == 1
+    [fallback] = [e for e in logs if e["event"] == "mqtt_protocol_fallback"]
+    assert (fallback["refused"], fallback["protocol"]) == ("5", "3.1.1")
+    assert conn.stats.connect_failures == 0
+    assert "mqtt_connect_failed" not in [e["event"] for e in logs]
+
+
+async def test_an_explicit_mqtt5_does_not_fall_back(broker: Broker, topic_prefix: str) -> None:
+    async with legacy_broker(broker) as legacy:
+        cfg = replace(mqtt_config(broker, protocol="5"), port=legacy.port)
+        conn = MqttConnection(cfg, client_id=f"{topic_prefix}-gw", retry_min_s=0.05,
+                              retry_max_s=0.1)
+        with structlog.testing.capture_logs() as logs:
+            async with running(conn):
+                await async_wait_until(lambda: legacy.refused_v5 >= 2, what="two refusals")
+                assert not conn.connected
+    assert conn.protocol == "5"
+    failed = [e for e in logs if e["event"] == "mqtt_connect_failed"]
+    assert failed[0]["reason"] == "unsupported protocol version"
+
+
+async def test_a_flood_is_handed_out_in_batches_with_backpressure(
+        broker: Broker, topic_prefix: str) -> None:
+    """Thousands of messages read at once (with many of the gateway's own QoS 1 messages in
+    flight paho reads as many packets per turn): the handlers get every one, in order, at
+    most a batch per turn of the loop, and the socket is left unread while too many wait."""
+    conn = MqttConnection(mqtt_config(broker), client_id=f"{topic_prefix}-gw")
+    got: list[bytes] = []
+    turns = 0
+    seen_turns: list[int] = []
+    flood = [str(n).encode() for n in range(4000)]
+
+    with subscriber(broker, f"{topic_prefix}/none") as sub:
+        def handle(msg: InboundMessage) -> None:
+            got.append(msg.payload)
+            seen_turns.append(turns)
+            if len(got) == 1:  # a slow handler, while our messages and a flood are sent
+                for _ in range(2000):
+                    conn.publish(f"{topic_prefix}/out", b"x", qos=1)
+                for payload in flood:
+                    sub.client.publish(f"{topic_prefix}/in", payload, qos=0)
+                time.sleep(1.0)
+
+        async def ticker() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        conn.subscribe(f"{topic_prefix}/in", handle, qos=0)
+        async with running(conn):
+            await async_wait_until(lambda: conn.connected, what="connected")
+            tick = asyncio.create_task(ticker(), name="ticker")
+            try:
+                sub.client.publish(f"{topic_prefix}/in", b"first", qos=0)
+                await async_wait_until(lambda: len(got) == 4001, timeout=30,
+                                       what="every message handed out")
+            finally:
+                tick.cancel()
+    assert got == [b"first", *flood]
+    assert max(Counter(seen_turns[1:]).values()) <= DISPATCH_BATCH
+    assert conn.stats.read_pauses >= 1

@@ -329,3 +329,41 @@ def test_runtime_dependencies_have_upper_bounds() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     for requirement in project["dependencies"]:
         assert "<" in requirement, f"{requirement}: no upper bound"
+
+
+def test_the_license_file_is_the_declared_mit_license() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"
+    assert project["license-files"] == ["LICENSE"]
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License\n")
+    assert "Copyright (c) " in text
+    assert "the egauge-gateway authors" in text
+    assert 'THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND' in text
+
+
+def test_the_lowest_versions_job_pins_every_requirement_to_its_lower_bound() -> None:
+    """scripts/lowest_constraints.py (run by scripts/test-lowest in CI) covers every
+    requirement of pyproject.toml -- runtime, build and each extra -- at its lower bound."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "lowest_constraints.py")],
+                         capture_output=True, text=True, check=True).stdout
+    pins = dict(line.split("==") for line in out.splitlines() if not line.startswith("#"))
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = data["project"]
+    every = [*data["build-system"]["requires"], *project["dependencies"],
+             *(r for extra in project["optional-dependencies"].values() for r in extra)]
+    for text in every:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        if name == "wheel":  # a build tool with no bound
+            continue
+        assert name in pins, f"{text}: not pinned by the lowest-versions job"
+        lows = [Version(s.version) for s in requirement.specifier if s.operator == ">="]
+        assert lows == [Version(pins[name])], text
+        assert requirement.specifier.contains(pins[name])
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "./scripts/test-lowest" in ci

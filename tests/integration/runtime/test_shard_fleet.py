@@ -73,6 +73,28 @@ async def test_two_instances_split_the_meters_and_keep_their_own_bridge(
             assert [a.json()["transaction"] for a in answers] == [first]
             assert answers[0].json()["status"] == "error"  # reboot is not allowed here
 
+            # an id no instance serves is answered by the one that would own it: once
+            ghosts = [f"ghost{i}" for i in range(6)]
+            for ghost in ghosts:
+                sub.client.publish(f"{topic_prefix}/{ghost}/request/reboot",
+                                   json.dumps({"transaction": ghost}), qos=1)
+            for ghost in ghosts:
+                await sub.await_for(f"{topic_prefix}/{ghost}/response/reboot")
+            audited = [(b, m.json()["meter"]) for b in bridges for m in sub.on(f"{b}/audit")
+                       if m.json()["meter"] in ghosts]
+            owners = {b for b, _ in audited}
+            # fences, one per instance: each answers its requests in order, so once its
+            # fence is answered, so would a second answer to a ghost have been
+            for meter in (first, second):
+                sub.client.publish(f"{topic_prefix}/{meter}/request/reboot",
+                                   json.dumps({"transaction": "fence"}), qos=1)
+                await sub.await_for(f"{topic_prefix}/{meter}/response/reboot",
+                                    lambda m: m.json()["transaction"] == "fence")
+            for ghost in ghosts:
+                [answer] = sub.on(f"{topic_prefix}/{ghost}/response/reboot")
+                assert answer.json()["code"] == "invalid"
+            assert len(owners) == COUNT, "the ids should spread over both instances"
+
         for b in bridges:
             await sub.await_for(f"{b}/state", lambda m: m.payload == b"offline")
         unsharded = f"{topic_prefix}/bridge/"

@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 from gateway.commands import Command, CommandRequest, CommandResponse, CommandRouter, Limits
 from gateway.commands.redaction import MASK
 from gateway.config import CommandPolicy
+from gateway.errors import ErrorCode
 from gateway.meter import WebApiClient
 from gateway.secret import Secret
 
@@ -269,3 +270,57 @@ def test_a_request_built_by_code_carries_its_fields_without_json() -> None:
     assert command.fields is not fields  # a copy: the caller's dict may change afterwards
     assert (command.source, command.client) == ("modbus", "unit 1")
     assert (command.envelope.transaction, command.envelope.dry_run) == (None, False)
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"path": "/net/\\ud800", "transaction": "s1"}',
+    b'{"path": "/net/hostname", "value": "a\\udfffb", "transaction": "s1"}',
+    b'{"path": "/net/hostname", "value": {"\\ud83d": 1}, "transaction": "s1"}',
+])
+async def test_a_lone_surrogate_anywhere_is_invalid_not_an_internal_error(
+        make_router: Callable[..., CommandRouter], payload: bytes) -> None:
+    router = make_router(("config:/",))
+    with capture_logs() as logs:
+        response = await answer(router, request("config/set", payload))
+    assert (response.code, response.transaction) == ("invalid", None)
+    assert "lone surrogate" in (response.error or "")
+    assert "command_failed" not in [e["event"] for e in logs]
+
+
+async def test_a_request_for_an_unknown_meter_leaves_no_transaction_behind(
+        make_router: Callable[..., CommandRouter], events: Events) -> None:
+    router = make_router((), dedup_size=2)
+    first = await answer(router, request("reboot", {"transaction": "mine"}))
+    for n in range(5):  # a stranger's requests for meters that do not exist
+        stranger = await answer(router, CommandRequest(f"ghost{n}", "reboot",
+                                                       b'{"transaction": "x"}'))
+        assert stranger.code == "invalid"
+    again = await answer(router, request("reboot", {"transaction": "mine"}))
+    assert first.code == again.code == "not_allowed"
+    assert events[-1].get("note") == "duplicate"  # still remembered: nothing evicted it
+
+
+def test_refuse_answers_at_once_and_audits(
+        make_router: Callable[..., CommandRouter], events: Events) -> None:
+    router = make_router(("reboot",))
+    with capture_logs() as logs:
+        response = router.refuse(request("reboot", {"transaction": "t", "pwd": "S3cr3t"}),
+                                 ErrorCode.BUSY, "the inbox is full")
+        ignored = router.refuse(request("reboot", {"transaction": "r"}, retained=True),
+                                ErrorCode.BUSY, "the inbox is full")
+    assert response is not None
+    assert (response.code, response.transaction, response.error) == ("busy", "t",
+                                                                      "the inbox is full")
+    assert ignored is None
+    assert [(e["outcome"], e.get("note")) for e in events] == [("busy", None),
+                                                              ("ignored", "retained")]
+    assert events[0]["request"] == {"pwd": MASK}
+    assert "S3cr3t" not in json.dumps(logs, default=str)
+
+
+async def test_transport_notes_are_audited(
+        make_router: Callable[..., CommandRouter], events: Events) -> None:
+    router = make_router(("reboot",))
+    await answer(router, request("reboot", {}, notes=("response_topic_refused",)))
+    assert events[-1]["note"] == "response_topic_refused"
+

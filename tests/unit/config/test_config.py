@@ -68,7 +68,7 @@ CASES = [
     pytest.param(f"meters: [{METER}]\nmqtt: {{qos: 3}}",
                  ["mqtt.qos: must be 0, 1 or 2 (got 3)"], id="qos"),
     pytest.param(f"meters: [{METER}]\nmqtt: {{protocol: 4}}",
-                 ["mqtt.protocol: must be 3.1.1 or 5 (got 4)"], id="protocol"),
+                 ["mqtt.protocol: must be auto, 3.1.1 or 5 (got 4)"], id="protocol"),
     pytest.param(f"meters: [{METER}]\nmqtt: {{enabled: 1}}",
                  ["mqtt.enabled: must be true or false (got 1)"], id="bool"),
     pytest.param(f"meters: [{METER}]\nmqtt: {{base_topic: 'egauge/+/x'}}",

@@ -75,3 +75,10 @@ def test_load_yaml_refuses_python_tags(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_yaml(path)
     assert "could not determine a constructor" in info.value.problems[0]
+
+
+def test_example_shows_the_command_limits_and_the_mqtt_request_settings() -> None:
+    config = load_config(EXAMPLE, env=EXAMPLE_ENV)
+    assert config.commands.inbox == 256
+    assert config.mqtt.protocol == "auto"
+    assert config.mqtt.response_filters == (f"{config.mqtt.base_topic}/clients/#",)

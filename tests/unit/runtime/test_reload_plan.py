@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from gateway.config import (
+    CommandLimits,
     Config,
     GatewaySection,
     HttpConfig,
@@ -62,3 +63,17 @@ def test_other_sections_wait_for_a_restart_and_keep_running_values() -> None:
 def test_nothing_changed() -> None:
     running = config(meter("a"))
     assert plan_reload(running, config(meter("a"))).empty
+
+
+def test_the_other_instances_meters_follow_the_reload() -> None:
+    running = config(meter("a"), foreign_meters=("x",))
+    plan = plan_reload(running, config(meter("a"), foreign_meters=("x", "y")))
+    assert plan.config.foreign_meters == ("x", "y")
+    assert plan_reload(running, config(meter("a"))).config.foreign_meters == ("x",)
+
+
+def test_the_command_limits_wait_for_a_restart() -> None:
+    running = config(meter("a"))
+    plan = plan_reload(running, config(meter("a"), commands=CommandLimits(inbox=10)))
+    assert plan.restart_needed == ("commands",)
+    assert plan.config.commands == CommandLimits()
