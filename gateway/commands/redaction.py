@@ -43,4 +43,7 @@ def shown_request(body: Mapping[str, Any]) -> dict[str, Any]:
     path = fields.get("path")
     if isinstance(path, str) and "value" in fields:
         fields["value"] = mask_at(path, fields["value"])
+    name = fields.get("name")  # lua/var/set of a variable named like a secret
+    if isinstance(name, str) and "value" in fields and is_secret_name(name):
+        fields["value"] = MASK
     return {k: MASK if is_secret_name(k) else mask(v) for k, v in fields.items()}

@@ -9,6 +9,7 @@ section), ``loader`` (YAML and the ``check-config`` command).
 """
 
 from gateway.config import allowlist, shard
+from gateway.config.alerts import AlertsConfig
 from gateway.config.loader import load_config, load_or_report, load_yaml, parse_config
 from gateway.config.schema import MISSING, Context, Section, join, show
 from gateway.config.sparkplug import SparkplugConfig
@@ -27,7 +28,8 @@ from gateway.config.types import (
 )
 
 __all__ = [
-    "MISSING", "CommandPolicy", "Config", "Context", "GatewaySection", "HistoryConfig",
+    "MISSING", "AlertsConfig", "CommandPolicy", "Config", "Context", "GatewaySection",
+    "HistoryConfig",
     "HomeAssistant", "HttpConfig", "MeterConfig", "ModbusConfig", "MqttConfig", "MqttTls",
     "Section", "ShardConfig", "SparkplugConfig", "allowlist", "join", "load_config",
     "load_or_report", "load_yaml", "parse_config", "shard", "show",
