@@ -36,6 +36,7 @@ from typing import Any
 import structlog
 
 from gateway import __version__
+from gateway.alerts import AlertWatch
 from gateway.commands import Command, CommandResponse, CommandRouter, CommandTally
 from gateway.config import Config, MeterConfig, load_or_report, shard
 from gateway.core import Hub, Poller
@@ -57,6 +58,7 @@ from gateway.runtime.fleet import ClientFactory, Fleet, WebApiClients, cancel, c
 from gateway.runtime.notify import Notifier, Watchdog, watchdog_interval
 from gateway.runtime.reload import reload_plan
 from gateway.runtime.view import AppView
+from gateway.runtime.wiring import alert_component
 from gateway.sparkplug import SparkplugOutput
 from gateway.sparkplug import create_output as create_sparkplug
 from gateway.support import configure_logging
@@ -95,6 +97,7 @@ class App:
         self.http: HttpEndpoint | None = None  # set by build() when http.enabled
         self.history: History | None = None  # set by build() with mqtt and history enabled
         self.sparkplug: SparkplugOutput | None = None  # set by build() when sparkplug.enabled
+        self.alerts: AlertWatch | None = None  # set by build() when mqtt.enabled
         self.command_tally: CommandTally | None = None  # set with the router
         self.notifier = Notifier.from_env() if notifier is None else notifier
         self.watchdog: Watchdog | None = None  # set by start() when systemd asks for one
@@ -149,6 +152,8 @@ class App:
             self._build_commands(mqtt)
             if cfg.history.enabled:
                 self._build_history(mqtt)
+            self.alerts, alerts = alert_component(cfg, self.fleet, mqtt)
+            self.add(alerts)
         else:
             self._build_commands(None)
         if cfg.modbus.enabled:
