@@ -2,20 +2,25 @@
 and what it shows. Every view reads a :class:`GatewayView`, never the app itself.
 
 Modules: ``view`` (the protocols and data shown), ``health`` (readiness), ``status`` (the
-HTML page), ``metrics`` (Prometheus), ``endpoint`` (the routes on the HTTP server)."""
+HTML page), ``panels`` (its per-meter health line and charts), ``plot`` (SVG charts),
+``trend`` (the hub sink that remembers each meter's recent power), ``metrics``
+(Prometheus), ``endpoint`` (the routes on the HTTP server)."""
 
 from gateway.observe.endpoint import HttpEndpoint
 from gateway.observe.health import Readiness, readiness
 from gateway.observe.metrics import exposition, registry_for
+from gateway.observe.trend import PowerTrend
 from gateway.observe.view import (
+    Chart,
     GatewayView,
     HistoryStatus,
     MeterStatus,
     ModbusStats,
     MqttStats,
     OutputStatus,
+    Series,
 )
 
-__all__ = ["GatewayView", "HistoryStatus", "HttpEndpoint", "MeterStatus", "ModbusStats",
-           "MqttStats", "OutputStatus", "Readiness", "exposition", "readiness",
-           "registry_for"]
+__all__ = ["Chart", "GatewayView", "HistoryStatus", "HttpEndpoint", "MeterStatus",
+           "ModbusStats", "MqttStats", "OutputStatus", "PowerTrend", "Readiness", "Series",
+           "exposition", "readiness", "registry_for"]

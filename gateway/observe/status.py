@@ -1,5 +1,7 @@
-"""The status page at ``/``: the outputs, and per meter its availability, the age of its data
-and its latest values. Plain HTML (no scripts), every text escaped, refreshed every 5 s."""
+"""The status page at ``/``: the outputs, and per meter its own health, the age of its data,
+its Modbus unit id, its latest values (rounded as their type says) and its charts (recent
+power, the last capture; ``panels``). Plain HTML and SVG (no scripts),
+every text escaped, refreshed every 5 s."""
 
 from __future__ import annotations
 
@@ -8,12 +10,13 @@ from collections.abc import Sequence
 
 from gateway import __version__
 from gateway.observe.health import readiness
+from gateway.observe.panels import STYLE, charts_html, fleet_summary, health_html, value_text
 from gateway.observe.view import GatewayView, MeterStatus, OutputStatus
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.2em .6em;
 text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}.on{color:#070}
-.off{color:#b00}.unk{color:#777}"""
+.off{color:#b00}.unk{color:#777}""" + STYLE
 
 
 def e(value: object) -> str:
@@ -41,10 +44,12 @@ def render_status(view: GatewayView, now: float) -> bytes:
         f"<p>version {e(__version__)} &middot; ",
         "<span class=on>ready</span>" if ready.ready else
         "<span class=off>not ready</span>: " + e("; ".join(ready.reasons)),
+        " &middot; ", fleet_summary(meters := view.meters(), now),
         "</p>", _outputs(view.outputs()),
     ]
-    for meter in view.meters():
-        parts.append(_meter(meter, now))
+    unit_ids = view.config.modbus.enabled
+    for meter in meters:
+        parts.append(_meter(meter, now, unit_ids))
     parts.append("</body></html>")
     return "".join(parts).encode("utf-8")
 
@@ -58,19 +63,15 @@ def _outputs(rows: Sequence[OutputStatus]) -> str:
             f"{body}</table>")
 
 
-def _meter(meter: MeterStatus, now: float) -> str:
+def _meter(meter: MeterStatus, now: float, unit_ids: bool = False) -> str:
     m, state, stats = meter.config, meter.state, meter.stats
     avail = state.availability
-    if avail is None:
-        shown = "<span class=unk>not polled yet</span>"
-    elif avail.online:
-        shown = "<span class=on>online</span>"
-    else:
-        shown = f"<span class=off>offline</span> ({e(avail.reason)})"
     reading = state.reading
     age = None if reading is None else max(0.0, now - reading.ts)
     ident = state.identity
-    facts = [f"{e(m.url)}", shown, f"data age {e(age_text(age))}"]
+    facts = [f"{e(m.url)}", health_html(meter, now), f"data age {e(age_text(age))}"]
+    if unit_ids:
+        facts.append(f"Modbus unit {m.modbus_unit_id}")
     if ident is not None:
         facts.append(f"{e(ident.model)} {e(ident.serial)}, firmware {e(ident.firmware)}")
     if stats is not None:
@@ -79,10 +80,12 @@ def _meter(meter: MeterStatus, now: float) -> str:
             facts.append(f"last error: {e(stats.last_error)}")
     head = f"<h2>{e(m.id)}</h2><p>" + " &middot; ".join(facts) + "</p>"
     if reading is None:
-        return head
+        return head + charts_html(meter)
     rows = "".join(
-        f"<tr><td>{e(v.name)}</td><td class=n>{e(number(v.rate))}</td><td>{e(v.unit)}</td>"
-        f"<td class=n>{e(number(v.cumulative))}</td><td>{e(v.cumulative_unit)}</td></tr>"
+        f"<tr><td>{e(v.name)}</td><td class=n>{e(value_text(v.type_code, v.rate))}</td>"
+        f"<td>{e(v.unit)}</td><td class=n>"
+        f"{e(value_text(v.type_code, v.cumulative, cumulative=True))}</td>"
+        f"<td>{e(v.cumulative_unit)}</td></tr>"
         for v in reading.registers)
     return (head + "<table><tr><th>register</th><th>rate</th><th>unit</th><th>cumulative</th>"
-            f"<th>unit</th></tr>{rows}</table>")
+            f"<th>unit</th></tr>{rows}</table>" + charts_html(meter))

@@ -19,7 +19,9 @@ from gateway.observe import (
     ModbusStats,
     MqttStats,
     OutputStatus,
+    PowerTrend,
 )
+from gateway.runtime.charts import LastCaptures, trend_chart
 from gateway.runtime.fleet import Fleet
 from gateway.support import HttpStats
 
@@ -45,6 +47,10 @@ class Parts(Protocol):
     def history(self) -> History | None: ...
     @property
     def http(self) -> HttpEndpoint | None: ...
+    @property
+    def trend(self) -> PowerTrend | None: ...
+    @property
+    def captures(self) -> LastCaptures | None: ...
 
 
 class AppView:
@@ -65,11 +71,15 @@ class AppView:
         app = self._app
         fleet = app.fleet
         out = []
+        trend, captures = app.trend, app.captures
         for m in app.config.meters:
             poller, client = fleet.pollers.get(m.id), fleet.clients.get(m.id)
+            chart = None if trend is None else trend_chart(
+                trend.series(m.id), trend.slots * trend.step_s, trend.step_s)
             out.append(MeterStatus(
                 m, app.hub.meter(m.id), poller.stats if poller else None,
-                client.logins if client else None, client.login_failures if client else None))
+                client.logins if client else None, client.login_failures if client else None,
+                trend=chart, capture=None if captures is None else captures.chart(m.id)))
         return out
 
     def outputs(self) -> Sequence[OutputStatus]:

@@ -6,8 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from gateway.alerts import AlertLane, AlertWatch
+from gateway.commands import CommandRouter
 from gateway.config import Config, MeterConfig, shard
 from gateway.mqtt import MqttOutput
+from gateway.observe import PowerTrend
+from gateway.runtime.charts import LastCaptures
 from gateway.runtime.component import Component
 from gateway.runtime.fleet import Fleet
 
@@ -28,3 +31,18 @@ def alert_component(config: Config, fleet: Fleet, mqtt: MqttOutput) -> tuple[Ale
 
     return watch, Component("alerts", watch, watch.start, watch.serve, watch.stop, meters,
                             flush=watch.save)
+
+
+def status_component(router: CommandRouter) -> tuple[PowerTrend, LastCaptures, Component]:
+    """What the status page charts: a hub sink of each meter's recent power and the last
+    capture answered by ``router``; a reload forgets the meters removed."""
+    trend, captures = PowerTrend(), LastCaptures()
+    router.on_outcome(captures)
+
+    def meters(configs: Sequence[MeterConfig]) -> Callable[[], None]:
+        def switch() -> None:
+            trend.forget(m.id for m in configs)
+            captures.forget(m.id for m in configs)
+        return switch
+
+    return trend, captures, Component("status", trend, meters=meters)
