@@ -149,7 +149,8 @@ def waveform_json(w: Waveform, cookie: int, duration_s: float,
         name = next((tr.channel.name for tr in w.traces if tr.channel.number == number), "")
         trigger = {"channel": name, "t": round(at, 6)}
     return {
-        "cookie": cookie, "first_sample": w.first_sample, "ts_freq": w.ts_freq,
+        "cookie": cookie, "first_sample": w.first_sample,
+        "ts_freq": int(w.ts_freq) if w.ts_freq.is_integer() else w.ts_freq,
         "duration_s": duration_s,
         "trigger_channel": None if trigger_channel is None else trigger_channel.name,
         "trigger": trigger,

@@ -160,6 +160,35 @@ async def test_a_dry_run_answers_the_exact_call_and_makes_only_its_reads(
     assert not r.meter.capturer.busy()
 
 
+def shown(record: Any) -> dict[str, Any]:
+    """A recorded call in the shape a dry run reports it."""
+    query = "&".join(k if v == "" else f"{k}={v}" for k, v in record.query)
+    return {"method": record.method, "path": record.path + ("?" + query if query else ""),
+            "body": record.body}
+
+
+@pytest.mark.parametrize(("action", "payload"), [
+    (a, p) for a, p, _ in CASES if a != "alert/ack"] + [("alert/ack", {"ids": [1]})],
+    ids=lambda v: v if isinstance(v, str) else None)
+async def test_a_real_run_makes_the_call_its_dry_run_reported(
+        rig: RigFactory, meter: SimMeter, action: str, payload: dict[str, Any]) -> None:
+    meter.raise_alert("Door open", "back door", 5)
+    r = rig(*EVERY_ENTRY, ctid_cooldown_s=0)
+    dry = await r.ask(action, {**payload, "dry_run": True})
+    assert dry.ok, dry.error
+    lookups = [shown(c) for c in meter.calls if not c.path.startswith("/api/auth/")]
+    real = await r.ask(action, payload)
+    assert real.ok, real.error
+    calls = [shown(c) for c in meter.calls if not c.path.startswith("/api/auth/")]
+    made = calls[2 * len(lookups)]  # past the dry run's reads and the real run's same reads
+    assert calls[len(lookups):2 * len(lookups)] == lookups
+    planned = dry.data["call"]
+    if action in ("ctid/scan", "ctid/flash"):  # a fresh tid each time
+        assert made["body"]["tid"] == real.data["tid"] != planned["body"]["tid"]
+        made["body"]["tid"] = planned["body"]["tid"]
+    assert made == planned
+
+
 @pytest.mark.parametrize("action", ["ctid/scan", "ctid/flash"])
 async def test_a_dry_run_of_a_disruptive_ctid_action_says_so_and_starts_no_cooldown(
         rig: RigFactory, action: str) -> None:
