@@ -7,6 +7,9 @@ answers (:class:`CommandRequest`, :class:`Command`, :class:`CommandResponse`,
 check the commands they hold (:func:`parse_action`, :data:`ENVELOPE`). Modules behind it:
 ``envelope`` (payload decoding), ``policy`` (what a meter allows), ``redaction`` (what may be
 shown), ``actions`` (each action's fields and WebAPI calls), ``audit``, ``limits``, ``router``.
+shown), ``session`` (an action's access to its meter, dry runs), ``actions`` (the action
+table; the /cmd, /ctrl and /config actions), ``capture``, ``ctid`` and ``diagnostics`` (logs,
+alerts, Lua variables, ``api/get``), ``audit``, ``router``.
 """
 
 from gateway.commands.actions import ACTIONS, DEFAULT_RELAY_COUNT, parse_action

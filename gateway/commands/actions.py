@@ -4,103 +4,34 @@
 ``dry_run``) and returns an :class:`Action`: the permission it needs and how to run it. An
 action talks to its meter only through a :class:`Session`, which takes the meter's lane
 around every call and, for a dry run, stops at the action's own call and reports it as a
-:class:`WebApiCall` instead of making it.
+:class:`WebApiCall` instead of making it. The actions of ``/cmd``, ``/ctrl`` and ``/config``
+live here; those of the other services in :mod:`gateway.commands.capture`,
+:mod:`gateway.commands.ctid` and :mod:`gateway.commands.diagnostics`, registered in the
+action table below.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final, Protocol, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
 
+from gateway.commands import capture, ctid, diagnostics
 from gateway.commands.envelope import Fields, invalid, json_kind
 from gateway.commands.policy import Need
 from gateway.commands.redaction import mask, mask_at
+from gateway.commands.session import Action, Planned, Quick, Session, WebApiCall
 from gateway.config import allowlist
-from gateway.errors import CallPending, CommandError, MeterReportedError
-from gateway.meter import MeterClient
+from gateway.errors import CommandError, MeterReportedError
 
-T = TypeVar("T")
+__all__ = ["ACTIONS", "DEFAULT_RELAY_COUNT", "Action", "Planned", "Session", "WebApiCall",
+           "parse_action"]
 
 RELAY_METHODS: Final = {"closed": "relay.close", "open": "relay.open"}
 RELAY_MASK_METHODS: Final = {"closed": "relay.close_mask", "open": "relay.open_mask"}
 RELAY_COUNTS: Final = {"prm3": 3}  # relays per device model (lower-case)
 DEFAULT_RELAY_COUNT: Final = 3
-_POLL_FIRST_S: Final = 0.05
-_POLL_MAX_S: Final = 0.5
 MAX_ARGS: Final = 16
-
-
-@dataclass(frozen=True, slots=True)
-class WebApiCall:
-    """One WebAPI request as a dry run reports it (secret-looking values masked)."""
-
-    method: str
-    path: str
-    body: Any = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        shown: dict[str, Any] = {"method": self.method, "path": "/api" + self.path,
-                                 "body": self.body}
-        if self.headers:
-            shown["headers"] = dict(self.headers)
-        return shown
-
-
-class Planned(Exception):
-    """Raised by :meth:`Session.call` in a dry run: the call that would have been made."""
-
-    def __init__(self, call: WebApiCall) -> None:
-        super().__init__(call.method, call.path)
-        self.call = call
-
-
-class Session:
-    """One command's access to its meter; ``attempted`` tells whether the action's own
-    call was sent (and so may have changed something on the meter)."""
-
-    def __init__(self, client: MeterClient, lane: asyncio.Lock, *, dry_run: bool) -> None:
-        self._client = client
-        self._lane = lane
-        self.dry_run = dry_run
-        self.attempted = False
-
-    async def lookup(self, fn: Callable[[MeterClient], Awaitable[T]]) -> T:
-        """A read the action needs before (or after) its own call; made in dry runs too."""
-        async with self._lane:
-            return await fn(self._client)
-
-    async def call(self, call: WebApiCall, fn: Callable[[MeterClient], Awaitable[T]]) -> T:
-        """The action's own call; a dry run stops here with :class:`Planned`."""
-        if self.dry_run:
-            raise Planned(call)
-        async with self._lane:
-            self.attempted = True
-            return await fn(self._client)
-
-    async def ctrl_result(self, tid: int) -> Any:
-        """Poll ``/ctrl/call/{tid}`` until the call finished (the router's timeout bounds it)."""
-        delay = _POLL_FIRST_S
-        while True:
-            try:
-                return await self.lookup(lambda c: c.ctrl_result(tid))
-            except CallPending:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _POLL_MAX_S)
-
-
-class Action(Protocol):
-    """A validated request: the permission it needs and how to run it."""
-
-    @property
-    def need(self) -> Need: ...
-
-    @property
-    def reboots(self) -> bool: ...
-
-    async def run(self, session: Session) -> Any: ...
 
 
 # -- the actions ----------------------------------------------------------------------------
@@ -122,20 +53,24 @@ class Cmd:
     def reboots(self) -> bool:
         return self.name == "reboot"
 
+    @property
+    def cooldown(self) -> str:
+        return "reboot" if self.reboots else ""
+
+    wait_s: ClassVar[float] = 0.0
+
     async def run(self, session: Session) -> Any:
         call = WebApiCall("POST", "/cmd/" + self.name, mask(self.body))
         return await session.call(call, lambda c: c.cmd(self.name, self.body))
 
 
 @dataclass(frozen=True, slots=True)
-class ConfigGet:
+class ConfigGet(Quick):
     path: str
 
     @property
     def need(self) -> Need:
         return Need("config-read", self.path)
-
-    reboots: ClassVar[bool] = False
 
     async def run(self, session: Session) -> Any:
         call = WebApiCall("GET", "/config" + self.path)
@@ -144,7 +79,7 @@ class ConfigGet:
 
 
 @dataclass(frozen=True, slots=True)
-class ConfigSet:
+class ConfigSet(Quick):
     path: str
     value: Any
     merge: bool
@@ -152,8 +87,6 @@ class ConfigSet:
     @property
     def need(self) -> Need:
         return Need("config", self.path)
-
-    reboots: ClassVar[bool] = False
 
     async def run(self, session: Session) -> Any:
         current, etag = await self._current(session)
@@ -188,7 +121,7 @@ _A: Final = {"null": "null", "boolean": "a boolean", "number": "a number",
 
 
 @dataclass(frozen=True, slots=True)
-class CtrlCall:
+class CtrlCall(Quick):
     device: dict[str, Any]
     method: str
     args: list[Any]
@@ -196,8 +129,6 @@ class CtrlCall:
     @property
     def need(self) -> Need:
         return Need("ctrl", self.method)
-
-    reboots: ClassVar[bool] = False
 
     async def run(self, session: Session) -> Any:
         return await call_and_wait(session, self.device, self.method, self.args)
@@ -214,10 +145,9 @@ async def call_and_wait(
 
 
 @dataclass(frozen=True, slots=True)
-class CtrlDevices:
+class CtrlDevices(Quick):
     device: dict[str, Any] | None
     need: ClassVar[Need] = Need("ctrl/devices")
-    reboots: ClassVar[bool] = False
 
     async def run(self, session: Session) -> Any:
         call = WebApiCall("GET", "/ctrl/device")
@@ -246,7 +176,7 @@ def _parse_ctrl_call(f: Fields) -> CtrlCall:
 
 
 @dataclass(frozen=True, slots=True)
-class Relay:
+class Relay(Quick):
     """Open or close one relay (1-based) or every relay of a mask on a relay device."""
 
     state: str
@@ -254,7 +184,6 @@ class Relay:
     mask: int | None
     device: dict[str, Any] | None
     need: ClassVar[Need] = Need("relay")
-    reboots: ClassVar[bool] = False
 
     def _request(self) -> dict[str, Any]:
         shown: dict[str, Any] = {"state": self.state}
@@ -349,6 +278,16 @@ _PARSERS: Final[dict[str, Callable[[Fields], Action]]] = {
     ),
     "ctrl/call": _parse_ctrl_call,
     "ctrl/devices": lambda f: CtrlDevices(f.device(required=False)),
+    "capture": capture.parse_capture,
+    "capture/info": lambda f: capture.CaptureInfo(),
+    "ctid/info": ctid.parse_info,
+    "ctid/scan": ctid.parse_scan,
+    "ctid/flash": ctid.parse_flash,
+    "log/get": diagnostics.parse_log,
+    "alert/ack": diagnostics.parse_ack,
+    "lua/var/get": diagnostics.parse_lua_get,
+    "lua/var/set": diagnostics.parse_lua_set,
+    "api/get": diagnostics.parse_api_get,
 }
 ACTIONS: Final = tuple(_PARSERS)
 

@@ -132,6 +132,14 @@ class Fields:
         self._payload = payload
         self._read: set[str] = set()
 
+    @property
+    def action(self) -> str:
+        return self._action
+
+    def has(self, name: str) -> bool:
+        """Whether the payload has member ``name`` (without reading it)."""
+        return name in self._payload
+
     def take(self, name: str, kind: str, *, required: bool = False, default: Any = None) -> Any:
         """Member ``name`` if it has JSON type ``kind`` ("any" accepts every type; "number"
         means a whole number)."""

@@ -56,4 +56,12 @@ def _grants(entry: allowlist.AllowEntry, need: Need) -> bool:
         return entry.kind in ("config", "config-read") and allowlist.covers(entry.arg, need.arg)
     if need.kind == "config":
         return entry.kind == "config" and allowlist.covers(entry.arg, need.arg)
+    if need.kind == "api-read":
+        return entry.kind == "api-read" and allowlist.covers(entry.arg, need.arg)
+    if need.kind in ("lua", "lua-read"):
+        kinds = ("lua", "lua-read") if need.kind == "lua-read" else ("lua",)
+        return entry.kind in kinds and entry.arg in (need.arg, "*")
+    if need.kind == "log":  # log:lua covers every script's log
+        return entry.kind == "log" and (
+            entry.arg == need.arg or (entry.arg == "lua" and need.arg.startswith("lua/")))
     return entry.kind == need.kind and entry.arg == need.arg

@@ -32,6 +32,9 @@ def shown_request(body: Mapping[str, Any]) -> dict[str, Any]:
     path = fields.get("path")
     if isinstance(path, str) and "value" in fields:
         fields["value"] = masked_at(path, fields["value"])
+    name = fields.get("name")  # lua/var/set of a variable named like a secret
+    if isinstance(name, str) and "value" in fields and is_secret_name(name):
+        fields["value"] = MASK
     shown = masked(fields)
     assert isinstance(shown, dict)
     return shown

@@ -13,11 +13,13 @@ built itself (Modbus writes). Steps, each of which can end the request with an e
    duplicates: a transaction seen within the window gets the first answer again;
 3. action and fields (``unknown_action``, ``invalid``), then the meter's policy
    (``not_allowed``);
-4. the meter's availability (``offline``), queue and rate limit (``busy``), reboot cool-down
-   (``cooldown``);
+4. the meter's availability (``offline``), queue and rate limit (``busy``), the cool-down of
+   a disruptive action (reboots; CTid scans and flashes) (``cooldown``);
 5. one command at a time per meter, every call under the meter's lane (shared with the
-   poller), the whole within ``commands.timeout_s`` (``timeout``); meter failures become
-   ``offline``, ``conflict`` or ``meter_error``.
+   poller), the whole within ``commands.timeout_s`` plus the time the request itself asks
+   the meter to take (``Action.wait_s``: a capture's duration and trigger timeout, a CTid
+   scan's timeout) (``timeout``); meter failures become ``offline``, ``conflict`` or
+   ``meter_error``.
 
 :meth:`CommandRouter.refuse` answers a request at once without serving it (a transport's
 full inbox). Answers are shown as they may be published: secret-looking members of ``data``
@@ -78,7 +80,7 @@ class _MeterState:
     turn: asyncio.Lock = field(default_factory=asyncio.Lock)  # one command at a time
     pending: int = 0
     admitted: deque[float] = field(default_factory=deque)
-    last_reboot: float | None = None
+    last_disruption: dict[str, float] = field(default_factory=dict)  # cool-down kind -> when
 
 
 @dataclass(slots=True)
@@ -296,22 +298,26 @@ class CommandRouter:
             raise CommandError(ErrorCode.OFFLINE, f"meter {meter} is offline; nothing was sent")
         self._check_cooldown(lane, action)
         self._admit(meter, lane)
-        session = Session(lane.client, lane.lane, dry_run=envelope.dry_run)
+        session = Session(lane.client, lane.lane, dry_run=envelope.dry_run, meter=meter)
         if session_box is not None:
             session_box.append(session)
-        holds_reboot = action.reboots and not envelope.dry_run
-        previous_reboot = lane.last_reboot
-        if holds_reboot:
-            lane.last_reboot = self._clock()
+        kind = action.cooldown
+        holds_cooldown = bool(kind) and not envelope.dry_run
+        previous = lane.last_disruption.get(kind)
+        if holds_cooldown:
+            lane.last_disruption[kind] = self._clock()
         lane.pending += 1
         try:
             data = await self._run(meter, lane, action, session)
         except Planned as planned:
-            data = {"dry_run": True, "call": planned.call.as_json()}
+            data = {"dry_run": True, "call": planned.call.as_json(), **planned.extra}
         finally:
             lane.pending -= 1
-            if holds_reboot and not session.attempted:
-                lane.last_reboot = previous_reboot
+            if holds_cooldown and not session.attempted:
+                if previous is None:
+                    lane.last_disruption.pop(kind, None)
+                else:
+                    lane.last_disruption[kind] = previous
         return _answer(command, envelope, data=data)
 
     def _admit(self, meter: str, lane: _MeterState) -> None:
@@ -329,16 +335,19 @@ class CommandRouter:
         lane.admitted.append(now)
 
     def _check_cooldown(self, lane: _MeterState, action: Action) -> None:
-        cooldown = lane.settings.reboot_cooldown_s
-        if not action.reboots or lane.last_reboot is None:
+        kind = action.cooldown
+        last = lane.last_disruption.get(kind) if kind else None
+        if last is None:
             return
-        since = self._clock() - lane.last_reboot
+        cooldown = lane.settings.cooldown_s(kind)
+        since = self._clock() - last
         if since < cooldown:
-            raise CommandError(ErrorCode.COOLDOWN, "the meter was rebooted less than "
+            what = "rebooted" if kind == "reboot" else "CTid-scanned or flashed"
+            raise CommandError(ErrorCode.COOLDOWN, f"the meter was {what} less than "
                                f"{cooldown:g} s ago; try again in {cooldown - since:.0f} s")
 
     async def _run(self, meter: str, lane: _MeterState, action: Action, session: Session) -> Any:
-        timeout = lane.settings.timeout_s
+        timeout = lane.settings.timeout_s + action.wait_s
         try:
             async with asyncio.timeout(timeout):
                 async with lane.turn:

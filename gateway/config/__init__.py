@@ -12,6 +12,7 @@ files, which this package cannot).
 """
 
 from gateway.config import allowlist, shard
+from gateway.config.alerts import AlertsConfig
 from gateway.config.loader import load_config, load_or_report, load_yaml, parse_config
 from gateway.config.schema import MISSING, Context, Section, join, show
 from gateway.config.sparkplug import SparkplugConfig
@@ -31,8 +32,9 @@ from gateway.config.types import (
 )
 
 __all__ = [
-    "MISSING", "CommandLimits", "CommandPolicy", "Config", "Context", "GatewaySection",
-    "HistoryConfig", "HomeAssistant", "HttpConfig", "MeterConfig", "ModbusConfig", "MqttConfig",
-    "MqttTls", "Section", "ShardConfig", "SparkplugConfig", "allowlist", "join", "load_config",
-    "load_or_report", "load_yaml", "parse_config", "shard", "show",
+    "MISSING", "AlertsConfig", "CommandLimits", "CommandPolicy", "Config", "Context",
+    "GatewaySection", "HistoryConfig", "HomeAssistant", "HttpConfig", "MeterConfig",
+    "ModbusConfig", "MqttConfig", "MqttTls", "Section", "ShardConfig", "SparkplugConfig",
+    "allowlist", "join", "load_config", "load_or_report", "load_yaml", "parse_config", "shard",
+    "show",
 ]

@@ -1,20 +1,26 @@
 """The grammar of ``commands.allow`` entries: what an operator may let through to a meter.
 
-====================  =====================================================================
-entry                 allows
-====================  =====================================================================
-``reboot``            ``POST /cmd/reboot`` (the ``reboot`` action)
-``relay``             the ``relay`` action (``/ctrl/call`` on a relay device)
-``ctrl/devices``      ``GET /ctrl/device`` (listing control-capable devices)
-``ctrl:METHOD``       ``ctrl/call`` of that method, e.g. ``ctrl:relay.close``
-``cmd:NAME``          ``POST /cmd/NAME``, e.g. ``cmd:clear``
-``config:/PATH``      reading *and* writing ``/config/PATH`` and everything below it
-``config-read:/PATH`` reading ``/config/PATH`` and everything below it
-====================  =====================================================================
-
-Reading the configuration needs an entry too (``config-read:`` or ``config:``): parts of it
-(push targets, remote devices, user lists) are not meant for everyone who can publish on the
-broker. ``config:/`` and ``config-read:/`` cover the whole tree.
+=====================  ====================================================================
+entry                  allows
+=====================  ====================================================================
+``reboot``             ``POST /cmd/reboot`` (the ``reboot`` action)
+``relay``              the ``relay`` action (``/ctrl/call`` on a relay device)
+``ctrl/devices``       ``GET /ctrl/device`` (listing control-capable devices)
+``ctrl:METHOD``        ``ctrl/call`` of that method, e.g. ``ctrl:relay.close``
+``cmd:NAME``           ``POST /cmd/NAME``, e.g. ``cmd:clear``
+``config:/PATH``       reading *and* writing ``/config/PATH`` and everything below it
+``config-read:/PATH``  reading ``/config/PATH`` and everything below it
+``capture``            waveform captures (``capture``, ``capture/info``: ``/capture``)
+``ctid``               reading the stored CTid sensor information (``ctid/info``)
+``ctid-scan``          ``ctid/scan``: identifying a CTid sensor (suspends measurement)
+``ctid-flash``         ``ctid/flash``: flashing a sensor's LED (suspends measurement)
+``log:NAME``           ``log/get`` of that log: ``system``, ``kernel``, ``alert``,
+                       ``lua/SCRIPT``; ``log:lua`` covers every script
+``alert-ack``          ``alert/ack``: acknowledging entries of the alert log
+``lua-read:NAME``      ``lua/var/get`` of that Lua variable; ``lua-read:*`` of every one
+``lua:NAME``           ``lua/var/get`` and ``lua/var/set`` of that variable (``lua:*``: all)
+``api-read:/PATH``     ``api/get``: any GET at ``/api/PATH`` and below it (not ``/auth``)
+=====================  ====================================================================
 """
 
 from __future__ import annotations
@@ -23,13 +29,20 @@ import difflib
 import re
 from typing import Final, NamedTuple
 
-KINDS: Final = ("reboot", "relay", "ctrl/devices", "ctrl", "cmd", "config", "config-read")
-_SIMPLE: Final = frozenset({"reboot", "relay", "ctrl/devices"})
+KINDS: Final = ("reboot", "relay", "ctrl/devices", "ctrl", "cmd", "config", "config-read",
+                 "capture", "ctid", "ctid-scan", "ctid-flash", "log", "alert-ack", "lua",
+                 "lua-read", "api-read")
+_SIMPLE: Final = frozenset({"reboot", "relay", "ctrl/devices", "capture", "ctid", "ctid-scan",
+                            "ctid-flash", "alert-ack"})
 _CMD_NAME: Final = re.compile(r"[a-z][a-z0-9-]*")
 _METHOD: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _SEGMENT: Final = re.compile(r"[^/\s?#*]+")
-EXPECTED: Final = ("reboot, relay, ctrl/devices, ctrl:METHOD, cmd:NAME, config:/PATH "
-                   "or config-read:/PATH")
+LUA_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+SCRIPT_NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+LOGS: Final = ("system", "kernel", "alert", "lua")
+EXPECTED: Final = ("reboot, relay, ctrl/devices, ctrl:METHOD, cmd:NAME, config:/PATH, "
+                   "config-read:/PATH, capture, ctid, ctid-scan, ctid-flash, log:NAME, "
+                   "alert-ack, lua:NAME, lua-read:NAME or api-read:/PATH")
 
 
 class AllowEntry(NamedTuple):
@@ -56,7 +69,30 @@ def parse(entry: str) -> AllowEntry | str:
         return "ctrl:METHOD needs a method name such as relay.close"
     if kind in ("config", "config-read") and not is_config_path(arg):
         return f"{kind}:/PATH needs a path such as /net/hostname (no empty, . or .. segments)"
+    if kind == "log" and not is_log_name(arg):
+        return "log:NAME needs system, kernel, alert, lua or lua/SCRIPT"
+    if kind in ("lua", "lua-read") and arg != "*" and not LUA_NAME.fullmatch(arg):
+        return f"{kind}:NAME needs a Lua variable name such as tariff_rate, or *"
+    if kind == "api-read":
+        if not is_config_path(arg):
+            return "api-read:/PATH needs a path such as /providers/push (no empty, . or .. " \
+                   "segments)"
+        if is_auth_path(arg):
+            return "api-read:/PATH cannot cover /auth (its GETs log in and out)"
     return AllowEntry(kind, arg)
+
+
+def is_log_name(name: str) -> bool:
+    """``system``, ``kernel``, ``alert``, ``lua`` or ``lua/SCRIPT``."""
+    if name in LOGS:
+        return True
+    head, sep, script = name.partition("/")
+    return head == "lua" and bool(sep) and bool(SCRIPT_NAME.fullmatch(script))
+
+
+def is_auth_path(path: str) -> bool:
+    """Whether a WebAPI path is ``/auth`` or below it (never read through ``api/get``)."""
+    return path == "/auth" or path.startswith("/auth/")
 
 
 def is_config_path(path: str) -> bool:

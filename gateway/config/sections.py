@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 from gateway.config.addresses import host_name_ok
 from gateway.config.addresses import networks as read_networks
+from gateway.config.alerts import KEYS as ALERTS_KEYS
+from gateway.config.alerts import parse_alerts
 from gateway.config.allowlist import parse as parse_allow_entry
 from gateway.config.credentials import KEYS as PASSWORD_KEYS
 from gateway.config.credentials import password as read_password
@@ -46,8 +48,9 @@ _GATEWAY_KEYS: Final = ("id", "log_level", "log_format", "state_dir", "shutdown_
 _METER_KEYS: Final = (
     "id", "url", "username", *PASSWORD_KEYS, "verify_tls", "poll_interval_s", "timeout_s",
     "offline_after", "registers", "local", "modbus_unit_id", "modbus_mapping", "commands",
+    "alerts",
 )
-_COMMAND_KEYS: Final = ("allow", "reboot_cooldown_s", "timeout_s")
+_COMMAND_KEYS: Final = ("allow", "reboot_cooldown_s", "timeout_s", "ctid_cooldown_s")
 _MQTT_KEYS: Final = (
     "enabled", "host", "port", "base_topic", "client_id", "protocol", "qos", "retain",
     "per_register_topics", "max_silence_s", "keepalive_s", "username", *PASSWORD_KEYS,
@@ -173,6 +176,7 @@ def _meter(s: Section) -> MeterConfig:
         modbus_unit_id=s.integer("modbus_unit_id", 0, 1, 247) if s.has("modbus_unit_id") else 1,
         modbus_mapping=_mapping(s, "modbus_mapping", _MAPPING_PENDING),
         commands=_commands(s.section("commands", _COMMAND_KEYS)),
+        alerts=parse_alerts(s.section("alerts", ALERTS_KEYS)),
     )
 
 
@@ -270,6 +274,7 @@ def _commands(s: Section | None) -> CommandPolicy:
         allow=tuple(allow),
         reboot_cooldown_s=s.number("reboot_cooldown_s", d.reboot_cooldown_s, inclusive=True),
         timeout_s=s.number("timeout_s", d.timeout_s),
+        ctid_cooldown_s=s.number("ctid_cooldown_s", d.ctid_cooldown_s, inclusive=True),
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gateway.config.alerts import AlertsConfig
 from gateway.config.sparkplug import SparkplugConfig
 from gateway.secret import Secret
 
@@ -15,11 +16,17 @@ from gateway.secret import Secret
 @dataclass(frozen=True, slots=True)
 class CommandPolicy:
     """What may be written to one meter: entries such as ``reboot``, ``relay``,
-    ``cmd:clear``, ``config:/net/hostname``, ``ctrl:relay.close``. Empty: nothing."""
+    ``cmd:clear``, ``config:/net/hostname``, ``ctrl:relay.close``. Empty: nothing.
+    ``ctid_cooldown_s`` spaces the CTid scans and flashes (they suspend measurement)."""
 
     allow: tuple[str, ...] = ()
     reboot_cooldown_s: float = 300.0
     timeout_s: float = 10.0
+    ctid_cooldown_s: float = 60.0
+
+    def cooldown_s(self, kind: str) -> float:
+        """The cool-down of a disruptive action's kind (``reboot`` or ``ctid``)."""
+        return self.ctid_cooldown_s if kind == "ctid" else self.reboot_cooldown_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +58,7 @@ class MeterConfig:
     modbus_unit_id: int = 1
     modbus_mapping: str = "default"  # default | sunspec | path to a mapping file
     commands: CommandPolicy = field(default_factory=CommandPolicy)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
     @property
     def api_url(self) -> str:

@@ -324,6 +324,17 @@ class WebApiClient:
         reply = await self._object("GET", f"/ctrl/call/{int(tid)}")
         return reply.get("result")
 
+    # -- the other services ----------------------------------------------------------------
+
+    async def fetch(self, method: str, path: str, query: str = "", body: Any = None) -> Any:
+        """One request to ``/api<path>?<query>`` (``body`` sent as JSON; None: no body) and
+        its decoded reply; an ``error`` member raises ``MeterReportedError``. ``path`` is
+        absolute, its segments without ``.``/``..``, ``?``, ``#`` or whitespace, each sent
+        percent-encoded; ``query`` is sent as it is."""
+        value, _ = await self._call(method, _api_path(path), query,
+                                    body=NO_BODY if body is None else body)
+        return value
+
 
 def _config_path(path: str) -> str:
     """``/net/hostname`` -> the URL path below /config, each segment percent-encoded."""
@@ -332,6 +343,16 @@ def _config_path(path: str) -> str:
     segments = path.strip("/").split("/")
     if not path.startswith("/") or any(s in ("", ".", "..") for s in segments):
         raise CommandError("invalid", f"bad configuration path {path!r}")
+    return "/" + "/".join(quote(s, safe="") for s in segments)
+
+
+def _api_path(path: str) -> str:
+    """An absolute WebAPI path (below ``/api``), each segment percent-encoded."""
+    segments = path[1:].split("/")
+    if not path.startswith("/") or any(
+            s in ("", ".", "..") or any(c in s for c in "?#") or not s.isprintable()
+            or any(c.isspace() for c in s) for s in segments):
+        raise CommandError("invalid", f"bad WebAPI path {path!r}")
     return "/" + "/".join(quote(s, safe="") for s in segments)
 
 

@@ -57,6 +57,11 @@ class MeterClient(Protocol):
 
     async def ctrl_result(self, tid: int) -> Any: ...
 
+    async def fetch(self, method: str, path: str, query: str = "", body: Any = None) -> Any:
+        """Any other request (``/capture``, ``/ctid``, ``/log``, ``/lua``, ...): its decoded
+        JSON reply (None ``body``: none sent)."""
+        ...
+
     async def aclose(self) -> None:
         """Log out and release the connection."""
         ...

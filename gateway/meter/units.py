@@ -5,10 +5,16 @@ per second, so the physical cumulative value is ``int(raw) * quantum`` in the ra
 times seconds (W -> W·s). For power-like codes the gateway reports energy in kWh (kVAh,
 kvarh); other codes keep "unit·s". Discrete registers (``d``) store the value itself.
 Unknown codes are kept as opaque numbers with quantum 1 and no unit.
+
+Rounding for display (:func:`decimals`, :func:`rounded`): a rate carries its quantum's
+decimals (W 0, V/A/Hz/°C 3, ``$`` 9) -- the meter cannot report finer; a cumulative energy
+in kWh (kvarh, kVAh) is shown to the Wh (3 decimals), other cumulative values like their
+rate. Unknown codes are never rounded (``decimals`` is None).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -28,8 +34,17 @@ class TypeCode:
         """The physical cumulative value of a raw int64 accumulator."""
         return raw * self.cumulative_factor
 
+    def decimals(self, *, cumulative: bool = False) -> int | None:
+        """The decimals a value of this type carries (None: unknown code, do not round)."""
+        if not self.known:
+            return None
+        if cumulative and self.cumulative_factor != self.quantum:
+            return ENERGY_DECIMALS
+        return max(0, math.ceil(-math.log10(self.quantum) - 1e-9))
+
 
 _HOUR_KILO = 3_600_000.0
+ENERGY_DECIMALS = 3  # kWh (kvarh, kVAh) shown to the Wh
 
 
 def _accum(code: str, quantity: str, unit: str, quantum: float) -> TypeCode:
@@ -83,3 +98,18 @@ def type_code(code: str) -> TypeCode:
     if known is not None:
         return known
     return TypeCode(code, "unknown", "", 1.0, "", 1.0, known=False)
+
+
+def decimals(code: str, *, cumulative: bool = False) -> int | None:
+    """How many decimals a rate (or cumulative value) of type ``code`` is shown with;
+    None for an unknown code (shown as it came)."""
+    return type_code(code).decimals(cumulative=cumulative)
+
+
+def rounded(code: str, value: float, *, cumulative: bool = False) -> float:
+    """``value`` rounded as its type code says (unknown codes and non-finite values are
+    returned as they are)."""
+    places = decimals(code, cumulative=cumulative)
+    if places is None or not math.isfinite(value):
+        return value
+    return round(value, places)

@@ -238,3 +238,22 @@ def _class_fields(cls: SensorClass) -> dict[str, object]:
     if cls.precision is not None:
         fields["suggested_display_precision"] = cls.precision
     return fields
+
+
+def alert_event_config(d: MeterDiscovery) -> tuple[str, bytes]:
+    """The meter's alert log as a Home Assistant ``event`` entity (MQTT event platform,
+    HA 2023.8+): every message on ``<base>/<meter>/alert`` carries ``event_type`` "alert";
+    its other members (id, name, detail, prio, count, first, last) become attributes."""
+    node = meter_identifier(d.identity)
+    meter = d.meter.id
+    payload: dict[str, object] = {
+        "name": "Alert", "unique_id": f"{node}_alert",
+        **entity_ids("event", entity_object_id(meter, "alert")),
+        "state_topic": d.topics.alert(meter),
+        "event_types": ["alert"], "icon": "mdi:alert",
+        "availability": [{"topic": d.topics.bridge_state},
+                         {"topic": d.topics.availability(meter)}],
+        "availability_mode": "all", "payload_available": "online",
+        "payload_not_available": "offline", "device": d.device(), "origin": ORIGIN,
+    }
+    return d.topics.discovery("event", node, "alert"), _encode(payload)

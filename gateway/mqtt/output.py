@@ -18,7 +18,8 @@ import asyncio
 import functools
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import structlog
 
@@ -123,6 +124,23 @@ class MqttOutput:
 
         self._conn.publish(self.topics.history(meter), plan.history_json(rows), 1, False,
                            on_ack=acknowledged)
+        return done
+
+    def publish_alert(self, meter: str, event: Mapping[str, Any]) -> asyncio.Future[None]:
+        """Publish one meter alert on ``<base>/<meter>/alert`` (JSON, QoS 1, not retained);
+        the future resolves once the broker acknowledged it (at once for an unknown meter)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if meter not in self._plans:
+            done.set_result(None)
+            return done
+
+        def acknowledged() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        payload = json.dumps(dict(event), separators=(",", ":"), ensure_ascii=False,
+                             allow_nan=False).encode("utf-8")
+        self._conn.publish(self.topics.alert(meter), payload, 1, False, on_ack=acknowledged)
         return done
 
     # -- service --------------------------------------------------------------------------------

@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from gateway.config import MeterConfig, MqttConfig
 from gateway.history import HistoryRow
 from gateway.model import Identity, LocalValue, Reading, RegisterInfo, RegisterValue
-from gateway.mqtt.discovery import MeterDiscovery, expire_after, has_energy, runs_backwards
+from gateway.mqtt.discovery import (
+    MeterDiscovery,
+    alert_event_config,
+    expire_after,
+    has_energy,
+    runs_backwards,
+)
 from gateway.mqtt.topics import Topics, unique_slugs
 
 # register set -> the slug of each name (the pinned slugs of the meter, see mqtt.identities)
@@ -115,6 +121,9 @@ class MeterPlan:
         self.discovery = described.configs(
             ((r, self.slugs[r.name]) for r in self.registers), frozenset(self.net)
         )
+        if self.meter.alerts.enabled:
+            topic, payload = alert_event_config(described)
+            self.discovery[topic] = payload
 
     def state_json(self, reading: Reading, now: float) -> bytes:
         """The state payload of one reading (``now``: gateway wall clock, for ``age``)."""

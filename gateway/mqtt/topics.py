@@ -137,6 +137,10 @@ class Topics:
     def history(self, meter: str) -> str:
         return f"{self.base}/{meter}/history"
 
+    def alert(self, meter: str) -> str:
+        """New entries of the meter's alert log, one event each."""
+        return f"{self.base}/{meter}/alert"
+
     def register(self, meter: str, register_slug: str) -> str:
         return f"{self.base}/{meter}/register/{register_slug}"
 

@@ -2,22 +2,29 @@
 and what it shows. Every view reads a :class:`GatewayView`, never the app itself.
 
 Modules: ``view`` (the protocols and data shown), ``health`` (readiness), ``status`` (the
-HTML page), ``metrics`` (Prometheus), ``endpoint`` (the routes on the HTTP server)."""
+HTML page), ``panels`` (its per-meter health line and charts), ``plot`` (SVG charts),
+``trend`` (the hub sink that remembers each meter's recent power), ``metrics``
+(Prometheus), ``endpoint`` (the routes on the HTTP server)."""
 
 from gateway.observe.endpoint import HttpEndpoint
 from gateway.observe.health import Readiness, readiness
 from gateway.observe.metrics import exposition, registry_for
 from gateway.observe.status import render_status
+from gateway.observe.trend import PowerTrend
 from gateway.observe.view import (
+    Chart,
     GatewayView,
     HistoryStatus,
     MeterStatus,
     ModbusStats,
     MqttStats,
     OutputStatus,
+    Series,
     SparkplugStats,
 )
 
-__all__ = ["GatewayView", "HistoryStatus", "HttpEndpoint", "MeterStatus", "ModbusStats",
-           "MqttStats", "OutputStatus", "Readiness", "SparkplugStats", "exposition", "readiness",
-           "registry_for", "render_status"]
+__all__ = [
+    "Chart", "GatewayView", "HistoryStatus", "HttpEndpoint", "MeterStatus", "ModbusStats",
+    "MqttStats", "OutputStatus", "PowerTrend", "Readiness", "Series", "SparkplugStats",
+    "exposition", "readiness", "registry_for", "render_status",
+]

@@ -1,7 +1,8 @@
-"""The status page at ``/``: the outputs, and per meter its availability, the age of its data,
-the registers seen renamed or retyped on the meter, and its latest values. Plain HTML (no
-scripts), every text escaped and masked by the secret vocabulary of :mod:`gateway.secret`,
-refreshed every 5 s."""
+"""The status page at ``/``: the outputs, and per meter its own health, the age of its data,
+its Modbus unit id, the registers seen renamed or retyped on the meter, its latest values
+(rounded as their type says) and its charts (recent power, the last capture; ``panels``).
+Plain HTML and SVG (no scripts), every text escaped and masked by the secret vocabulary of
+:mod:`gateway.secret`, refreshed every 5 s."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from collections.abc import Sequence
 from gateway import __version__
 from gateway.model import RegisterChange
 from gateway.observe.health import readiness
+from gateway.observe.panels import STYLE, charts_html, fleet_summary, health_html, value_text
 from gateway.observe.view import GatewayView, MeterStatus, OutputStatus
 from gateway.secret import mask_text
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.2em .6em;
 text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}.on{color:#070}
-.off{color:#b00}.unk{color:#777}.warn{color:#a60}"""
+.off{color:#b00}.unk{color:#777}.warn{color:#a60}""" + STYLE
 
 
 def e(value: object) -> str:
@@ -47,10 +49,12 @@ def render_status(view: GatewayView, now: float) -> bytes:
         f"<p>version {e(__version__)} &middot; ",
         "<span class=on>ready</span>" if ready.ready else
         "<span class=off>not ready</span>: " + e("; ".join(ready.reasons)),
+        " &middot; ", fleet_summary(meters := view.meters(), now),
         "</p>", _outputs(view.outputs()),
     ]
-    for meter in view.meters():
-        parts.append(_meter(meter, now))
+    unit_ids = view.config.modbus.enabled
+    for meter in meters:
+        parts.append(_meter(meter, now, unit_ids))
     parts.append("</body></html>")
     return "".join(parts).encode("utf-8")
 
@@ -64,19 +68,15 @@ def _outputs(rows: Sequence[OutputStatus]) -> str:
             f"{body}</table>")
 
 
-def _meter(meter: MeterStatus, now: float) -> str:
+def _meter(meter: MeterStatus, now: float, unit_ids: bool = False) -> str:
     m, state, stats = meter.config, meter.state, meter.stats
     avail = state.availability
-    if avail is None:
-        shown = "<span class=unk>not polled yet</span>"
-    elif avail.online:
-        shown = "<span class=on>online</span>"
-    else:
-        shown = f"<span class=off>offline</span> ({e(avail.reason)})"
     reading = state.reading
     age = None if reading is None else max(0.0, now - reading.ts)
     ident = state.identity
-    facts = [f"{e(m.url)}", shown, f"data age {e(age_text(age))}"]
+    facts = [f"{e(m.url)}", health_html(meter, now), f"data age {e(age_text(age))}"]
+    if unit_ids:
+        facts.append(f"Modbus unit {m.modbus_unit_id}")
     if ident is not None:
         facts.append(f"{e(ident.model)} {e(ident.serial)}, firmware {e(ident.firmware)}")
     if stats is not None:
@@ -85,13 +85,15 @@ def _meter(meter: MeterStatus, now: float) -> str:
             facts.append(f"last error: {e(stats.last_error)}")
     head = f"<h2>{e(m.id)}</h2><p>" + " &middot; ".join(facts) + "</p>" + _changes(meter)
     if reading is None:
-        return head
+        return head + charts_html(meter)
     rows = "".join(
-        f"<tr><td>{e(v.name)}</td><td class=n>{e(number(v.rate))}</td><td>{e(v.unit)}</td>"
-        f"<td class=n>{e(number(v.cumulative))}</td><td>{e(v.cumulative_unit)}</td></tr>"
+        f"<tr><td>{e(v.name)}</td><td class=n>{e(value_text(v.type_code, v.rate))}</td>"
+        f"<td>{e(v.unit)}</td><td class=n>"
+        f"{e(value_text(v.type_code, v.cumulative, cumulative=True))}</td>"
+        f"<td>{e(v.cumulative_unit)}</td></tr>"
         for v in reading.registers)
     return (head + "<table><tr><th>register</th><th>rate</th><th>unit</th><th>cumulative</th>"
-            f"<th>unit</th></tr>{rows}</table>")
+            f"<th>unit</th></tr>{rows}</table>" + charts_html(meter))
 
 
 def change_text(change: RegisterChange) -> str:
@@ -115,3 +117,4 @@ def _changes(meter: MeterStatus) -> str:
     return (f"<p class=warn>register changes on the meter: {meter.register_changes} "
             "(addresses, topics and entities of the old names are kept; see the log event "
             f"register_changed)</p><ul>{items}</ul>")
+

@@ -16,10 +16,34 @@ from gateway.support import HttpStats
 
 
 @dataclass(frozen=True, slots=True)
+class Series:
+    """One trace of a chart: ``points`` are (x, y) with y in ``unit``."""
+
+    name: str
+    unit: str
+    points: tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """A small plot for the status page: traces over a common x axis (``x_label`` names it
+    with its unit, ``x_range`` fixes its span; None: the data's); ``marker`` draws a
+    vertical line at that x (a capture's trigger)."""
+
+    title: str
+    x_label: str
+    series: tuple[Series, ...]
+    marker: float | None = None
+    x_range: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class MeterStatus:
     """One meter as the views show it: its settings, the hub's latest state, the poller's
-    counters, the client's login counters (``None`` where unknown) and the registers seen
-    renamed or retyped on the meter since the start (their count, and the latest ones)."""
+    counters, the client's login counters (``None`` where unknown), the registers seen
+    renamed or retyped on the meter since the start (their count, and the latest ones), and
+    the charts the status page draws: the main power registers over the last minutes and the
+    last waveform capture."""
 
     config: MeterConfig
     state: MeterState
@@ -28,6 +52,8 @@ class MeterStatus:
     login_failures: int | None = None
     register_changes: int = 0
     recent_changes: tuple[RegisterChange, ...] = ()
+    trend: Chart | None = None
+    capture: Chart | None = None
 
 
 @dataclass(frozen=True, slots=True)

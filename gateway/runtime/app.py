@@ -38,6 +38,7 @@ from typing import Any
 import structlog
 
 from gateway import __version__
+from gateway.alerts import AlertWatch
 from gateway.commands import Command, CommandResponse, CommandRouter, CommandTally, Limits
 from gateway.config import Config, MeterConfig, load_or_report, shard
 from gateway.core import Hub, Poller
@@ -60,13 +61,15 @@ from gateway.mqtt import (
     create_output,
     slug,
 )
-from gateway.observe import HttpEndpoint
+from gateway.observe import HttpEndpoint, PowerTrend
+from gateway.runtime.charts import LastCaptures
 from gateway.runtime.component import Component
 from gateway.runtime.fleet import ClientFactory, Fleet, WebApiClients, cancel, close_clients
 from gateway.runtime.notify import Notifier, Watchdog, watchdog_interval
 from gateway.runtime.reload import reload_plan
 from gateway.runtime.stall import LoopWatchdog, Stall, end_process
 from gateway.runtime.view import AppView
+from gateway.runtime.wiring import alert_component, status_component
 from gateway.sparkplug import SparkplugOutput
 from gateway.sparkplug import create_output as create_sparkplug
 from gateway.support import configure_logging
@@ -112,6 +115,9 @@ class App:
         self.history: History | None = None  # set by build() with mqtt and history enabled
         self.sparkplug: SparkplugOutput | None = None  # set by build() when sparkplug.enabled
         self.identities: RegisterIdentities | None = None  # set by build(): the pinned slugs
+        self.alerts: AlertWatch | None = None  # set by build() when mqtt.enabled
+        self.trend: PowerTrend | None = None  # set by build() when http.enabled
+        self.captures: LastCaptures | None = None  # likewise: the last capture of each meter
         self.command_tally: CommandTally | None = None  # set with the router
         self.notifier = Notifier.from_env() if notifier is None else notifier
         self.watchdog: Watchdog | None = None  # set by start() when systemd asks for one
@@ -168,8 +174,13 @@ class App:
             self._build_commands(mqtt)
             if cfg.history.enabled:
                 self._build_history(mqtt)
+            self.alerts, alerts = alert_component(cfg, self.fleet, mqtt)
+            self.add(alerts)
         else:
             self._build_commands(None)
+        if cfg.http.enabled and self.router is not None:
+            self.trend, self.captures, status = status_component(self.router)
+            self.add(status)
         if cfg.modbus.enabled:
             modbus = self.modbus = ModbusOutput(cfg.modbus, cfg.meters, cfg.gateway.state_dir,
                                                 router=self.router)

@@ -19,8 +19,10 @@ from gateway.observe import (
     ModbusStats,
     MqttStats,
     OutputStatus,
+    PowerTrend,
     SparkplugStats,
 )
+from gateway.runtime.charts import LastCaptures, trend_chart
 from gateway.runtime.fleet import Fleet
 from gateway.sparkplug import SparkplugOutput
 from gateway.support import HttpStats
@@ -51,6 +53,10 @@ class Parts(Protocol):
     def sparkplug(self) -> SparkplugOutput | None: ...
     @property
     def identities(self) -> RegisterIdentities | None: ...
+    @property
+    def trend(self) -> PowerTrend | None: ...
+    @property
+    def captures(self) -> LastCaptures | None: ...
 
 
 class _SparkplugView:
@@ -103,13 +109,17 @@ class AppView:
         fleet, identities = app.fleet, app.identities
         counts = identities.change_counts if identities is not None else {}
         out = []
+        trend, captures = app.trend, app.captures
         for m in app.config.meters:
             poller, client = fleet.pollers.get(m.id), fleet.clients.get(m.id)
+            chart = None if trend is None else trend_chart(
+                trend.series(m.id), trend.slots * trend.step_s, trend.step_s)
             out.append(MeterStatus(
                 m, app.hub.meter(m.id), poller.stats if poller else None,
                 client.logins if client else None, client.login_failures if client else None,
                 counts.get(m.id, 0),
-                identities.recent_changes(m.id) if identities is not None else ()))
+                identities.recent_changes(m.id) if identities is not None else (),
+                trend=chart, capture=None if captures is None else captures.chart(m.id)))
         return out
 
     def outputs(self) -> Sequence[OutputStatus]:

@@ -22,14 +22,15 @@ ALLOWED: dict[str, frozenset[str]] = {
     "core": frozenset({"config"}),
     "meter": frozenset({"config", "support"}),
     "history": frozenset({"config", "core", "meter", "support"}),
+    "alerts": frozenset({"config", "core", "meter", "support"}),
     "commands": frozenset({"config", "meter"}),
     "mqtt": frozenset({"config", "core", "commands", "history", "meter", "support"}),
     "modbus": frozenset({"config", "core", "commands", "meter", "support"}),
     "sparkplug": frozenset({"config", "core", "commands", "history", "meter", "mqtt",
                             "support"}),
-    "observe": frozenset({"config", "core", "support"}),
-    "runtime": frozenset({"config", "core", "commands", "history", "meter", "mqtt", "modbus",
-                          "sparkplug", "observe", "support", "simulator"}),
+    "observe": frozenset({"config", "core", "meter", "support"}),
+    "runtime": frozenset({"config", "core", "commands", "history", "alerts", "meter", "mqtt",
+                          "modbus", "sparkplug", "observe", "support", "simulator"}),
 }
 
 

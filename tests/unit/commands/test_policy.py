@@ -18,6 +18,19 @@ EVERY_NEED = [
     Need("config", "/net/hostname"),
     Need("config-read", "/net/hostname"),
     Need("config", "/"),
+    Need("capture"),
+    Need("ctid"),
+    Need("ctid-scan"),
+    Need("ctid-flash"),
+    Need("alert-ack"),
+    Need("log", "system"),
+    Need("log", "alert"),
+    Need("log", "lua/main"),
+    Need("lua-read", "mode"),
+    Need("lua-read", "*"),
+    Need("lua", "mode"),
+    Need("api-read", "/providers/push"),
+    Need("api-read", "/config/var/global"),
 ]
 
 
@@ -40,6 +53,21 @@ def test_an_empty_policy_grants_nothing(need: Need) -> None:
         ("config-read:/net", {Need("config-read", "/net/hostname")}),
         ("config:/", {Need("config", "/net/hostname"), Need("config-read", "/net/hostname"),
                       Need("config", "/")}),
+        ("capture", {Need("capture")}),
+        ("ctid", {Need("ctid")}),
+        ("ctid-scan", {Need("ctid-scan")}),
+        ("ctid-flash", {Need("ctid-flash")}),
+        ("alert-ack", {Need("alert-ack")}),
+        ("log:system", {Need("log", "system")}),
+        ("log:lua", {Need("log", "lua/main")}),
+        ("log:lua/main", {Need("log", "lua/main")}),
+        ("lua-read:mode", {Need("lua-read", "mode")}),
+        ("lua:mode", {Need("lua-read", "mode"), Need("lua", "mode")}),
+        ("lua-read:*", {Need("lua-read", "mode"), Need("lua-read", "*")}),
+        ("lua:*", {Need("lua-read", "mode"), Need("lua-read", "*"), Need("lua", "mode")}),
+        ("api-read:/providers", {Need("api-read", "/providers/push")}),
+        ("api-read:/", {Need("api-read", "/providers/push"),
+                        Need("api-read", "/config/var/global")}),
     ],
 )
 def test_each_entry_grants_exactly_its_own_permission(entry: str, granted: set[Need]) -> None:
@@ -60,6 +88,14 @@ def test_config_read_does_not_allow_writing() -> None:
     policy = Policy(["config-read:/"])
     assert policy.allows(Need("config-read", "/user/owner"))
     assert not policy.allows(Need("config", "/net/hostname"))
+
+
+def test_an_api_read_entry_covers_its_subtree_only() -> None:
+    policy = Policy(["api-read:/config/var"])
+    assert policy.allows(Need("api-read", "/config/var/global"))
+    assert not policy.allows(Need("api-read", "/config/variable"))
+    assert not policy.allows(Need("api-read", "/config"))
+    assert not policy.allows(Need("config-read", "/var/global"))
 
 
 def test_ctrl_methods_match_exactly() -> None:

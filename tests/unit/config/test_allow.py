@@ -11,7 +11,8 @@ from gateway.config.allowlist import AllowEntry
 from tests.support.config import ENV, meter, problems, write
 
 EXPECTED = ("unknown command entry; expected reboot, relay, ctrl/devices, ctrl:METHOD, cmd:NAME, "
-            "config:/PATH or config-read:/PATH")
+            "config:/PATH, config-read:/PATH, capture, ctid, ctid-scan, ctid-flash, log:NAME, "
+            "alert-ack, lua:NAME, lua-read:NAME or api-read:/PATH")
 
 
 @pytest.mark.parametrize(
@@ -28,6 +29,19 @@ EXPECTED = ("unknown command entry; expected reboot, relay, ctrl/devices, ctrl:M
         ("config:/", AllowEntry("config", "/")),
         ("config-read:/register/physical/Solar+", AllowEntry("config-read",
                                                              "/register/physical/Solar+")),
+        ("capture", AllowEntry("capture", "")),
+        ("ctid", AllowEntry("ctid", "")),
+        ("ctid-scan", AllowEntry("ctid-scan", "")),
+        ("ctid-flash", AllowEntry("ctid-flash", "")),
+        ("alert-ack", AllowEntry("alert-ack", "")),
+        ("log:system", AllowEntry("log", "system")),
+        ("log:alert", AllowEntry("log", "alert")),
+        ("log:lua", AllowEntry("log", "lua")),
+        ("log:lua/main", AllowEntry("log", "lua/main")),
+        ("lua:tariff_rate", AllowEntry("lua", "tariff_rate")),
+        ("lua-read:*", AllowEntry("lua-read", "*")),
+        ("api-read:/providers/push", AllowEntry("api-read", "/providers/push")),
+        ("api-read:/", AllowEntry("api-read", "/")),
     ],
 )
 def test_valid_entries(entry: str, parsed: AllowEntry) -> None:
@@ -57,6 +71,17 @@ def test_valid_entries(entry: str, parsed: AllowEntry) -> None:
         ("config:/net/*",
          "config:/PATH needs a path such as /net/hostname (no empty, . or .. segments)"),
         ("config:", "config:/PATH needs a path such as /net/hostname (no empty, . or .. segments)"),
+        ("captur", "unknown command entry (did you mean 'capture'?)"),
+        ("ctid:1", EXPECTED),
+        ("log:everything", "log:NAME needs system, kernel, alert, lua or lua/SCRIPT"),
+        ("log:lua/", "log:NAME needs system, kernel, alert, lua or lua/SCRIPT"),
+        ("lua:bad name", "lua:NAME needs a Lua variable name such as tariff_rate, or *"),
+        ("lua-read:1x", "lua-read:NAME needs a Lua variable name such as tariff_rate, or *"),
+        ("api-read:providers", "api-read:/PATH needs a path such as /providers/push (no empty, "
+                               ". or .. segments)"),
+        ("api-read:/log/../auth", "api-read:/PATH needs a path such as /providers/push (no "
+                                  "empty, . or .. segments)"),
+        ("api-read:/auth/logout", "api-read:/PATH cannot cover /auth (its GETs log in and out)"),
     ],
 )
 def test_invalid_entries(entry: str, message: str) -> None:

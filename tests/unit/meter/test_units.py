@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from gateway.meter import type_code
+from gateway.meter import decimals, rounded, type_code
 
 # code: (rate unit, quantum) exactly as the spec's table lists them
 SPEC = {
@@ -62,3 +64,22 @@ def test_unknown_codes_are_opaque_numbers() -> None:
     assert not tc.known
     assert (tc.code, tc.unit, tc.quantum, tc.cumulative_unit) == ("Zq", "", 1.0, "")
     assert tc.cumulative(9_007_199_254_740_993) == float(9_007_199_254_740_993)
+
+
+@pytest.mark.parametrize(("code", "rate", "cumulative"), [
+    ("P", 0, 3), ("S", 0, 3), ("PQ", 0, 3), ("var", 0, 3), ("V", 3, 3), ("I", 3, 3),
+    ("F", 3, 3), ("T", 3, 3), ("#", 0, 0), ("#3", 3, 3), ("$", 9, 9), ("Qv", 9, 9),
+    ("Pa", 0, 0), ("d", 0, 0),
+])
+def test_values_are_rounded_to_their_quantum_and_energy_to_the_wh(
+        code: str, rate: int, cumulative: int) -> None:
+    assert decimals(code) == rate
+    assert decimals(code, cumulative=True) == cumulative
+    assert rounded(code, 1234.123456789) == round(1234.123456789, rate)
+    assert rounded(code, 1234.123456789, cumulative=True) == round(1234.123456789, cumulative)
+
+
+def test_unknown_codes_and_odd_values_are_left_alone() -> None:
+    assert decimals("Zz") is None
+    assert rounded("Zz", 1.23456789) == 1.23456789
+    assert math.isnan(rounded("P", math.nan))

@@ -129,7 +129,8 @@ def test_extends_keeps_replaces_or_removes_the_base_writable_points(tmp_path: Pa
         ["command.codes.0: must be an integer code 1-65535; 0 means no command (got 0)",
          "command.codes.2: must be an integer code 1-65535; 0 means no command (got '2')",
          "command.codes.3: unknown action 'rebot'; known: reboot, cmd, relay, config/get, "
-         "config/set, ctrl/call, ctrl/devices",
+         "config/set, ctrl/call, ctrl/devices, capture, capture/info, ctid/info, ctid/scan, "
+         "ctid/flash, log/get, alert/ack, lua/var/get, lua/var/set, api/get",
          "command.codes.4: cmd: the field 'name' is required",
          "command.codes.5: transaction: not allowed in a command code",
          "command.codes.6: must be an action name or a mapping with action and its fields "
