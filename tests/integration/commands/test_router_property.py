@@ -28,7 +28,9 @@ CODES = {"invalid", "not_allowed", "unknown_action", "cooldown", "offline", "tim
          "meter_error", "conflict", "busy"}
 ENTRIES = ["reboot", "relay", "ctrl/devices", "cmd:clear", "cmd:reboot", "ctrl:relay.close",
            "ctrl:relay.state", "config:/net/hostname", "config:/var", "config-read:/net",
-           "config-read:/time", "config:/user/owner/hash"]
+           "config-read:/time", "config:/user/owner/hash", "capture", "ctid", "ctid-scan",
+           "ctid-flash", "log:system", "log:alert", "log:lua", "alert-ack", "lua-read:x",
+           "lua:*", "api-read:/providers", "api-read:/config/var"]
 RELAY_METHODS = {"relay.close", "relay.open", "relay.close_mask", "relay.open_mask"}
 
 scalars = st.one_of(
@@ -73,6 +75,23 @@ well_formed = st.one_of(
         "device": devices, "method": st.sampled_from(["relay.close", "relay.state", "close"]),
         "args": st.sampled_from([[0], [1], [], [7]])})),
     st.tuples(st.just("ctrl/devices"), st.just({})),
+    st.tuples(st.just("capture"), st.fixed_dictionaries(
+        {"duration_s": st.sampled_from([0.01, 0.02])},
+        optional={"channels": st.sampled_from([["L1"], [0, 4], ["nope"]])})),
+    st.tuples(st.just("capture/info"), st.just({})),
+    st.tuples(st.just("ctid/info"), st.fixed_dictionaries({}, optional={
+        "port": st.sampled_from([1, 2])})),
+    st.tuples(st.just("ctid/scan"), st.fixed_dictionaries({"port": st.sampled_from([1, 2])})),
+    st.tuples(st.just("ctid/flash"), st.fixed_dictionaries({"port": st.sampled_from([1, 2])})),
+    st.tuples(st.just("log/get"), st.fixed_dictionaries({"log": st.sampled_from(
+        ["system", "kernel", "alert", "lua/tick"])})),
+    st.tuples(st.just("alert/ack"), st.fixed_dictionaries({"ids": st.sampled_from([[1], [1, 2]])})),
+    st.tuples(st.just("lua/var/get"), st.fixed_dictionaries({}, optional={
+        "name": st.sampled_from(["x", "y"])})),
+    st.tuples(st.just("lua/var/set"), st.fixed_dictionaries({
+        "name": st.sampled_from(["x", "y"]), "value": st.sampled_from([1, "on", [2]])})),
+    st.tuples(st.just("api/get"), st.fixed_dictionaries({"path": st.sampled_from(
+        ["/providers/push", "/config/var/global", "/sys/sn", "/auth/rights", "/x/../sys"])})),
 ).flatmap(lambda pair: envelope.map(lambda env: (pair[0], json.dumps({**pair[1], **env})
                                                  .encode())))
 arbitrary = st.tuples(st.sampled_from([*ACTIONS, "bogus", "config", "relay/x", ""]),
@@ -92,9 +111,14 @@ def entry_for(action: str, payload: bytes) -> str | None:
     if not isinstance(body, dict):
         return None
     arg = {"cmd": body.get("name"), "ctrl/call": body.get("method"),
-           "config/get": body.get("path"), "config/set": body.get("path")}.get(action, "")
+           "config/get": body.get("path"), "config/set": body.get("path"),
+           "log/get": body.get("log"), "lua/var/get": body.get("name") or "*",
+           "lua/var/set": body.get("name"), "api/get": body.get("path")}.get(action, "")
     kind = {"cmd": "cmd", "ctrl/call": "ctrl", "config/get": "config-read",
-            "config/set": "config"}.get(action, action)
+            "config/set": "config", "capture/info": "capture", "ctid/info": "ctid",
+            "ctid/scan": "ctid-scan", "ctid/flash": "ctid-flash", "log/get": "log",
+            "alert/ack": "alert-ack", "lua/var/get": "lua-read", "lua/var/set": "lua",
+            "api/get": "api-read"}.get(action, action)
     entry = f"{kind}:{arg}" if arg else kind
     return entry if isinstance(parse(entry), AllowEntry) else None
 
@@ -108,6 +132,10 @@ def near_miss(entry: str) -> str:
         "ctrl": "ctrl:relay.state" if arg != "relay.state" else "ctrl:relay.close",
         "config": f"config-read:{arg}",
         "config-read": "config-read:/time" if not arg.startswith("/time") else "config:/var",
+        "capture": "ctid", "ctid": "capture", "ctid-scan": "ctid", "ctid-flash": "ctid-scan",
+        "log": "log:kernel" if arg != "kernel" else "log:system", "alert-ack": "log:alert",
+        "lua-read": "lua-read:other", "lua": f"lua-read:{arg}",
+        "api-read": "api-read:/elsewhere",
     }[kind]
 
 
@@ -128,6 +156,32 @@ def scenarios(draw: st.DrawFn) -> tuple[set[str], list[tuple[str, bytes, bool]]]
 def allowed(call: tuple[str, str, Any], policy: set[str]) -> bool:
     """Whether some entry of ``policy`` lets a command make this WebAPI call."""
     method, path, body = call
+    target = path.removeprefix("/api")
+    if method == "GET" and not target.startswith("/auth") and any(
+            covers(e.partition(":")[2], target) for e in policy if e.startswith("api-read:")):
+        return True
+    if path == "/api/capture":
+        return method == "GET" and "capture" in policy
+    if path.startswith("/api/ctid"):
+        ops = {"ctid-scan", "ctid-flash"} & policy
+        if method == "GET":
+            return bool(ops) or "ctid" in policy
+        op = body.get("op") if isinstance(body, dict) else None
+        return method == "POST" and (f"ctid-{op}" in policy if op else bool(ops))
+    if path.startswith("/api/log/"):
+        which = path.removeprefix("/api/log/")
+        if method == "POST":
+            return which == "alert" and "alert-ack" in policy
+        script = which.startswith("lua/")
+        return method == "GET" and (f"log:{which}" in policy or (script and "log:lua" in policy))
+    if path.startswith("/api/lua/var"):
+        name = path.removeprefix("/api/lua/var").strip("/").split("/")[0]
+        writes = {"lua:*", f"lua:{name}"} & policy
+        if method == "GET":
+            reads = {"lua-read:*", "lua:*"} if not name else {
+                "lua-read:*", f"lua-read:{name}", "lua:*", f"lua:{name}"}
+            return bool(reads & policy)
+        return method in ("PUT", "POST") and bool(writes)
     if path == "/api/ctrl/device":
         return method == "GET" and bool({"relay", "ctrl/devices"} & policy)
     if path == "/api/ctrl/call" and method == "POST":
