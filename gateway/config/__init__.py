@@ -16,6 +16,7 @@ from gateway.config.sparkplug import SparkplugConfig
 from gateway.config.types import (
     CommandPolicy,
     Config,
+    EnergyConfig,
     GatewaySection,
     HistoryConfig,
     HomeAssistant,
@@ -28,8 +29,8 @@ from gateway.config.types import (
 )
 
 __all__ = [
-    "MISSING", "CommandPolicy", "Config", "Context", "GatewaySection", "HistoryConfig",
-    "HomeAssistant", "HttpConfig", "MeterConfig", "ModbusConfig", "MqttConfig", "MqttTls",
-    "Section", "ShardConfig", "SparkplugConfig", "allowlist", "join", "load_config",
+    "MISSING", "CommandPolicy", "Config", "Context", "EnergyConfig", "GatewaySection",
+    "HistoryConfig", "HomeAssistant", "HttpConfig", "MeterConfig", "ModbusConfig", "MqttConfig",
+    "MqttTls", "Section", "ShardConfig", "SparkplugConfig", "allowlist", "join", "load_config",
     "load_or_report", "load_yaml", "parse_config", "shard", "show",
 ]

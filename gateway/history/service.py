@@ -31,6 +31,7 @@ from gateway.config import HistoryConfig
 from gateway.history.backfill import (
     ACK_TIMEOUT_S,
     MAX_CONCURRENT,
+    Annotate,
     Backfill,
     HistoryOutput,
     HistorySource,
@@ -63,8 +64,12 @@ class History:
         clock: Callable[[], float] = time.monotonic,
         ack_timeout_s: float = ACK_TIMEOUT_S,
         max_concurrent: int = MAX_CONCURRENT,
+        annotate: Annotate | None = None,
     ) -> None:
+        """``annotate`` adds to the rows what other parts know of them (the energy
+        counters' import and export of each row's seconds) before they are published."""
         self.cfg = cfg
+        self._annotate = annotate
         self.path = Path(state_dir) / STATE_FILE
         self._output = output
         self._lanes = lanes
@@ -177,7 +182,7 @@ class History:
     def _spawn(self, meter: str) -> None:
         assert self._group is not None
         run = self._meters[meter].run(self._output, self._lanes, self._clock,
-                                      self._ack_timeout_s, self._gate)
+                                      self._ack_timeout_s, self._gate, self._annotate)
         self._tasks[meter] = self._group.create_task(run, name=f"history:{meter}")
 
     # -- sink -----------------------------------------------------------------------------

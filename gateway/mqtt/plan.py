@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from gateway.config import MeterConfig, MqttConfig
 from gateway.history import HistoryRow
+from gateway.meter import quantized
 from gateway.model import Identity, LocalValue, Reading, RegisterInfo, RegisterValue
 from gateway.mqtt.discovery import MeterDiscovery, expire_after, has_energy, runs_backwards
 from gateway.mqtt.topics import Topics, unique_slugs
@@ -124,7 +125,18 @@ class MeterPlan:
             head = heads.get(v.name)
             if head is None:
                 head = heads[v.name] = self._head(v)
-            parts.append(f'{head}{number(v.rate)},"cumulative":{number(v.cumulative)}}}')
+            code = v.type_code
+            rate = number(quantized(code, v.rate))
+            cumulative = number(quantized(code, v.cumulative, cumulative=True))
+            energy = v.energy
+            if energy is None:
+                parts.append(f'{head}{rate},"cumulative":{cumulative}}}')
+            else:
+                parts.append(
+                    f'{head}{rate},"cumulative":{cumulative},'
+                    f'"import":{number(quantized(code, energy.import_value, cumulative=True))},'
+                    f'"export":{number(quantized(code, energy.export_value, cumulative=True))},'
+                    f'"energy_through":{energy.through}}}')
         age = round(max(0.0, now - reading.ts), 3)
         text = (
             f'{{"meter":{json.dumps(reading.meter)},"ts":{number(reading.ts)},'

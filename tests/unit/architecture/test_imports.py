@@ -23,13 +23,14 @@ ALLOWED: dict[str, frozenset[str]] = {
     "meter": frozenset({"config", "support"}),
     "history": frozenset({"config", "core", "meter", "support"}),
     "commands": frozenset({"config", "meter"}),
-    "mqtt": frozenset({"config", "core", "commands", "history", "meter", "support"}),
-    "modbus": frozenset({"config", "core", "commands", "meter", "support"}),
-    "sparkplug": frozenset({"config", "core", "commands", "history", "meter", "mqtt",
+    "energy": frozenset({"config", "core", "history", "meter", "support"}),
+    "mqtt": frozenset({"config", "core", "commands", "energy", "history", "meter", "support"}),
+    "modbus": frozenset({"config", "core", "commands", "energy", "meter", "support"}),
+    "sparkplug": frozenset({"config", "core", "commands", "energy", "history", "meter", "mqtt",
                             "support"}),
     "observe": frozenset({"config", "core", "support"}),
-    "runtime": frozenset({"config", "core", "commands", "history", "meter", "mqtt", "modbus",
-                          "sparkplug", "observe", "support", "simulator"}),
+    "runtime": frozenset({"config", "core", "commands", "energy", "history", "meter", "mqtt",
+                          "modbus", "sparkplug", "observe", "support", "simulator"}),
 }
 
 
