@@ -13,7 +13,7 @@ come from its coarser levels: each such step is counted by its sign and reported
 Windows: the meter answers a ``time=A:1:B&max-rows=R`` request from ``B`` backwards, so a
 reply cut at ``R`` rows has lost its *oldest* rows. A window therefore spans at most ``R``
 seconds -- unless the last reply was sparse (coarser rows), when the next spans ``R`` times
-that reply's row spacing; a reply of ``R`` rows from a window that could hold more is thrown
+that reply's row spacing; a reply of ``R`` rows that does not reach back to ``A`` is thrown
 away and asked again in a window of ``R`` seconds. So every row is seen, and the history of
 a year of minute rows (``energy.origin: meter``) takes a few hundred requests.
 """
@@ -21,6 +21,7 @@ a year of minute rows (``energy.origin: meter``) takes a few hundred requests.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -226,7 +227,8 @@ class MeterTally:
                ) -> bool:
         """Count one reply's rows; adapt the window. False when the reply was thrown away."""
         mine = [(math.floor(ts), raws) for ts, raws in rows if start < ts <= end]
-        if self.max_rows_ok and len(rows) >= self.rows and end - start + 1 > self.rows:
+        reached = any(ts <= start for ts, _ in rows)  # the meter went back all the way
+        if self.max_rows_ok and len(rows) >= self.rows and not reached:
             self.window = self.rows - 1  # cut: its oldest rows are missing; ask again
             log.debug("energy_window_cut", meter=self.meter, start=start, end=end,
                       rows=len(rows))
@@ -259,10 +261,11 @@ class MeterTally:
         if not self.max_rows_ok:
             return self.rows - 1
         seconds = [s for s, _ in rows]
-        spacing = min((b - a for a, b in zip([start, *seconds], seconds, strict=False)),
-                      default=0)
-        if len(seconds) <= 1:
+        if not seconds:
             return min(MAX_WINDOW_S, max(self.rows - 1, self.window * 4))
+        if len(seconds) == 1:
+            return max(self.rows - 1, self.window)
+        spacing = min(b - a for a, b in itertools.pairwise(seconds))
         return min(MAX_WINDOW_S, max(self.rows - 1, (self.rows - 1) * spacing))
 
     def _finish(self, behind: Mapping[str, Counter]) -> None:

@@ -156,8 +156,10 @@ class App:
             http = self.http = HttpEndpoint(cfg.http, AppView(self))
             self.add(Component("http", start=http.start, stop=http.close))
         if cfg.mqtt.enabled:
-            mqtt = self.mqtt = create_output(cfg, outputs=self.output_names,
-                                             identities=self.identities)
+            pollers = self.fleet.pollers
+            mqtt = self.mqtt = create_output(
+                cfg, outputs=self.output_names, identities=self.identities,
+                poll_stats=lambda meter: p.stats if (p := pollers.get(meter)) else None)
             self.add(Component("mqtt", mqtt, mqtt.start, mqtt.serve, mqtt.stop,
                                mqtt.prepare_meters, flush=mqtt.flush))
             self._build_commands(mqtt)

@@ -168,7 +168,7 @@ async def test_register_values_only_when_changed_or_when_the_heartbeat_is_due(
     p = topic_prefix
     now = [100.0]
     config = gateway_config(broker, p, tmp_path / "state", [("main", "http://127.0.0.1:9")],
-                            max_silence_s=30.0)
+                            max_silence_s=30.0, min_interval_s=0.0)
     conn = MqttConnection(config.mqtt, client_id=f"{p}-gw")
     output = MqttOutput(config, conn, RetainedLedger(tmp_path / "ledger.json"),
                         clock=lambda: now[0])
@@ -187,8 +187,9 @@ async def test_register_values_only_when_changed_or_when_the_heartbeat_is_due(
             output.on_reading(reading(5.0))  # unchanged, 29.9 s of silence: not sent
             now[0] += 0.1
             output.on_reading(reading(5.0))  # 30 s of silence: the heartbeat sends it
-            output.on_reading(reading(-6.5))  # changed: sent
+            output.on_reading(reading(-6.4))  # changed: sent
             conn.publish(f"{p}/main/marker", b"end", 1)  # same connection: arrives last
             await sub.await_for(f"{p}/main/marker")
-    assert [m.payload for m in sub.on(f"{p}/main/register/grid")] == [b"5.0", b"5.0", b"-6.5"]
+    # watts have no decimals: the quantum is 1 W
+    assert [m.payload for m in sub.on(f"{p}/main/register/grid")] == [b"5", b"5", b"-6"]
     assert len(sub.on(f"{p}/main/state")) == 5  # the state goes out on every poll

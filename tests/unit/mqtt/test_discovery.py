@@ -95,7 +95,9 @@ def test_every_sensor_carries_the_required_keys() -> None:
     assert grid["state_topic"] == "egauge/main/register/grid"
     energy = result["homeassistant/sensor/egauge_G12345/grid-energy/config"]
     assert energy["unique_id"] == "egauge_G12345_grid-energy"
-    assert energy["state_topic"] == "egauge/main/state"
+    # its own topic below the register's, so that mqtt.min_interval_s spares the recorder
+    assert energy["state_topic"] == "egauge/main/register/grid/energy"
+    assert energy["value_template"] == "{{ value }}"
     assert energy["device_class"] == "energy"
     assert energy["unit_of_measurement"] == "kWh"
     unique_ids = [c["unique_id"] for c in result.values()]
@@ -122,10 +124,18 @@ def test_entity_ids_come_from_the_meter_id_and_the_slug() -> None:
 
 
 def test_energy_only_for_power_registers() -> None:
+    """kWh for real power, kVAh for apparent, kvarh for reactive power (both codes); no total
+    for a voltage, a frequency or a temperature, whose time integral means nothing."""
     regs = [RegisterInfo("Grid", "P", 0, 0), RegisterInfo("VA", "S", 1, 1),
-            RegisterInfo("Volts", "V", 2, 2)]
-    energy = [t for t in configs(regs) if "-energy/" in t]
-    assert energy == ["homeassistant/sensor/egauge_G12345/grid-energy/config"]
+            RegisterInfo("Volts", "V", 2, 2), RegisterInfo("Q1", "var", 3, 3),
+            RegisterInfo("Q2", "PQ", 4, 4), RegisterInfo("Hz", "F", 5, 5),
+            RegisterInfo("Temp", "T", 6, 6)]
+    energy = {t: c for t, c in configs(regs).items() if "-energy/" in t}
+    units = {t.split("/")[3]: (c["unit_of_measurement"], c.get("device_class"))
+             for t, c in energy.items()}
+    # Home Assistant's energy class takes Wh units only; kVAh and kvarh go without a class
+    assert units == {"grid-energy": ("kWh", "energy"), "va-energy": ("kVAh", None),
+                     "q1-energy": ("kvarh", None), "q2-energy": ("kvarh", None)}
 
 
 def test_energy_state_class_never_total_increasing_for_what_can_run_backwards() -> None:
