@@ -9,6 +9,7 @@ from gateway.observe.health import Readiness, readiness
 from gateway.observe.metrics import exposition, registry_for
 from gateway.observe.status import render_status
 from gateway.observe.view import (
+    EnergyStatus,
     GatewayView,
     HistoryStatus,
     MeterStatus,
@@ -18,6 +19,6 @@ from gateway.observe.view import (
     SparkplugStats,
 )
 
-__all__ = ["GatewayView", "HistoryStatus", "HttpEndpoint", "MeterStatus", "ModbusStats",
-           "MqttStats", "OutputStatus", "Readiness", "SparkplugStats", "exposition", "readiness",
-           "registry_for", "render_status"]
+__all__ = ["EnergyStatus", "GatewayView", "HistoryStatus", "HttpEndpoint", "MeterStatus",
+           "ModbusStats", "MqttStats", "OutputStatus", "Readiness", "SparkplugStats",
+           "exposition", "readiness", "registry_for", "render_status"]

@@ -1,6 +1,8 @@
 """The status page at ``/``: the outputs, and per meter its availability, the age of its data,
-the registers seen renamed or retyped on the meter, and its latest values. Plain HTML (no
-scripts), every text escaped, refreshed every 5 s."""
+the registers seen renamed or retyped on the meter, and its latest values -- rounded to their
+quanta; a total only for registers whose time integral means something (energy, volume, ...;
+none for volts, hertz or degrees), and the import and export counters where they exist.
+Plain HTML (no scripts), every text escaped, refreshed every 5 s."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ import time
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.model import RegisterChange
+from gateway.meter import quantized, type_code
+from gateway.model import RegisterChange, RegisterValue
 from gateway.observe.health import readiness
 from gateway.observe.view import GatewayView, MeterStatus, OutputStatus
 
@@ -83,12 +86,29 @@ def _meter(meter: MeterStatus, now: float) -> str:
     head = f"<h2>{e(m.id)}</h2><p>" + " &middot; ".join(facts) + "</p>" + _changes(meter)
     if reading is None:
         return head
-    rows = "".join(
-        f"<tr><td>{e(v.name)}</td><td class=n>{e(number(v.rate))}</td><td>{e(v.unit)}</td>"
-        f"<td class=n>{e(number(v.cumulative))}</td><td>{e(v.cumulative_unit)}</td></tr>"
-        for v in reading.registers)
+    rows = "".join(_register_row(v) for v in reading.registers)
     return (head + "<table><tr><th>register</th><th>rate</th><th>unit</th><th>cumulative</th>"
-            f"<th>unit</th></tr>{rows}</table>")
+            f"<th>unit</th><th>import</th><th>export</th></tr>{rows}</table>")
+
+
+def _register_row(v: RegisterValue) -> str:
+    """One register: its rate; its total and counters only where they mean something."""
+    code = v.type_code
+    cells = [f"<td>{e(v.name)}</td><td class=n>{e(number(quantized(code, v.rate)))}</td>",
+             f"<td>{e(v.unit)}</td>"]
+    if type_code(code).integrable:
+        cells.append(f"<td class=n>{e(number(quantized(code, v.cumulative, cumulative=True)))}"
+                     f"</td><td>{e(v.cumulative_unit)}</td>")
+    else:
+        cells.append("<td class=n>–</td><td></td>")
+    energy = v.energy
+    if energy is None:
+        cells.append("<td class=n>–</td><td class=n>–</td>")
+    else:
+        for value in (energy.import_value, energy.export_value):
+            cells.append(f"<td class=n>{e(number(quantized(code, value, cumulative=True)))}"
+                         "</td>")
+    return "<tr>" + "".join(cells) + "</tr>"
 
 
 def change_text(change: RegisterChange) -> str:

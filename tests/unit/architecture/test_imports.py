@@ -28,7 +28,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "modbus": frozenset({"config", "core", "commands", "energy", "meter", "support"}),
     "sparkplug": frozenset({"config", "core", "commands", "energy", "history", "meter", "mqtt",
                             "support"}),
-    "observe": frozenset({"config", "core", "support"}),
+    "observe": frozenset({"config", "core", "meter", "support"}),
     "runtime": frozenset({"config", "core", "commands", "energy", "history", "meter", "mqtt",
                           "modbus", "sparkplug", "observe", "support", "simulator"}),
 }
