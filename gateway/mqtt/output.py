@@ -32,15 +32,15 @@ from gateway import __version__
 from gateway.config import Config, MeterConfig, shard
 from gateway.core import PollStats
 from gateway.history import HistoryRow
-from gateway.meter import quantized
-from gateway.model import Availability, Identity, Reading, RegisterInfo, RegisterValue
+from gateway.model import Availability, Identity, Reading, RegisterInfo
 from gateway.mqtt.connection import ConnectionStats, MqttConnection, Will
 from gateway.mqtt.discovery import bridge_config
 from gateway.mqtt.identities import RegisterIdentities
 from gateway.mqtt.ledger import FILE_NAME, RetainedLedger
 from gateway.mqtt.message import InboundMessage
-from gateway.mqtt.plan import MeterPlan, discover, number
+from gateway.mqtt.plan import MeterPlan, discover
 from gateway.mqtt.topics import Topics
+from gateway.mqtt.values import RegisterValues
 
 log = structlog.get_logger(__name__)
 
@@ -72,6 +72,7 @@ class MqttOutput:
         self._gateway_id = shard.instance_name(config)
         self._shutdown_s = config.gateway.shutdown_timeout_s
         self._conn = connection
+        self._values = RegisterValues(config.mqtt, connection, clock)
         self._ledger = ledger
         self._outputs = outputs
         self._clock = clock
@@ -246,7 +247,7 @@ class MqttOutput:
         self._conn.publish(plan.state_topic, plan.state, cfg.qos, cfg.retain, droppable=True,
                            on_ack=confirm)
         if cfg.per_register_topics:
-            self._publish_rates(plan, reading)
+            self._values.publish(plan, reading)
         if first:
             self._publish_diagnostics(plan)
         turned = plan.newly_net(reading)
@@ -272,52 +273,6 @@ class MqttOutput:
     def _state_confirmed(self, meter: str, ts: float) -> None:
         for listener in self._state_listeners:
             listener(meter, ts)
-
-    def _publish_rates(self, plan: MeterPlan, reading: Reading) -> None:
-        """Each register's rate, and its energy and counters below it, where due."""
-        cfg = self._cfg
-        now = self._clock()
-        last_rate, last_sent, topics = plan.last_rate, plan.last_sent, plan.register_topics
-        parts = plan.part_topics
-        for v in reading.registers:
-            name = v.name
-            rate = quantized(v.type_code, v.rate)
-            if rate is not None and name in topics:
-                since = now - last_sent.get(name, -1e18)
-                if since >= cfg.max_silence_s or (since >= cfg.min_interval_s and _moved(
-                        rate, last_rate.get(name), cfg.deadband_for(v.type_code))):
-                    self._conn.publish(topics[name], number(rate), cfg.qos, cfg.retain,
-                                       droppable=True)
-                    last_rate[name] = rate
-                    last_sent[name] = now
-            if parts:
-                for part, value in _parts(v):
-                    key = (name, part)
-                    topic = parts.get(key)
-                    if topic is None or value is None:
-                        continue
-                    payload = number(value)
-                    since = now - plan.part_sent.get(key, -1e18)
-                    if since >= cfg.max_silence_s or (since >= cfg.min_interval_s
-                                                      and payload != plan.last_part.get(key)):
-                        self._conn.publish(topic, payload, cfg.qos, cfg.retain, droppable=True)
-                        plan.last_part[key] = payload
-                        plan.part_sent[key] = now
-
-    def _republish_rates(self, plan: MeterPlan) -> None:
-        if not self._cfg.per_register_topics:
-            return
-        cfg, now, topics = self._cfg, self._clock(), plan.register_topics
-        for name, rate in plan.last_rate.items():
-            topic = topics.get(name)
-            if topic is not None:
-                self._conn.publish(topic, number(rate), cfg.qos, cfg.retain, droppable=True)
-                plan.last_sent[name] = now
-        for key, payload in plan.last_part.items():
-            topic = plan.part_topics.get(key)
-            if topic is not None:
-                self._conn.publish(topic, payload, cfg.qos, cfg.retain, droppable=True)
-                plan.part_sent[key] = now
 
     def _refresh_discovery(self, plan: MeterPlan) -> None:
         """Rebuild this meter's discovery, clear what disappeared, publish, record.
@@ -359,7 +314,7 @@ class MqttOutput:
             if plan.diagnostics is not None:
                 conn.publish(plan.diagnostics_topic, plan.diagnostics, cfg.qos, cfg.retain,
                              droppable=True)
-            self._republish_rates(plan)
+            self._values.republish(plan)
 
     def _announce_discovery(self) -> None:
         if not self._cfg.homeassistant.enabled:
@@ -388,26 +343,6 @@ class MqttOutput:
              "outputs": list(self._outputs()), "started": round(self._started, 3)},
             separators=(",", ":"),
         ).encode("utf-8")
-
-
-def _moved(value: float, last: float | None, deadband: float) -> bool:
-    """Whether a rate differs enough from the one last sent to be sent again."""
-    if last is None:
-        return True
-    return abs(value - last) >= deadband if deadband > 0 else value != last
-
-
-def _parts(v: RegisterValue) -> tuple[tuple[str, float | int | None], ...]:
-    """A register's values below its rate topic: its energy (power registers) and its
-    counters, rounded."""
-    code = v.type_code
-    energy = v.energy
-    cumulative = quantized(code, v.cumulative, cumulative=True)
-    if energy is None:
-        return (("energy", cumulative),)
-    return (("energy", cumulative),
-            ("import", quantized(code, energy.import_value, cumulative=True)),
-            ("export", quantized(code, energy.export_value, cumulative=True)))
 
 
 def topics_of(config: Config) -> Topics:
