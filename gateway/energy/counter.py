@@ -10,10 +10,13 @@ positive number) when negative:
   change goes to one side, by its sign -- the resolution lost is reported;
 - a step whose change is implausible is a **discontinuity** (a cumulative reset, a rewound or
   restored database, a moved epoch): it adds nothing and the counter goes on from the new
-  value. Implausible means ``|delta| > MARGIN * seconds * max(peak, FLOOR)``, where ``peak`` is
-  the largest rate the meter reported for the register (in raw counts per second) since the
-  counter began: no physical flow moves the accumulator four times faster than the fastest
-  rate seen. A step forced by a known discontinuity (the database epoch changed) is one too.
+  value. Implausible means ``|delta| > MARGIN * seconds * max(peak, recent, FLOOR)``, where
+  ``peak`` is the largest rate the meter reported for the register (in raw counts per second)
+  since the counter began and ``recent`` the rate of the step counted before: no physical
+  flow moves the accumulator four times faster than the fastest rate seen, nor four times
+  faster than a moment ago -- unless it stays below the floor (100 kW for a power register),
+  so that history read long after (coarse rows of a busy afternoon, counted at night) is not
+  mistaken. A step forced by a known discontinuity (the database epoch changed) is one too.
 
 Counters are integers (raw counts, W·s for power) and only ever grow.
 """
@@ -26,7 +29,7 @@ from enum import Enum
 from typing import Final
 
 MARGIN: Final = 4  # how many times the fastest rate seen a step may move the accumulator
-FLOOR: Final = 1000  # raw counts per second that count as plausible even with no rate seen
+FLOOR: Final = 100_000  # raw counts per second always plausible (100 kW at 1 W a count)
 _WRAP: Final = 1 << 64
 _HALF: Final = 1 << 63
 
@@ -52,7 +55,8 @@ def split(delta: int) -> tuple[int, int]:
 
 
 def limit(seconds: int, peak: int) -> int:
-    """The largest change of a plausible step of ``seconds`` (see the module docstring)."""
+    """The largest change of a plausible step of ``seconds`` (see the module docstring);
+    ``peak``: the larger of the fastest rate seen and the rate of the step before."""
     return MARGIN * seconds * max(peak, FLOOR)
 
 
@@ -74,6 +78,7 @@ class Counter:
     imported: int = 0
     exported: int = 0
     peak: int = 0
+    recent: int = 0  # the rate of the step counted last (raw counts per second)
 
     def note_rate(self, rate: float | None, quantum: float) -> None:
         """A rate the meter reported for the register (raises the plausibility bound)."""
@@ -86,7 +91,7 @@ class Counter:
         counted). ``broken``: a known discontinuity lies within it."""
         seconds = second - self.through
         delta = change(raw, self.raw)
-        if broken or abs(delta) > limit(seconds, self.peak):
+        if broken or abs(delta) > limit(seconds, max(self.peak, self.recent)):
             return Step.DISCONTINUITY, delta
         return (Step.FINE if seconds == 1 else Step.COARSE), delta
 
@@ -100,5 +105,6 @@ class Counter:
             imported, exported = split(delta)
             self.imported += imported
             self.exported += exported
+            self.recent = -(-abs(delta) // (second - self.through))  # rounded up
         self.through, self.raw = second, raw
         return kind, delta

@@ -32,9 +32,9 @@ def test_an_implausible_change_adds_nothing_and_the_counter_goes_on_from_the_new
 
 
 def test_the_plausibility_bound_is_four_times_the_fastest_rate_seen_per_second() -> None:
-    c = Counter(through=0, raw=0, peak=2_500)
-    bound = MARGIN * 2_500 * 3
-    assert limit(3, 2_500) == bound
+    c = Counter(through=0, raw=0, peak=250_000)
+    bound = MARGIN * 250_000 * 3
+    assert limit(3, 250_000) == bound
     assert c.judge(3, bound)[0] is Step.COARSE
     assert c.judge(3, bound + 1)[0] is Step.DISCONTINUITY
     assert c.judge(3, -bound - 1)[0] is Step.DISCONTINUITY
@@ -54,6 +54,19 @@ def test_rates_raise_the_bound_in_raw_counts_per_second() -> None:
     c.note_rate(None, 0.001)
     c.note_rate(float("nan"), 0.001)
     assert c.peak == 12_500
+
+
+def test_a_step_four_times_faster_than_the_one_before_and_the_peak_is_implausible() -> None:
+    c = Counter(through=0, raw=0, peak=1_000)
+    assert c.step(60, 60 * 300_000)[0] is Step.COARSE  # 300 kW: 3 x the floor
+    assert c.recent == 300_000
+    assert c.judge(61, 60 * 300_000 + 4 * 300_000)[0] is Step.FINE
+    assert c.judge(61, 60 * 300_000 + 4 * 300_000 + 1)[0] is Step.DISCONTINUITY
+    # a glitch up and back down: neither step is counted
+    c = Counter(through=0, raw=0, peak=2_000)
+    assert c.step(1, 10**8)[0] is Step.DISCONTINUITY
+    assert c.step(2, 1_500)[0] is Step.DISCONTINUITY
+    assert (c.imported, c.exported) == (0, 0)
 
 
 def test_a_known_discontinuity_skips_the_step_whatever_its_size() -> None:
