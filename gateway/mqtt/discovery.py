@@ -301,8 +301,8 @@ class MeterDiscovery:
         if self.per_register_topics:
             return {"state_topic": self.topics.register_part(meter, slug, part),
                     "value_template": "{{ value }}"}
-        return {"state_topic": self.topics.state(meter),
-                "value_template": f"{{{{ value_json.registers['{slug}'].{member} }}}}"}
+        return {"state_topic": self.topics.state(meter),  # ['import']: a Jinja keyword
+                "value_template": f"{{{{ value_json.registers['{slug}']['{member}'] }}}}"}
 
     def diagnostics(self, entity_slug: EntitySlug = unpinned_entity) -> dict[str, bytes]:
         """The meter's diagnostic entities: available while the bridge is (they report on

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from gateway.config import HomeAssistant, MeterConfig, MqttConfig
-from gateway.model import Identity, Reading, RegisterInfo, RegisterValue
+from gateway.model import EnergyCount, Identity, Reading, RegisterInfo, RegisterValue
 from gateway.mqtt import Topics
 from gateway.mqtt.discovery import (
     MeterDiscovery,
@@ -169,11 +169,12 @@ def test_bridge_device_for_via_device() -> None:
 
 def _template_lookup(template: str, state: dict[str, object]) -> object:
     """Evaluate the one template shape the gateway uses, without Jinja."""
-    m = re.fullmatch(r"\{\{ value_json\.registers\['([a-z0-9_]+)'\]\.(\w+) \}\}", template)
+    m = re.fullmatch(r"\{\{ value_json\.registers\['([a-z0-9_]+)'\]"
+                     r"(?:\.(\w+)|\['(\w+)'\]) \}\}", template)
     assert m, template
     registers = state["registers"]
     assert isinstance(registers, dict)
-    return registers[m.group(1)][m.group(2)]
+    return registers[m.group(1)][m.group(2) or m.group(3)]
 
 
 def test_value_templates_find_their_values_in_the_state_json() -> None:
@@ -190,6 +191,22 @@ def test_value_templates_find_their_values_in_the_state_json() -> None:
     assert _template_lookup(by_unique["egauge_G12345_solar_plus-energy"]["value_template"],
                             state) == 56.25
     assert _template_lookup(by_unique["egauge_G12345_temp_buro"]["value_template"], state) == 21.5
+
+
+def test_counter_templates_find_the_counters_in_the_state_json() -> None:
+    plan = MeterPlan(METER, TOPICS)
+    plan.identity = IDENT
+    plan.set_registers((RegisterInfo("Grid", "P", 0, 0),))
+    plan.build_discovery("site-a", 99, per_register=False)
+    counts = EnergyCount(7_200_000, 1_800_000, 1699999999, 1 / 3.6e6, "kWh")
+    values = (RegisterValue("Grid", "P", "W", -500.0, 1.5, "kWh", 5_400_000, counts),)
+    state = json.loads(plan.state_json(Reading("main", 1700000000.5, values), 1700000001.0))
+    assert state["registers"]["grid"]["energy_through"] == 1699999999
+    by_unique = {c["unique_id"]: c for c in map(json.loads, plan.discovery.values())}
+    for role, kwh in (("import", 2.0), ("export", 0.5)):
+        config = by_unique[f"egauge_G12345_grid-{role}"]
+        assert config["state_topic"] == "egauge/main/state"
+        assert _template_lookup(config["value_template"], state) == kwh
 
 
 def test_state_json_fields() -> None:
