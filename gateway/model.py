@@ -26,6 +26,29 @@ class RegisterInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class EnergyCount:
+    """The import/export split of one register's cumulative value (docs/ENERGY.md): every
+    second's change of the raw value went to ``imported`` when positive and to ``exported``
+    (as a positive number) when negative, for every second up to and including ``through``
+    (whole meter seconds, Unix time). Both are exact raw counts (W·s for power);
+    ``factor`` turns them into ``unit`` (kWh, kVAh, kvarh, ...)."""
+
+    imported: int
+    exported: int
+    through: int
+    factor: float
+    unit: str
+
+    @property
+    def import_value(self) -> float:
+        return self.imported * self.factor
+
+    @property
+    def export_value(self) -> float:
+        return self.exported * self.factor
+
+
+@dataclass(frozen=True, slots=True)
 class RegisterValue:
     """One register at one meter timestamp, in physical units."""
 
@@ -36,6 +59,7 @@ class RegisterValue:
     cumulative: float | None  # physical cumulative value in ``cumulative_unit``
     cumulative_unit: str
     raw: int | None = None  # the meter's raw int64 accumulator, exact
+    energy: EnergyCount | None = None  # the import/export counters, where they exist
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +83,7 @@ class Reading:
     registers: tuple[RegisterValue, ...]
     local: tuple[LocalValue, ...] = ()
     received: float = 0.0  # gateway wall clock when the reply arrived
+    row: int | None = None  # the whole meter second of the cumulative values' stored row
 
     def by_name(self) -> Mapping[str, RegisterValue]:
         return {r.name: r for r in self.registers}

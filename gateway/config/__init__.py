@@ -20,6 +20,7 @@ from gateway.config.types import (
     CommandLimits,
     CommandPolicy,
     Config,
+    EnergyConfig,
     GatewaySection,
     HistoryConfig,
     HomeAssistant,
@@ -33,8 +34,8 @@ from gateway.config.types import (
 
 __all__ = [
     "MISSING", "AlertsConfig", "CommandLimits", "CommandPolicy", "Config", "Context",
-    "GatewaySection", "HistoryConfig", "HomeAssistant", "HttpConfig", "MeterConfig",
-    "ModbusConfig", "MqttConfig", "MqttTls", "Section", "ShardConfig", "SparkplugConfig",
-    "allowlist", "join", "load_config", "load_or_report", "load_yaml", "parse_config", "shard",
-    "show",
+    "EnergyConfig", "GatewaySection", "HistoryConfig", "HomeAssistant", "HttpConfig",
+    "MeterConfig", "ModbusConfig", "MqttConfig", "MqttTls", "Section", "ShardConfig",
+    "SparkplugConfig", "allowlist", "join", "load_config", "load_or_report", "load_yaml",
+    "parse_config", "shard", "show",
 ]

@@ -24,6 +24,7 @@ from gateway.config.types import (
     CommandLimits,
     CommandPolicy,
     Config,
+    EnergyConfig,
     GatewaySection,
     HistoryConfig,
     HomeAssistant,
@@ -42,19 +43,21 @@ BUILTIN_MAPPINGS: Final = ("default", "sunspec")
 _ANY_HOST: Final = frozenset({"0.0.0.0", "::", ""})  # noqa: S104
 _MAPPING_PENDING: Final = ""  # a meter that names no mapping takes modbus.mapping
 _TOP_KEYS: Final = ("gateway", "meters", "mqtt", "modbus", "http", "shard", "history",
-                     "sparkplug", "commands")
+                     "sparkplug", "commands", "energy")
 _GATEWAY_KEYS: Final = ("id", "log_level", "log_format", "state_dir", "shutdown_timeout_s",
                         "loop_stall_s")
 _METER_KEYS: Final = (
     "id", "url", "username", *PASSWORD_KEYS, "verify_tls", "poll_interval_s", "timeout_s",
     "offline_after", "registers", "local", "modbus_unit_id", "modbus_mapping", "commands",
-    "alerts",
+    "alerts", "energy", "invert",
 )
+_ENERGY_KEYS: Final = ("enabled", "origin", "registers")
+_ORIGINS: Final = ("zero", "meter")
 _COMMAND_KEYS: Final = ("allow", "reboot_cooldown_s", "timeout_s", "ctid_cooldown_s")
 _MQTT_KEYS: Final = (
     "enabled", "host", "port", "base_topic", "client_id", "protocol", "qos", "retain",
-    "per_register_topics", "max_silence_s", "keepalive_s", "username", *PASSWORD_KEYS,
-    "tls", "queue_limit", "homeassistant", "response_topics",
+    "per_register_topics", "max_silence_s", "min_interval_s", "deadband", "keepalive_s",
+    "username", *PASSWORD_KEYS, "tls", "queue_limit", "homeassistant", "response_topics",
 )
 PROTOCOLS: Final = ("auto", "3.1.1", "5")
 _TLS_KEYS: Final = ("ca_file", "cert_file", "key_file", "insecure")
@@ -62,7 +65,7 @@ _HA_KEYS: Final = ("enabled", "prefix", "expire_after_s")
 _MODBUS_KEYS: Final = ("enabled", "host", "port", "mapping", "unknown_unit", "writes",
                        "allow_from", "max_connections_per_address", "frame_timeout_s")
 MAX_MODBUS_CONNECTIONS: Final = 1000  # the server's limit (gateway.modbus.server)
-_HTTP_KEYS: Final = ("enabled", "host", "port")
+_HTTP_KEYS: Final = ("enabled", "host", "port", "url")
 _SHARD_KEYS: Final = ("index", "count")
 _HISTORY_KEYS: Final = ("enabled", "max_lookback_s", "step_s", "max_rows")
 _LIMIT_KEYS: Final = ("queue", "rate", "rate_window_s", "dedup_window_s", "inbox")
@@ -79,7 +82,8 @@ def build(ctx: Context, data: object, source: str) -> Config | None:
     if root is None:
         return None
     gateway = _gateway(root.section("gateway", _GATEWAY_KEYS))
-    meters = _meters(root)
+    energy = _energy(root.section("energy", _ENERGY_KEYS), EnergyConfig())
+    meters = _meters(root, energy)
     mqtt = _mqtt(root.section("mqtt", _MQTT_KEYS))
     modbus = _modbus(root.section("modbus", _MODBUS_KEYS))
     http = _http(root.section("http", _HTTP_KEYS))
@@ -96,7 +100,7 @@ def build(ctx: Context, data: object, source: str) -> Config | None:
                   else replace(m, modbus_mapping=modbus.mapping) for _, m in meters)
     return Config(gateway=gateway, meters=built, mqtt=mqtt, modbus=modbus, http=http,
                   source=source, shard=shard, history=history, sparkplug=sparkplug,
-                  commands=commands)
+                  commands=commands, energy=energy)
 
 
 def _gateway(s: Section | None) -> GatewaySection:
@@ -122,8 +126,9 @@ def _loop_stall(s: Section, default: float) -> float:
     return value
 
 
-def _meters(root: Section) -> list[tuple[int, MeterConfig]]:
-    """The meters (those that are at least mappings) with their positions in the file."""
+def _meters(root: Section, energy: EnergyConfig) -> list[tuple[int, MeterConfig]]:
+    """The meters (those that are at least mappings) with their positions in the file;
+    ``energy`` is the default of their ``energy`` sections."""
     items = root.raw("meters", required=True)
     if items is MISSING:
         return []
@@ -133,7 +138,7 @@ def _meters(root: Section) -> list[tuple[int, MeterConfig]]:
     for index, item in enumerate(items):
         s = Section.of(root.ctx, join("meters", index), item, _METER_KEYS)
         if s is not None:
-            meters.append((index, _meter(s)))
+            meters.append((index, _meter(s, energy)))
     _unique(root.ctx, meters, "id", "duplicate meter id")
     return meters
 
@@ -151,7 +156,7 @@ def _unique(ctx: Context, meters: list[tuple[int, MeterConfig]], key: str, messa
             first[value] = index
 
 
-def _meter(s: Section) -> MeterConfig:
+def _meter(s: Section, energy: EnergyConfig) -> MeterConfig:
     """One meter; a key that is missing or invalid leaves a placeholder (and a problem)."""
     meter_id = s.string("id", "", ID, required=True)
     url = _url(s)
@@ -177,6 +182,8 @@ def _meter(s: Section) -> MeterConfig:
         modbus_mapping=_mapping(s, "modbus_mapping", _MAPPING_PENDING),
         commands=_commands(s.section("commands", _COMMAND_KEYS)),
         alerts=parse_alerts(s.section("alerts", ALERTS_KEYS)),
+        energy=_energy(s.section("energy", _ENERGY_KEYS), energy),
+        invert=_names(s, "invert") or (),
     )
 
 
@@ -238,6 +245,43 @@ def _registers(s: Section) -> tuple[str, ...] | None:
     return tuple(names)
 
 
+def _names(s: Section, key: str, word: str | None = None) -> tuple[str, ...] | None:
+    """A list of distinct register names (``None`` when absent or ``word``, e.g. ``auto``)."""
+    value = s.raw(key)
+    if value is MISSING or value is None or (word is not None and value == word):
+        return None
+    if not isinstance(value, list):
+        alternative = f"{word!r} or " if word is not None else ""
+        return s.fail(key, f"must be {alternative}a list of register names", value, None)
+    names: dict[str, int] = {}
+    for index, item in enumerate(value):
+        path = join(s.at(key), index)
+        name = s.ctx.expand(path, item) if isinstance(item, str) else item
+        if name is MISSING:
+            continue
+        if not isinstance(name, str) or not name:
+            s.ctx.problem(path, "must be a non-empty string (quote names that look like numbers)",
+                          name)
+        elif name in names:
+            s.ctx.problem(path, f"duplicate register {name!r} (also {key}[{names[name]}])")
+        else:
+            names[str(name)] = index
+    return tuple(names)
+
+
+def _energy(s: Section | None, base: EnergyConfig) -> EnergyConfig:
+    """``energy: {enabled, origin, registers}`` (top level, or a meter's own, whose missing
+    keys are those of ``base``)."""
+    if s is None:
+        return base
+    registers = _names(s, "registers", "auto") if s.has("registers") else base.registers
+    return EnergyConfig(
+        enabled=s.boolean("enabled", base.enabled),
+        origin=s.choice("origin", base.origin, _ORIGINS),
+        registers=registers,
+    )
+
+
 def _mapping(s: Section, key: str, default: str) -> str:
     """A built-in mapping name or the absolute path of an existing mapping file."""
     value = s.raw(key)
@@ -288,6 +332,7 @@ def _mqtt(s: Section | None) -> MqttConfig:
     if password is not None and username is None:
         s.ctx.problem(s.at("username"), "required key missing when a password is given")
     ha = s.section("homeassistant", _HA_KEYS)
+    silence = s.number("max_silence_s", d.max_silence_s)
     return MqttConfig(
         enabled=s.boolean("enabled", d.enabled),
         host=s.string("host", d.host),
@@ -298,7 +343,9 @@ def _mqtt(s: Section | None) -> MqttConfig:
         qos=s.integer("qos", d.qos, 0, 2, "must be 0, 1 or 2"),
         retain=s.boolean("retain", d.retain),
         per_register_topics=s.boolean("per_register_topics", d.per_register_topics),
-        max_silence_s=s.number("max_silence_s", d.max_silence_s),
+        max_silence_s=silence,
+        min_interval_s=_min_interval(s, silence),
+        deadband=_deadband(s),
         keepalive_s=s.integer("keepalive_s", d.keepalive_s, 1, 65535),
         username=username,
         password=password,
@@ -307,6 +354,37 @@ def _mqtt(s: Section | None) -> MqttConfig:
         homeassistant=_homeassistant(ha),
         response_topics=topic_filters(s, "response_topics"),
     )
+
+
+def _min_interval(s: Section, silence: float) -> float:
+    """``min_interval_s``: >= 0 and not above the heartbeat ``max_silence_s``."""
+    value = s.number("min_interval_s", MqttConfig().min_interval_s, inclusive=True)
+    if value > silence:
+        return s.fail("min_interval_s", f"must not exceed max_silence_s ({silence:g})",
+                      s.raw("min_interval_s"), min(MqttConfig().min_interval_s, silence))
+    return value
+
+
+def _deadband(s: Section) -> tuple[tuple[str, float], ...]:
+    """``deadband: {TYPE_CODE: change, ...}``: the least change of a rate, in its unit, that
+    its per-register topic reports."""
+    value = s.raw("deadband")
+    if value is MISSING or value is None:
+        return ()
+    if not isinstance(value, dict):
+        return s.fail("deadband", "must be a mapping of type code to a change (e.g. {P: 10})",
+                      value, ())
+    out: list[tuple[str, float]] = []
+    for key, item in value.items():
+        path = join(s.at("deadband"), str(key))
+        number = item if isinstance(item, int | float) and not isinstance(item, bool) else None
+        if not isinstance(key, str) or not key:
+            s.ctx.problem(path, "must be a type code such as P, V or I", key)
+        elif number is None or not math.isfinite(number) or number < 0:
+            s.ctx.problem(path, "must be a number >= 0", item)
+        else:
+            out.append((key, float(number)))
+    return tuple(out)
 
 
 def _tls(s: Section) -> MqttTls | None:
@@ -361,10 +439,14 @@ def _http(s: Section | None) -> HttpConfig:
     d = HttpConfig()
     if s is None:
         return d
+    url = s.optional_string("url")
+    if url is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+        url = s.fail("url", "must be an http:// or https:// address", url, None)
     return HttpConfig(
         enabled=s.boolean("enabled", d.enabled),
         host=s.string("host", d.host),
         port=s.integer("port", d.port, 1, 65535, _PORT),
+        url=url,
     )
 
 

@@ -44,6 +44,18 @@ class CommandLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class EnergyConfig:
+    """The import/export counters (docs/ENERGY.md): ``origin`` ``zero`` (count from the first
+    second seen) or ``meter`` (count the whole history the meter holds, from its database
+    epoch); ``registers`` None for the power registers that can run both ways (``auto``),
+    else the names to count."""
+
+    enabled: bool = True
+    origin: str = "zero"  # zero | meter
+    registers: tuple[str, ...] | None = None  # None: auto
+
+
+@dataclass(frozen=True, slots=True)
 class MeterConfig:
     id: str
     url: str  # scheme://host[:port], no /api
@@ -59,6 +71,8 @@ class MeterConfig:
     modbus_mapping: str = "default"  # default | sunspec | path to a mapping file
     commands: CommandPolicy = field(default_factory=CommandPolicy)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    energy: EnergyConfig = field(default_factory=EnergyConfig)  # the section, over ``energy:``
+    invert: tuple[str, ...] = ()  # registers whose sign is reversed (a CT mounted backwards)
 
     @property
     def api_url(self) -> str:
@@ -102,6 +116,8 @@ class MqttConfig:
     retain: bool = True  # for state and register topics
     per_register_topics: bool = True
     max_silence_s: float = 60.0  # heartbeat: republish unchanged values at least this often
+    min_interval_s: float = 10.0  # per-register topics: at most one message per this interval
+    deadband: tuple[tuple[str, float], ...] = ()  # (type code, change in the rate's unit)
     keepalive_s: int = 30
     username: str | None = None
     password: Secret | None = None
@@ -117,6 +133,13 @@ class MqttConfig:
         if self.response_topics is None:
             return (f"{self.base_topic}/clients/#",)
         return self.response_topics
+
+    def deadband_for(self, code: str) -> float:
+        """The least change of a rate of type ``code`` that its topic reports (0: any)."""
+        for key, value in self.deadband:
+            if key == code:
+                return value
+        return 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +160,19 @@ class HttpConfig:
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 9120
+    url: str | None = None  # how the status page is reached (None: from host and port)
+
+    @property
+    def status_url(self) -> str | None:
+        """The status page's address for links (Home Assistant's ``configuration_url``):
+        ``url`` when given, else ``http://host:port/`` -- none for a wildcard host, whose
+        address the gateway cannot know."""
+        if self.url is not None:
+            return self.url
+        if self.host in ("0.0.0.0", "::", ""):  # noqa: S104
+            return None
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +209,7 @@ class Config:
     history: HistoryConfig = field(default_factory=HistoryConfig)
     sparkplug: SparkplugConfig = field(default_factory=SparkplugConfig)
     commands: CommandLimits = field(default_factory=CommandLimits)
+    energy: EnergyConfig = field(default_factory=EnergyConfig)  # the meters' defaults
 
     def meter(self, meter_id: str) -> MeterConfig:
         for m in self.meters:

@@ -2,7 +2,7 @@
 and the poller (one task per meter). Pollers never know the sinks."""
 
 from gateway.core.histogram import Histogram
-from gateway.core.hub import Hub, MeterState, Sink
+from gateway.core.hub import Hub, MeterState, Sink, Stage
 from gateway.core.poller import Poller, PollStats, registers_of
 
-__all__ = ["Histogram", "Hub", "MeterState", "PollStats", "Poller", "Sink", "registers_of"]
+__all__ = ["Histogram", "Hub", "MeterState", "PollStats", "Poller", "Sink", "Stage", "registers_of"]

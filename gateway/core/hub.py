@@ -4,6 +4,10 @@ Producers (the pollers) call the ``publish_*`` methods; the hub stores the newes
 register set, reading and availability per meter and hands each update synchronously to every
 sink. Sinks must not block (they enqueue and return); a sink that raises is logged as
 ``sink_failed`` and the others still receive the update. Producers never know the sinks.
+
+A *stage* (:meth:`Hub.add_stage`) sees each reading before it is stored and fanned out and
+may hand on a richer one (the energy counters add their values to the registers there); a
+stage that raises is logged as ``stage_failed`` and the reading goes on as it was.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ import structlog
 from gateway.model import Availability, Identity, Reading, RegisterInfo
 
 log = structlog.get_logger(__name__)
+
+
+Stage = Callable[[Reading], Reading]
 
 
 class Sink(Protocol):
@@ -47,6 +54,7 @@ class Hub:
 
     def __init__(self, meters: Iterable[str] = ()) -> None:
         self._sinks: list[Sink] = []
+        self._stages: list[Stage] = []
         self._state: dict[str, MeterState] = {m: MeterState(m) for m in meters}
 
     def add_sink(self, sink: Sink) -> None:
@@ -54,6 +62,10 @@ class Hub:
 
     def remove_sink(self, sink: Sink) -> None:
         self._sinks.remove(sink)
+
+    def add_stage(self, stage: Stage) -> None:
+        """Run ``stage`` on every reading before the sinks see it (stages run in order)."""
+        self._stages.append(stage)
 
     @property
     def meters(self) -> tuple[str, ...]:
@@ -81,6 +93,12 @@ class Hub:
         self._fan_out("registers", meter, lambda s: s.on_registers(meter, registers))
 
     def publish_reading(self, reading: Reading) -> None:
+        for stage in tuple(self._stages):
+            try:
+                reading = stage(reading)
+            except Exception as exc:  # the reading goes on without what the stage adds
+                log.error("stage_failed", stage=getattr(stage, "__qualname__", repr(stage)),
+                          meter=reading.meter, error=repr(exc), exc_info=exc)
         self._update(reading.meter, reading=reading)
         self._fan_out("reading", reading.meter, lambda s: s.on_reading(reading))
 

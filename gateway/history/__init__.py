@@ -5,8 +5,9 @@ requests behind live polling), ``rows`` (stored rows as published values), ``wat
 (the state file), ``service`` (the hub sink and service that owns every meter's backfill and
 writes the watermarks)."""
 
-from gateway.history.backfill import HistoryOutput, HistorySource, Lane
+from gateway.history.backfill import Annotate, HistoryOutput, HistorySource, Lane
 from gateway.history.rows import HistoryRow
 from gateway.history.service import STATE_FILE, History
 
-__all__ = ["STATE_FILE", "History", "HistoryOutput", "HistoryRow", "HistorySource", "Lane"]
+__all__ = ["STATE_FILE", "Annotate", "History", "HistoryOutput", "HistoryRow", "HistorySource",
+           "Lane"]

@@ -70,6 +70,9 @@ class HistoryOutput(Protocol):
         ...
 
 
+Annotate = Callable[[str, Sequence[HistoryRow]], list[HistoryRow]]
+
+
 @dataclass(frozen=True, slots=True)
 class Lane:
     """Where one meter's backfill requests go: its client, the lane it shares with the
@@ -104,19 +107,21 @@ class Backfill:
     async def run(self, output: HistoryOutput, lanes: Callable[[str], Lane | None],
                   clock: Callable[[], float], ack_timeout_s: float = ACK_TIMEOUT_S,
                   gate: asyncio.Semaphore | None = None,
-                  checkpoint: Checkpoint | None = None) -> None:
+                  checkpoint: Checkpoint | None = None, annotate: Annotate | None = None
+                  ) -> None:
         """Fill the gaps, oldest first, in the slots after the polls; until cancelled."""
         while True:
             await self.polled.wait()
             self.polled.clear()
             while await self.fill_once(output, lanes(self.meter), clock, ack_timeout_s, gate,
-                                       checkpoint):
+                                       checkpoint, annotate):
                 pass
 
     async def fill_once(self, output: HistoryOutput, lane: Lane | None,
                         clock: Callable[[], float], ack_timeout_s: float = ACK_TIMEOUT_S,
                         gate: asyncio.Semaphore | None = None,
-                        checkpoint: Checkpoint | None = None) -> bool:
+                        checkpoint: Checkpoint | None = None,
+                        annotate: Annotate | None = None) -> bool:
         """One request and its publication, then (with ``checkpoint``) the saved watermark;
         True when another one may follow at once."""
         if not self.online or not output.connected or not self.columns or lane is None:
@@ -142,6 +147,8 @@ class Backfill:
         if raw is None:
             return False
         rows = history_rows(raw, self.columns, after, end)
+        if annotate is not None:
+            rows = annotate(self.meter, rows)
         acked = await self._publish(output, rows, ack_timeout_s)
         if acked < len(rows):
             if acked:

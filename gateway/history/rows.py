@@ -10,8 +10,8 @@ cumulative unit (kWh for power).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from gateway.meter import type_code
 from gateway.model import RegisterValue
@@ -24,11 +24,16 @@ _HALF = 1 << 63
 class HistoryRow:
     """One stored row: ``ts`` the meter's row time, ``dt`` the seconds since the stored row
     before it (``None`` when the meter had none); each value's ``rate`` is the average over
-    ``dt`` and its ``cumulative`` the value at ``ts``."""
+    ``dt`` and its ``cumulative`` the value at ``ts``. ``changes``: the exact raw change of
+    each register over ``dt`` (where known); ``split``: of the registers with energy
+    counters, the ``(import, export)`` raw counts of those seconds (added by the energy
+    counters' ``annotate`` hook)."""
 
     ts: int
     dt: int | None
     values: tuple[RegisterValue, ...]
+    changes: Mapping[str, int] = field(default_factory=dict)
+    split: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def _delta(new: int, old: int) -> int:
@@ -57,6 +62,7 @@ def history_rows(
             break
         dt = ts - base[0] if base is not None and ts > base[0] else None
         values = []
+        changes: dict[str, int] = {}
         for name, code, tc in types:
             raw = raws.get(name)
             if raw is None:
@@ -66,9 +72,10 @@ def history_rows(
             elif dt is None or base is None or name not in base[1]:
                 rate = None
             else:
-                rate = _delta(raw, base[1][name]) * tc.quantum / dt
+                delta = changes[name] = _delta(raw, base[1][name])
+                rate = delta * tc.quantum / dt
             values.append(RegisterValue(name, code, tc.unit, rate, raw * tc.cumulative_factor,
                                         tc.cumulative_unit, raw))
-        out.append(HistoryRow(ts, dt, tuple(values)))
+        out.append(HistoryRow(ts, dt, tuple(values), changes))
         base = (ts, raws)
     return out

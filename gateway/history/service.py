@@ -37,6 +37,7 @@ from gateway.config import HistoryConfig
 from gateway.history.backfill import (
     ACK_TIMEOUT_S,
     MAX_CONCURRENT,
+    Annotate,
     Backfill,
     HistoryOutput,
     HistorySource,
@@ -69,8 +70,12 @@ class History:
         clock: Callable[[], float] = time.monotonic,
         ack_timeout_s: float = ACK_TIMEOUT_S,
         max_concurrent: int = MAX_CONCURRENT,
+        annotate: Annotate | None = None,
     ) -> None:
+        """``annotate`` adds to the rows what other parts know of them (the energy
+        counters' import and export of each row's seconds) before they are published."""
         self.cfg = cfg
+        self._annotate = annotate
         self._file = WatermarkFile(state_dir)
         self.path = self._file.path
         self._output = output
@@ -225,7 +230,8 @@ class History:
     def _spawn(self, meter: str) -> None:
         assert self._group is not None
         run = self._meters[meter].run(self._output, self._lanes, self._clock,
-                                      self._ack_timeout_s, self._gate, self.checkpoint)
+                                      self._ack_timeout_s, self._gate, self.checkpoint,
+                                      self._annotate)
         self._tasks[meter] = self._group.create_task(run, name=f"history:{meter}")
 
     # -- sink -----------------------------------------------------------------------------

@@ -4,6 +4,9 @@ Other packages use :class:`MeterClient` (the protocol) and build clients with
 :class:`WebApiClient`; :func:`type_code` knows the eGauge type codes and their units,
 :func:`rounded` / :func:`decimals` how precisely a value of a type is shown. The replies of
 the other services are typed by ``capture`` (waveforms) and ``logs`` (alerts, logs).
+:class:`WebApiClient` (:func:`inverted` wraps one so that some registers read with the
+opposite sign); :func:`type_code` knows the eGauge type codes and their units,
+:func:`quantized` rounds a value to the digits its type's quantum supports.
 """
 
 from gateway.meter.capture import (
@@ -18,11 +21,14 @@ from gateway.meter.capture import (
 )
 from gateway.meter.channel import TlsContexts
 from gateway.meter.client import WebApiClient
+from gateway.meter.invert import InvertedRegisters, inverted
 from gateway.meter.logs import MeterAlert, parse_alerts, parse_entries
 from gateway.meter.protocol import MeterClient
-from gateway.meter.units import TypeCode, decimals, rounded, type_code
+from gateway.meter.units import TypeCode, decimals, quantized, rounded, type_code
 
-__all__ = ["CaptureChannel", "CaptureProgress", "MeterAlert", "MeterClient", "TlsContexts",
-           "Trace", "TypeCode", "Waveform", "WebApiClient", "decimals", "parse_alerts",
-           "parse_channels", "parse_cookie", "parse_entries", "parse_progress",
-           "parse_waveform", "rounded", "type_code"]
+__all__ = [
+    "CaptureChannel", "CaptureProgress", "InvertedRegisters", "MeterAlert", "MeterClient",
+    "TlsContexts", "Trace", "TypeCode", "Waveform", "WebApiClient", "decimals", "inverted",
+    "parse_alerts", "parse_channels", "parse_cookie", "parse_entries", "parse_progress",
+    "parse_waveform", "quantized", "rounded", "type_code",
+]

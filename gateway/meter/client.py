@@ -9,6 +9,7 @@ refreshes the cache and counts the change in ``register_set_changed``.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
@@ -200,9 +201,10 @@ class WebApiClient:
             reply, entries, plan = await self._fetch(selection, recheck=False)
             assert plan is not None
         ts = self._f.stamp(reply.get("ts"), "ts")
-        _, row = first_row(self._f, reply)
+        row_ts, row = first_row(self._f, reply)
         values = plan.values(self._f, entries, row, "ranges[0].rows[0]")
-        return Reading(self.meter_id, ts, values, received=self._clock())
+        return Reading(self.meter_id, ts, values, received=self._clock(),
+                       row=math.floor(row_ts) if math.isfinite(row_ts) else None)
 
     async def _fetch(
         self, names: tuple[str, ...] | None, *, recheck: bool

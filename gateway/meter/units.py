@@ -6,10 +6,12 @@ times seconds (W -> W·s). For power-like codes the gateway reports energy in kW
 kvarh); other codes keep "unit·s". Discrete registers (``d``) store the value itself.
 Unknown codes are kept as opaque numbers with quantum 1 and no unit.
 
-Rounding for display (:func:`decimals`, :func:`rounded`): a rate carries its quantum's
-decimals (W 0, V/A/Hz/°C 3, ``$`` 9) -- the meter cannot report finer; a cumulative energy
-in kWh (kvarh, kVAh) is shown to the Wh (3 decimals), other cumulative values like their
-rate. Unknown codes are never rounded (``decimals`` is None).
+Published numbers carry the digits the quantum supports and no more (:func:`quantized`): a
+rate in W none, a rate in V three (quantum 0.001), an energy in kWh seven (one W·s is
+0.000000278 kWh). ``integrable`` says whether the time integral of a code means something
+(energy, charge, volume, mass, money, insolation): only those show a total.
+For display (:func:`decimals`, :func:`rounded`; the status page) a cumulative energy in kWh
+(kvarh, kVAh) is shown to the Wh (3 decimals); every other value as it is published.
 """
 
 from __future__ import annotations
@@ -29,31 +31,53 @@ class TypeCode:
     cumulative_unit: str  # unit of the reported cumulative value
     cumulative_factor: float  # raw count -> cumulative_unit
     known: bool = True
+    integrable: bool = False  # the time integral means something (energy, volume, ...)
 
     def cumulative(self, raw: int) -> float:
         """The physical cumulative value of a raw int64 accumulator."""
         return raw * self.cumulative_factor
 
+    @property
+    def rate_digits(self) -> int | None:
+        """Decimals a rate of this code has (None: an unknown code, not rounded)."""
+        return _digits(self.quantum) if self.known else None
+
+    @property
+    def cumulative_digits(self) -> int | None:
+        """Decimals a cumulative value (kWh, V·s, ...) of this code has."""
+        return _digits(self.cumulative_factor) if self.known else None
+
     def decimals(self, *, cumulative: bool = False) -> int | None:
-        """The decimals a value of this type carries (None: unknown code, do not round)."""
-        if not self.known:
-            return None
-        if cumulative and self.cumulative_factor != self.quantum:
-            return ENERGY_DECIMALS
-        return max(0, math.ceil(-math.log10(self.quantum) - 1e-9))
+        """The decimals a value of this type is shown with (None: unknown code, do not
+        round): as published, but energies (kWh) to the Wh."""
+        if not cumulative:
+            return self.rate_digits
+        digits = self.cumulative_digits
+        if digits is not None and self.cumulative_factor != self.quantum:
+            return min(digits, ENERGY_DECIMALS)
+        return digits
+
+
+def _digits(quantum: float) -> int:
+    """The decimals that tell one quantum from the next: 0 for 1, 3 for 0.001, 7 for
+    1/3 600 000."""
+    if quantum >= 1.0:
+        return 0
+    return math.ceil(-math.log10(quantum) - 1e-9)
 
 
 _HOUR_KILO = 3_600_000.0
 ENERGY_DECIMALS = 3  # kWh (kvarh, kVAh) shown to the Wh
 
 
-def _accum(code: str, quantity: str, unit: str, quantum: float) -> TypeCode:
+def _accum(code: str, quantity: str, unit: str, quantum: float,
+           integrable: bool = False) -> TypeCode:
     cum_unit = f"{unit}·s" if unit else "s"
-    return TypeCode(code, quantity, unit, quantum, cum_unit, quantum)
+    return TypeCode(code, quantity, unit, quantum, cum_unit, quantum, integrable=integrable)
 
 
 def _energy(code: str, quantity: str, unit: str, cum_unit: str) -> TypeCode:
-    return TypeCode(code, quantity, unit, 1.0, cum_unit, 1.0 / _HOUR_KILO)
+    return TypeCode(code, quantity, unit, 1.0, cum_unit, 1.0 / _HOUR_KILO, integrable=True)
 
 
 _TABLE: dict[str, TypeCode] = {
@@ -62,11 +86,11 @@ _TABLE: dict[str, TypeCode] = {
         TypeCode("#", "number", "", 1.0, "", 1.0),
         TypeCode("#3", "number", "", 0.001, "", 0.001),
         _accum("%", "percentage", "%", 0.001),
-        _accum("$", "money", "$/s", 2.0**-29),
+        _accum("$", "money", "$/s", 2.0**-29, True),
         _accum("a", "angle", "°", 0.001),
         _accum("aq", "air quality", "", 0.001),
         TypeCode("d", "discrete", "", 1.0, "", 1.0),
-        _accum("Ee", "irradiance", "W/m²", 1.0),
+        _accum("Ee", "irradiance", "W/m²", 1.0, True),
         _accum("F", "frequency", "Hz", 0.001),
         _accum("h", "humidity", "%", 0.001),
         _accum("I", "current", "A", 0.001),
@@ -76,20 +100,35 @@ _TABLE: dict[str, TypeCode] = {
         _accum("ppm", "concentration", "ppm", 0.001),
         _energy("var", "reactive power", "var", "kvarh"),
         _energy("PQ", "reactive power", "var", "kvarh"),
-        _accum("Q", "mass flow", "g/s", 1.0),
+        _accum("Q", "mass flow", "g/s", 1.0, True),
         _accum("Qe", "charge", "Ah", 0.001),
-        _accum("Qv", "volumetric flow", "m³/s", 1e-9),
+        _accum("Qv", "volumetric flow", "m³/s", 1e-9, True),
         _accum("R", "resistance", "Ω", 1.0),
         _energy("S", "apparent power", "VA", "kVAh"),
         _accum("T", "temperature", "°C", 0.001),
         _accum("THD", "harmonic distortion", "%", 0.001),
         _accum("V", "voltage", "V", 0.001),
-        _accum("v", "speed", "m/s", 0.001),
+        _accum("v", "speed", "m/s", 0.001, True),
         _accum("Vdc", "voltage", "V", 0.001),
-        _accum("Idc", "current", "A", 0.001),
+        _accum("Idc", "current", "A", 0.001, True),
         _accum("dT", "temperature difference", "°C", 0.001),
     )
 }
+
+
+def quantized(code: str, value: float | None, *, cumulative: bool = False
+              ) -> float | int | None:
+    """``value`` (a rate, or with ``cumulative`` a cumulative value) of a register of type
+    ``code`` rounded to the decimals its quantum supports, without float noise: an ``int``
+    where the quantum is whole, else the shortest float with those decimals. Unknown codes,
+    None, NaN and infinities come back as they are."""
+    if value is None or not math.isfinite(value):
+        return value
+    tc = type_code(code)
+    digits = tc.cumulative_digits if cumulative else tc.rate_digits
+    if digits is None:
+        return value
+    return round(value) if digits == 0 else round(value, digits)
 
 
 def type_code(code: str) -> TypeCode:

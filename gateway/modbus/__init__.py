@@ -2,11 +2,12 @@
 encoding, the per-unit image, the server and the writes that become meter commands; the
 auto-pinned slots (``<state_dir>/modbus/<meter>.json``) and the layout a unit serves."""
 
-from gateway.modbus.layout import Layout, pin_new, point_unit, polled_names
+from gateway.modbus.layout import Layout, pin_new, point_unit, polled_names, with_counters
 from gateway.modbus.loader import builtin_path, load_mapping
 from gateway.modbus.mapping import Point, RegisterMap
 from gateway.modbus.output import ModbusOutput
 from gateway.modbus.pins import Pin, Pins, PinStore
 
 __all__ = ["Layout", "ModbusOutput", "Pin", "PinStore", "Pins", "Point", "RegisterMap",
-           "builtin_path", "load_mapping", "pin_new", "point_unit", "polled_names"]
+           "builtin_path", "load_mapping", "pin_new", "point_unit", "polled_names",
+           "with_counters"]

@@ -20,7 +20,7 @@ from typing import Final
 from gateway.config import Config, MeterConfig, load_config
 from gateway.errors import EXIT_CONFIG, EXIT_OK, EXIT_STARTUP, ConfigError, MeterError
 from gateway.meter import WebApiClient
-from gateway.modbus.layout import Layout, export_csv, pin_new, polled_names
+from gateway.modbus.layout import Layout, export_csv, pin_new, polled_names, with_counters
 from gateway.modbus.loader import load_mapping
 from gateway.modbus.mapping import Point, RegisterMap
 from gateway.modbus.pins import PinStore
@@ -80,7 +80,7 @@ async def generate_text(config: Config, meter: MeterConfig) -> str:
     if rmap.auto is None:
         rmap = load_mapping("default")
     pins = PinStore(config.gateway.state_dir).load(meter.id)
-    pin_new(rmap, pins, polled_names(registers, None))
+    pin_new(rmap, pins, with_counters(polled_names(registers, None), pins, meter.energy)[0])
     layout = Layout.build(rmap, pins)
     present = {r.name for r in registers}
     header = (f"# Register map drafted by `egauge-gateway map generate` for meter {meter.id!r}\n"

@@ -21,8 +21,9 @@ ILLEGAL_ADDRESS: Final = 0x02
 TARGET_FAILED: Final = 0x0B
 
 _UNIT_PREFIX: Final = {"k": 1000.0, "M": 1_000_000.0}
-_RATE, _CUMULATIVE, _RAW = 0, 1, 2
-_KINDS: Final = {"rate": _RATE, "cumulative": _CUMULATIVE, "raw": _RAW}
+_RATE, _CUMULATIVE, _RAW, _IMPORT, _EXPORT, _IMPORT_RATE, _EXPORT_RATE = range(7)
+_KINDS: Final = {"rate": _RATE, "cumulative": _CUMULATIVE, "raw": _RAW, "import": _IMPORT,
+                 "export": _EXPORT, "import_rate": _IMPORT_RATE, "export_rate": _EXPORT_RATE}
 
 
 def unit_factor(have: str, want: str) -> float | None:
@@ -60,10 +61,22 @@ class _Slot:
         if kind == _RAW:
             self.write(self.buf, self.off, reg.raw)
             return
+        value: float | None
         if kind == _RATE:
             value, unit = reg.rate, reg.unit
-        else:
+        elif kind == _CUMULATIVE:
             value, unit = reg.cumulative, reg.cumulative_unit
+        elif kind in (_IMPORT, _EXPORT):
+            energy = reg.energy  # the counters, where they exist (docs/ENERGY.md)
+            if energy is None:
+                self.write(self.buf, self.off, None)
+                return
+            value = energy.import_value if kind == _IMPORT else energy.export_value
+            unit = energy.unit
+        else:  # the rate in one direction, 0 in the other
+            rate = reg.rate
+            value = None if rate is None else max(0.0, rate if kind == _IMPORT_RATE else -rate)
+            unit = reg.unit
         if unit != self._unit:
             self._unit = unit
             self._factor = unit_factor(unit, self.point.unit)

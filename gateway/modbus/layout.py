@@ -7,12 +7,22 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from gateway.config import EnergyConfig
+from gateway.energy import counted
 from gateway.meter import type_code
-from gateway.modbus.mapping import Auto, Point, RegisterMap
+from gateway.modbus.mapping import (
+    COUNTER_ROLES,
+    Auto,
+    Point,
+    RegisterMap,
+    counter_name,
+    counter_of,
+    counter_type,
+)
 from gateway.modbus.pins import Pins
 from gateway.model import RegisterInfo
 
@@ -56,6 +66,32 @@ def polled_names(registers: Iterable[RegisterInfo], selected: Collection[str] | 
             if selected is None or r.name in selected]
 
 
+def with_counters(names: Sequence[tuple[str, str]], pins: Pins, energy: EnergyConfig
+                  ) -> tuple[list[tuple[str, str]], list[str]]:
+    """``names`` (``(name, type code)``) followed by the slot names of their energy
+    counters (``"<name> import"``, type ``"<code>/import"``, then export), for the registers
+    that have counters; and the names left out because their slot is pinned to the other
+    kind -- a register called ``"Grid import"`` where Grid's import counter holds that pin,
+    or the other way round -- so that an address never changes what it serves."""
+    real = {n for n, _ in names}
+    wanted = [(n, c, False) for n, c in names]
+    for n, c in names:
+        if counted(energy, n, c):
+            wanted.extend((counter_name(n, role), counter_type(c, role), True)
+                          for role in COUNTER_ROLES)
+    out: list[tuple[str, str]] = []
+    clashes: list[str] = []
+    for name, code, is_counter in wanted:
+        pin = pins.get(name)
+        pinned_counter = pin is not None and counter_of(name, pin.type_code) is not None
+        if (is_counter and (name in real or (pin is not None and not pinned_counter))) or (
+                not is_counter and pinned_counter):
+            clashes.append(name)
+        else:
+            out.append((name, code))
+    return out, clashes
+
+
 def pin_new(rmap: RegisterMap, pins: Pins, names: Iterable[tuple[str, str]],
             skip: Collection[str] = ()) -> list[str]:
     """Give the names without a slot (but those with an explicit point of the map, and
@@ -82,17 +118,29 @@ def usable_slots(rmap: RegisterMap) -> Iterator[int]:
 
 
 def auto_points(auto: Auto, name: str, slot: int, code: str = "") -> list[Point]:
-    """The points of one auto slot for register ``name`` (type code ``code`` gives units)."""
-    meaning = type_code(code) if code else None
+    """The points of one auto slot for register ``name`` (type code ``code`` gives units).
+    A counter's slot (``code`` ``P/import``, name ``"<register> import"``) serves the
+    register's import (export) rate where the slot has the rate, and its counter where the
+    slot has the cumulative value."""
+    counter = counter_of(name, code) if code else None
+    base = counter[2] if counter is not None else code
+    meaning = type_code(base) if base else None
     address = auto.start + slot * auto.stride
     points = []
     for f in auto.slot:
+        source, register = f.source, name
+        if counter is not None:
+            register, role, _ = counter
+            source = {"rate": f"{role}_rate", "cumulative": role}.get(f.source, "none")
         unit = ""
         if meaning is not None:
             unit = meaning.unit if f.source == "rate" else (
                 meaning.cumulative_unit if f.source == "cumulative" else "")
-        points.append(Point(address, name, f.source, f.type, name, None, f.scale, f.word_order,
-                            unit, f"{f.source} of register {name!r}"))
+        what = f"{f.source} of register {name!r}" if counter is None else (
+            f"{'rate' if f.source == 'rate' else 'counter'} of {name!r}")
+        points.append(Point(address, name, source, f.type,
+                            register if source != "none" else None, None, f.scale,
+                            f.word_order, unit, what))
         address += f.size
     return points
 
@@ -120,7 +168,10 @@ def point_unit(p: Point, type_codes: Mapping[str, str]) -> str:
     if p.unit or not p.register or p.register not in type_codes:
         return p.unit
     meaning = type_code(type_codes[p.register])
-    return {"rate": meaning.unit, "cumulative": meaning.cumulative_unit}.get(p.source, "")
+    return {"rate": meaning.unit, "cumulative": meaning.cumulative_unit,
+            "import_rate": meaning.unit, "export_rate": meaning.unit,
+            "import": meaning.cumulative_unit, "export": meaning.cumulative_unit
+            }.get(p.source, "")
 
 
 def export_csv(layout: Layout, type_codes: Mapping[str, str] | None = None) -> str:

@@ -21,7 +21,11 @@ from typing import Any, Final
 from gateway.modbus.codec import TYPES, Codec
 
 BUILTIN: Final = ("default", "sunspec")
-METER_SOURCES: Final = ("rate", "cumulative", "raw")
+# a register's rate, cumulative value, raw accumulator; its energy counters (docs/ENERGY.md)
+# and its rate in the import or export direction (0 in the other)
+METER_SOURCES: Final = ("rate", "cumulative", "raw", "import", "export", "import_rate",
+                        "export_rate")
+COUNTER_ROLES: Final = ("import", "export")
 STATUS_FIELDS: Final = ("online", "age", "timestamp", "timestamp_us", "failed_polls")
 IDENTITY_FIELDS: Final = ("serial", "model", "firmware", "hostname")
 SOURCES: Final = (
@@ -30,6 +34,24 @@ SOURCES: Final = (
     *(f"identity:{f}" for f in IDENTITY_FIELDS),
     "const", "none", "unit_id",
 )
+
+
+def counter_name(register: str, role: str) -> str:
+    """The name that pins an auto slot to a register's import or export counter."""
+    return f"{register} {role}"
+
+
+def counter_type(code: str, role: str) -> str:
+    """The type a counter's slot pin records (``P/import``): tells it from a register."""
+    return f"{code}/{role}"
+
+
+def counter_of(name: str, pin_type: str) -> tuple[str, str, str] | None:
+    """``(register, role, type code)`` of a counter's slot pin; None for a register's."""
+    code, slash, role = pin_type.rpartition("/")
+    if not slash or role not in COUNTER_ROLES or not name.endswith(" " + role):
+        return None
+    return name[: -len(role) - 1], role, code
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,11 @@
 """ModbusOutput: a hub sink that keeps one register image per meter and serves them.
 
 Each meter is one unit id with the register map it names (``meters[].modbus_mapping``, which
-the configuration defaults to ``modbus.mapping``). The sink methods only update memory; new
-auto-pinned slots are written to ``state_dir`` by :meth:`ModbusOutput.serve` (a task of the
-app). With
+the configuration defaults to ``modbus.mapping``). With an ``auto`` block, every register
+with energy counters also gets a slot for each counter, pinned as ``"<register> import"`` and
+``"<register> export"`` after the registers (see :func:`gateway.modbus.layout.auto_points`).
+The sink methods only update memory; new auto-pinned slots are written to ``state_dir`` by
+:meth:`ModbusOutput.serve` (a task of the app). With
 ``modbus.writes`` and a command router, the maps' coils and command registers are writable
 (see :mod:`gateway.modbus.writes`).
 """
@@ -18,12 +20,12 @@ from pathlib import Path
 import structlog
 
 from gateway.commands import Outcome as CommandOutcome
-from gateway.config import MeterConfig, ModbusConfig
+from gateway.config import EnergyConfig, MeterConfig, ModbusConfig
 from gateway.errors import ConfigError
 from gateway.modbus.image import UnitImage
-from gateway.modbus.layout import Layout, export_csv, pin_new, polled_names
+from gateway.modbus.layout import Layout, export_csv, pin_new, polled_names, with_counters
 from gateway.modbus.loader import load_mapping
-from gateway.modbus.mapping import RegisterMap
+from gateway.modbus.mapping import RegisterMap, counter_of
 from gateway.modbus.pins import Pins, PinStore
 from gateway.modbus.server import ModbusServer, ServerStats
 from gateway.modbus.writes import ModbusWrites, Router, UnitWrites
@@ -35,12 +37,15 @@ log = structlog.get_logger(__name__)
 class _Unit:
     """One meter's map, pins and current image."""
 
-    __slots__ = ("image", "meter", "names", "pins", "rmap", "selected", "spec", "type_codes",
-                 "unplaced", "writes")
+    __slots__ = ("conflicts", "energy", "image", "meter", "names", "pins", "rmap", "selected",
+                 "spec", "type_codes", "unplaced", "writes")
 
     def __init__(self, meter: str, rmap: RegisterMap, pins: Pins, image: UnitImage,
-                 selected: tuple[str, ...] | None, spec: str = "") -> None:
+                 selected: tuple[str, ...] | None, spec: str = "",
+                 energy: EnergyConfig | None = None) -> None:
         self.meter = meter
+        self.energy = energy or EnergyConfig()
+        self.conflicts: set[str] = set()  # names whose slot pin is of the other kind
         self.spec = spec  # the mapping's name or path
         self.selected = None if selected is None else frozenset(selected)  # None: all polled
         self.rmap = rmap
@@ -165,13 +170,13 @@ class ModbusOutput:
             spec = m.modbus_mapping or self.config.mapping
             selected = None if m.registers is None else frozenset(m.registers)
             unit = current.get(m.id)
-            if unit is None or (unit.image.unit_id, unit.spec, unit.selected) != (
-                    m.modbus_unit_id, spec, selected):
+            if unit is None or (unit.image.unit_id, unit.spec, unit.selected, unit.energy) != (
+                    m.modbus_unit_id, spec, selected, m.energy):
                 rmap = maps.get(spec) or maps.setdefault(spec, load_mapping(spec))
                 pins = unit.pins if unit is not None and unit.spec == spec \
                     else self._store.load(m.id)
                 image = UnitImage(m.modbus_unit_id, self._layout(m.id, rmap, pins), self._clock)
-                unit = _Unit(m.id, rmap, pins, image, m.registers, spec)
+                unit = _Unit(m.id, rmap, pins, image, m.registers, spec, m.energy)
             units[m.modbus_unit_id] = by_meter[m.id] = unit
         return units, by_meter
 
@@ -206,7 +211,7 @@ class ModbusOutput:
             return
         ordered = polled_names(registers, unit.selected)
         unit.type_codes.update(ordered)
-        self._pin(unit, ordered)
+        self._pin(unit, self._with_counters(unit, ordered))
 
     def on_reading(self, reading: Reading) -> None:
         unit = self._by_meter.get(reading.meter)
@@ -216,8 +221,9 @@ class ModbusOutput:
             names = tuple(r.name for r in reading.registers)
             if names != unit.names:  # only look for new names when the set changed
                 unit.names = names
-                new = [(r.name, r.type_code) for r in reading.registers
-                       if r.name not in unit.pins and r.name not in unit.unplaced]
+                every = self._with_counters(unit, [(r.name, r.type_code)
+                                                   for r in reading.registers])
+                new = [(n, c) for n, c in every if n not in unit.pins and n not in unit.unplaced]
                 if new:
                     self._pin(unit, new)
         unit.image.apply_reading(reading)
@@ -242,6 +248,21 @@ class ModbusOutput:
             log.warning("modbus_pin_conflict", meter=meter, register=name,
                         slot=pin.slot if pin else None)
         return layout
+
+    def _with_counters(self, unit: _Unit, names: list[tuple[str, str]]
+                       ) -> list[tuple[str, str]]:
+        """``names`` and their counters' slot names (:func:`with_counters`); a clash is
+        logged once."""
+        out, clashes = with_counters(names, unit.pins, unit.energy)
+        for name in clashes:
+            if name not in unit.conflicts:
+                unit.conflicts.add(name)
+                pin = unit.pins.get(name)
+                kind = "counter" if pin is not None and counter_of(name, pin.type_code) \
+                    else "register"
+                log.warning("modbus_name_conflict", meter=unit.meter, name=name,
+                            pinned_as=kind)
+        return out
 
     def _pin(self, unit: _Unit, names: list[tuple[str, str]]) -> None:
         if unit.rmap.auto is None:

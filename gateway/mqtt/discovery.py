@@ -1,8 +1,14 @@
 """Home Assistant MQTT discovery payloads (northbound-conventions.md §2.1).
 
 One HA device per meter (identified by its serial number) with one sensor per register, plus
-an energy sensor (kWh) for every power register, and one device for the gateway itself (a
-connectivity binary sensor on ``bridge/state``) that the meters point to with ``via_device``.
+an energy sensor for every power register (kWh; kVAh for apparent, kvarh for reactive power),
+an ``... import`` and an ``... export`` sensor (``total_increasing``) for every register with
+energy counters (docs/ENERGY.md), diagnostic entities (online, data age, failed polls, poll
+latency), and one device for the gateway itself (a connectivity binary sensor on
+``bridge/state``, with the status page as its ``configuration_url``) that the meters point
+to with ``via_device``. Only ``kWh`` sensors carry ``device_class: energy``: Home Assistant
+has no class for apparent energy, and its ``reactive_energy`` class is too recent for the
+versions still in use, so kVAh and kvarh sensors carry their unit and state class only.
 
 Energy state class: ``total_increasing`` treats any decrease as a meter reset, so it is used
 only for registers that cannot run backwards: names ending in ``+`` (eGauge's mark for a
@@ -25,8 +31,9 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Final
 
 from gateway import __version__
 from gateway.config import MeterConfig, MqttConfig
@@ -35,6 +42,9 @@ from gateway.model import Identity, RegisterInfo, RegisterValue
 from gateway.mqtt.topics import Topics, safe_level
 
 MANUFACTURER = "eGauge Systems"
+ENERGY_CODES: Final = ("P", "S", "var", "PQ")
+ROLES: Final = ("import", "export")
+EntitySlug = Callable[[str, str], str]  # (entity key, wanted slug) -> the pinned slug
 _NOT_OBJECT_ID = re.compile(r"[^a-z0-9]+")
 ORIGIN = {"name": "egauge-gateway", "sw_version": __version__}
 
@@ -72,8 +82,48 @@ def sensor_class(type_code: str, unit: str) -> SensorClass:
 
 
 def has_energy(reg: RegisterInfo) -> bool:
-    """Power registers also get an energy sensor from their cumulative value."""
-    return reg.type_code == "P"
+    """Power registers (real, apparent, reactive) also get an energy sensor from their
+    cumulative value."""
+    return reg.type_code in ENERGY_CODES
+
+
+def energy_device_class(code: str) -> str | None:
+    """``energy`` for registers counted in kWh; none for kVAh and kvarh (see above)."""
+    return "energy" if type_code(code).cumulative_unit == "kWh" else None
+
+
+def unpinned_entity(key: str, wanted: str) -> str:
+    """An entity's slug without pins (for tests and throw-away plans)."""
+    return wanted
+
+
+def role_key(role: str, name: str) -> str:
+    """The pin key of a register's import or export entity."""
+    return f"{role}:{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One diagnostic entity of a meter (published from the poller's counters)."""
+
+    key: str
+    name: str
+    component: str
+    field: str | None = None  # the member of the diagnostics JSON (None: availability)
+    device_class: str | None = None
+    unit: str | None = None
+    state_class: str | None = None
+    precision: int | None = None
+
+
+DIAGNOSTICS: Final = (
+    Diagnostic("online", "Online", "binary_sensor", None, "connectivity"),
+    Diagnostic("data_age", "Data age", "sensor", "age", "duration", "s", "measurement", 1),
+    Diagnostic("failed_polls", "Failed polls", "sensor", "failed_polls", None, None,
+               "total_increasing", 0),
+    Diagnostic("poll_latency", "Poll latency", "sensor", "latency_ms", "duration", "ms",
+               "measurement", 1),
+)
 
 
 def runs_backwards(value: RegisterValue, previous: RegisterValue | None) -> bool:
@@ -136,9 +186,20 @@ def _encode(payload: dict[str, object]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def bridge_config(topics: Topics, gateway_id: str) -> tuple[str, bytes]:
-    """The gateway's own device: a connectivity sensor on ``bridge/state``."""
+def bridge_config(topics: Topics, gateway_id: str, configuration_url: str | None = None
+                  ) -> tuple[str, bytes]:
+    """The gateway's own device: a connectivity sensor on ``bridge/state``;
+    ``configuration_url``: the status page, when the HTTP endpoint is on and reachable."""
     ident = bridge_identifier(gateway_id)
+    device: dict[str, object] = {
+        "identifiers": [ident],
+        "name": f"eGauge gateway {gateway_id}",
+        "manufacturer": "egauge-gateway",
+        "model": "egauge-gateway",
+        "sw_version": __version__,
+    }
+    if configuration_url is not None:
+        device["configuration_url"] = configuration_url
     payload: dict[str, object] = {
         "name": "Bridge",
         "unique_id": f"{ident}_bridge",
@@ -148,13 +209,7 @@ def bridge_config(topics: Topics, gateway_id: str) -> tuple[str, bytes]:
         "payload_off": "offline",
         "device_class": "connectivity",
         "entity_category": "diagnostic",
-        "device": {
-            "identifiers": [ident],
-            "name": f"eGauge gateway {gateway_id}",
-            "manufacturer": "egauge-gateway",
-            "model": "egauge-gateway",
-            "sw_version": __version__,
-        },
+        "device": device,
         "origin": ORIGIN,
     }
     return topics.discovery("binary_sensor", ident, "bridge"), _encode(payload)
@@ -185,9 +240,12 @@ class MeterDiscovery:
         }
 
     def configs(
-        self, registers: Iterable[tuple[RegisterInfo, str]], net: frozenset[str] = frozenset()
+        self, registers: Iterable[tuple[RegisterInfo, str]], net: frozenset[str] = frozenset(),
+        counted: frozenset[str] = frozenset(), entity_slug: EntitySlug = unpinned_entity,
     ) -> dict[str, bytes]:
-        """Discovery topic -> retained payload for every sensor of these (register, slug)s."""
+        """Discovery topic -> retained payload for every sensor of these (register, slug)s:
+        ``counted`` names the registers with energy counters, ``entity_slug`` gives the pinned
+        slugs of the entities of their own (counters, diagnostics)."""
         node = meter_identifier(self.identity)
         meter = self.meter.id
         common: dict[str, object] = {
@@ -216,16 +274,73 @@ class MeterDiscovery:
                  **entity_ids("sensor", entity_object_id(meter, slug)), **source,
                  **_class_fields(cls), **common}
             )
+            unit = type_code(reg.type_code).cumulative_unit
             if has_energy(reg):
-                energy = SensorClass("energy", "kWh", 3, energy_state_class(reg, reg.name in net))
+                energy = SensorClass(energy_device_class(reg.type_code), unit, 3,
+                                     energy_state_class(reg, reg.name in net))
                 out[self.topics.discovery("sensor", node, f"{slug}-energy")] = _encode(
                     {"name": f"{reg.name} energy", "unique_id": f"{node}_{slug}-energy",
                      **entity_ids("sensor", entity_object_id(meter, energy_slug(slug))),
-                     "state_topic": self.topics.state(meter),
-                     "value_template":
-                         f"{{{{ value_json.registers['{slug}'].cumulative }}}}",
+                     **self._source(slug, "energy", "cumulative"),
                      **_class_fields(energy), **common}
                 )
+            if reg.name in counted:
+                total = SensorClass(energy_device_class(reg.type_code), unit or None, 3,
+                                    "total_increasing")
+                for role in ROLES:
+                    own = entity_slug(role_key(role, reg.name), f"{slug}_{role}")
+                    out[self.topics.discovery("sensor", node, f"{slug}-{role}")] = _encode(
+                        {"name": f"{reg.name} {role}", "unique_id": f"{node}_{slug}-{role}",
+                         **entity_ids("sensor", entity_object_id(meter, own)),
+                         **self._source(slug, role, role), **_class_fields(total), **common})
+        return out
+
+    def _source(self, slug: str, part: str, member: str) -> dict[str, object]:
+        """Where a register's further value comes from: its own topic, or the state JSON."""
+        meter = self.meter.id
+        if self.per_register_topics:
+            return {"state_topic": self.topics.register_part(meter, slug, part),
+                    "value_template": "{{ value }}"}
+        return {"state_topic": self.topics.state(meter),  # ['import']: a Jinja keyword
+                "value_template": f"{{{{ value_json.registers['{slug}']['{member}'] }}}}"}
+
+    def diagnostics(self, entity_slug: EntitySlug = unpinned_entity) -> dict[str, bytes]:
+        """The meter's diagnostic entities: available while the bridge is (they report on
+        the meter also while it is offline)."""
+        meter = self.meter.id
+        node = meter_identifier(self.identity)
+        shared: dict[str, object] = {
+            "availability": [{"topic": self.topics.bridge_state}],
+            "payload_available": "online",
+            "payload_not_available": "offline",
+            "device": self.device(),
+            "origin": ORIGIN,
+        }
+        out: dict[str, bytes] = {}
+        for d in DIAGNOSTICS:
+            own = entity_slug(f"diagnostic:{d.key}", d.key)
+            payload: dict[str, object] = {
+                "name": d.name, "unique_id": f"{node}_diagnostic-{d.key}",
+                **entity_ids(d.component, entity_object_id(meter, own)),
+                "entity_category": "diagnostic",
+            }
+            if d.field is None:
+                payload.update({"state_topic": self.topics.availability(meter),
+                                "payload_on": "online", "payload_off": "offline"})
+            else:
+                payload.update({"state_topic": self.topics.diagnostics(meter),
+                                "value_template": f"{{{{ value_json.{d.field} }}}}"})
+            if d.state_class is not None:
+                payload["state_class"] = d.state_class
+            if d.device_class is not None:
+                payload["device_class"] = d.device_class
+            if d.unit is not None:
+                payload["unit_of_measurement"] = d.unit
+            if d.precision is not None:
+                payload["suggested_display_precision"] = d.precision
+            payload.update(shared)
+            out[self.topics.discovery(d.component, node, f"diagnostic-{d.key}")] = \
+                _encode(payload)
         return out
 
 

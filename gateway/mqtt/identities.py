@@ -80,6 +80,14 @@ class RegisterIdentities:
             self._mark(meter)
         return done.slugs
 
+    def entity_slug(self, meter: str, key: str, wanted: str) -> str:
+        """The pinned slug of the entity ``key`` of ``meter`` (:meth:`MeterSlugs.entity`)."""
+        value, added = self.meter(meter).entity(key, wanted)
+        if added:
+            log.info("slugs_pinned", meter=meter, slugs={key: value})
+            self._mark(meter)
+        return value
+
     # -- drift --------------------------------------------------------------------------------
 
     def _report(self, change: RegisterChange) -> None:

@@ -1,15 +1,21 @@
 """MqttOutput: the hub sink that publishes everything of DESIGN.md §4 to the broker.
 
 Per poll it publishes one state JSON per meter (every poll) and, when enabled, each
-register's rate as a plain number on its own topic -- only when the value changed or when
-``max_silence_s`` passed since it was last sent (the heartbeat). Availability, device info,
-discovery and ``bridge/*`` are retained QoS 1. On every (re)connect it re-announces all of
-it; when Home Assistant announces itself (``homeassistant/status`` = ``online``) discovery is
-sent again. Retained topics of meters no longer configured are cleared with empty payloads.
-For gap-free history (:mod:`gateway.history.service`) it reports every state message the broker
-acknowledged and publishes backfilled rows on ``<base>/<meter>/history`` with acknowledgement.
-Slugs come from the pinned slugs of :class:`~gateway.mqtt.identities.RegisterIdentities`
-(the app's, shared with its other parts; or an own one, written at ``flush``/``stop``).
+register's rate as a plain number on its own topic, and below it the energy of power
+registers (``/energy``) and the energy counters (``/import``, ``/export``). Those topics are
+published when the value changed -- by at least ``mqtt.deadband`` for the rate's type code --
+and ``mqtt.min_interval_s`` passed since the last message, or when ``max_silence_s`` passed
+(the heartbeat). Every number is rounded to the digits its type's quantum supports. Each
+meter's ``diagnostics`` (online, data age, failed polls, poll latency, from the poller's
+counters) go out every ``max(1 s, min_interval_s)`` and at every availability change.
+Availability, device info, discovery and ``bridge/*`` are retained QoS 1. On every
+(re)connect it re-announces all of it; when Home Assistant announces itself
+(``homeassistant/status`` = ``online``) discovery is sent again. Retained topics of meters
+no longer configured are cleared with empty payloads. For gap-free history
+(:mod:`gateway.history.service`) it reports every state message the broker acknowledged
+and publishes backfilled rows on ``<base>/<meter>/history`` with acknowledgement. Slugs
+come from the pinned slugs of :class:`~gateway.mqtt.identities.RegisterIdentities` (the
+app's, shared with its other parts; or an own one, written at ``flush``/``stop``).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import structlog
 
 from gateway import __version__
 from gateway.config import Config, MeterConfig, shard
+from gateway.core import PollStats
 from gateway.history import HistoryRow
 from gateway.model import Availability, Identity, Reading, RegisterInfo
 from gateway.mqtt.connection import ConnectionStats, MqttConnection, Will
@@ -32,12 +39,14 @@ from gateway.mqtt.discovery import bridge_config
 from gateway.mqtt.identities import RegisterIdentities
 from gateway.mqtt.ledger import FILE_NAME, RetainedLedger
 from gateway.mqtt.message import InboundMessage
-from gateway.mqtt.plan import MeterPlan, discover, number
+from gateway.mqtt.plan import MeterPlan, discover
 from gateway.mqtt.topics import Topics
+from gateway.mqtt.values import RegisterValues
 
 log = structlog.get_logger(__name__)
 
 ONLINE, OFFLINE = b"online", b"offline"
+StatsOf = Callable[[str], PollStats | None]
 
 
 class MqttOutput:
@@ -55,11 +64,16 @@ class MqttOutput:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         identities: RegisterIdentities | None = None,
+        poll_stats: StatsOf | None = None,
     ) -> None:
+        """``poll_stats``: each meter's poller counters, for its diagnostics."""
         self._cfg = config.mqtt
+        self._poll_stats = poll_stats or (lambda _meter: None)
+        self._status_url = config.http.status_url if config.http.enabled else None
         self._gateway_id = shard.instance_name(config)
         self._shutdown_s = config.gateway.shutdown_timeout_s
         self._conn = connection
+        self._values = RegisterValues(config.mqtt, connection, clock)
         self._ledger = ledger
         self._outputs = outputs
         self._clock = clock
@@ -157,7 +171,24 @@ class MqttOutput:
             self._conn.subscribe(self.topics.discovery_status, self._ha_status)
 
     async def serve(self) -> None:
-        await self._conn.run()
+        """The connection, and each meter's diagnostics every so often."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._conn.run(), name="mqtt:connection")
+            group.create_task(self._diagnostics_loop(), name="mqtt:diagnostics")
+
+    async def _diagnostics_loop(self) -> None:
+        interval = max(1.0, self._cfg.min_interval_s)
+        while True:
+            await asyncio.sleep(interval)
+            for plan in tuple(self._plans.values()):
+                self._publish_diagnostics(plan)
+
+    def _publish_diagnostics(self, plan: MeterPlan) -> None:
+        stats = self._poll_stats(plan.meter.id)
+        reading = plan.reading
+        plan.diagnostics = plan.diagnostics_json(reading, self._wall(), stats)
+        self._conn.publish(plan.diagnostics_topic, plan.diagnostics, self._cfg.qos,
+                           self._cfg.retain, droppable=True)
 
     async def stop(self) -> None:
         """Say goodbye: ``bridge/state`` offline, flush, disconnect cleanly."""
@@ -198,7 +229,8 @@ class MqttOutput:
         return switch
 
     def _plan(self, meter: MeterConfig) -> MeterPlan:
-        return MeterPlan(meter, self.topics, functools.partial(self.identities.slugs, meter.id))
+        return MeterPlan(meter, self.topics, functools.partial(self.identities.slugs, meter.id),
+                         functools.partial(self.identities.entity_slug, meter.id))
 
     # -- sink -----------------------------------------------------------------------------------
 
@@ -225,13 +257,17 @@ class MqttOutput:
             plan.adopt_reading_names(reading)
             self._refresh_discovery(plan)
         cfg = self._cfg
+        first = plan.reading is None
+        plan.reading = reading
         plan.state = plan.state_json(reading, self._wall())
         confirm = functools.partial(self._state_confirmed, reading.meter, reading.ts) \
             if self._state_listeners else None
         self._conn.publish(plan.state_topic, plan.state, cfg.qos, cfg.retain, droppable=True,
                            on_ack=confirm)
         if cfg.per_register_topics:
-            self._publish_rates(plan, reading)
+            self._values.publish(plan, reading)
+        if first:
+            self._publish_diagnostics(plan)
         turned = plan.newly_net(reading)
         if turned:
             log.info("register_runs_backwards", meter=reading.meter, registers=turned)
@@ -243,40 +279,18 @@ class MqttOutput:
             return
         if plan.online != availability.online:
             plan.last_rate.clear()  # republish every value once the meter is back
+        changed = plan.online != availability.online
         plan.online = availability.online
         payload = ONLINE if availability.online else OFFLINE
         self._conn.publish(plan.availability_topic, payload, 1, True)
+        if changed:
+            self._publish_diagnostics(plan)
 
     # -- internals ------------------------------------------------------------------------------
 
     def _state_confirmed(self, meter: str, ts: float) -> None:
         for listener in self._state_listeners:
             listener(meter, ts)
-
-    def _publish_rates(self, plan: MeterPlan, reading: Reading) -> None:
-        cfg = self._cfg
-        now = self._clock()
-        last_rate, last_sent, topics = plan.last_rate, plan.last_sent, plan.register_topics
-        for v in reading.registers:
-            rate = v.rate
-            if rate is None:
-                continue
-            name = v.name
-            if last_rate.get(name) != rate or now - last_sent.get(name, -1e18) >= cfg.max_silence_s:
-                self._conn.publish(topics[name], number(rate), cfg.qos, cfg.retain,
-                                   droppable=True)
-                last_rate[name] = rate
-                last_sent[name] = now
-
-    def _republish_rates(self, plan: MeterPlan) -> None:
-        if not self._cfg.per_register_topics:
-            return
-        cfg, now, topics = self._cfg, self._clock(), plan.register_topics
-        for name, rate in plan.last_rate.items():
-            topic = topics.get(name)
-            if topic is not None:
-                self._conn.publish(topic, number(rate), cfg.qos, cfg.retain, droppable=True)
-                plan.last_sent[name] = now
 
     def _refresh_discovery(self, plan: MeterPlan) -> None:
         """Rebuild this meter's discovery, clear what disappeared, publish, record.
@@ -315,12 +329,16 @@ class MqttOutput:
                              1, True)
             if plan.state is not None:
                 conn.publish(plan.state_topic, plan.state, cfg.qos, cfg.retain, droppable=True)
-            self._republish_rates(plan)
+            if plan.diagnostics is not None:
+                conn.publish(plan.diagnostics_topic, plan.diagnostics, cfg.qos, cfg.retain,
+                             droppable=True)
+            self._values.republish(plan)
 
     def _announce_discovery(self) -> None:
         if not self._cfg.homeassistant.enabled:
             return
-        self._conn.publish(*bridge_config(self.topics, self._gateway_id), 1, True)
+        self._conn.publish(*bridge_config(self.topics, self._gateway_id, self._status_url),
+                           1, True)
         for plan in self._plans.values():
             for topic, payload in plan.discovery.items():
                 self._conn.publish(topic, payload, 1, True)
@@ -353,7 +371,7 @@ def topics_of(config: Config) -> Topics:
 
 def create_output(
     config: Config, *, outputs: Callable[[], Sequence[str]] = lambda: ("mqtt",),
-    identities: RegisterIdentities | None = None,
+    identities: RegisterIdentities | None = None, poll_stats: StatsOf | None = None,
 ) -> MqttOutput:
     """The MQTT output of ``config``: its connection (with the ``bridge/state`` will), its
     ledger in ``gateway.state_dir`` and the slug pins of ``identities``."""
@@ -365,4 +383,5 @@ def create_output(
         will=Will(topics.bridge_state, OFFLINE, 1, True),
     )
     ledger = RetainedLedger(shard.instance_dir(config) / FILE_NAME)
-    return MqttOutput(config, connection, ledger, outputs=outputs, identities=identities)
+    return MqttOutput(config, connection, ledger, outputs=outputs, identities=identities,
+                      poll_stats=poll_stats)

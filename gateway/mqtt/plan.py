@@ -15,14 +15,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gateway.config import MeterConfig, MqttConfig
+from gateway.core import PollStats
+from gateway.energy import counted
 from gateway.history import HistoryRow
+from gateway.meter import quantized, type_code
 from gateway.model import Identity, LocalValue, Reading, RegisterInfo, RegisterValue
 from gateway.mqtt.discovery import (
+    ROLES,
+    EntitySlug,
     MeterDiscovery,
     alert_event_config,
     expire_after,
     has_energy,
     runs_backwards,
+    unpinned_entity,
 )
 from gateway.mqtt.topics import Topics, unique_slugs
 
@@ -61,19 +67,28 @@ class MeterPlan:
     meter: MeterConfig
     topics: Topics
     assign: SlugAssigner = unpinned
+    entity_slug: EntitySlug = unpinned_entity  # the pinned slugs of entities of their own
     availability_topic: str = ""
     state_topic: str = ""
     device_topic: str = ""
+    diagnostics_topic: str = ""
     identity: Identity | None = None
     registers: tuple[RegisterInfo, ...] = ()
     slugs: dict[str, str] = field(default_factory=dict)
     register_topics: dict[str, str] = field(default_factory=dict)
+    # (register name, part) -> topic: "energy" (cumulative), "import", "export"
+    part_topics: dict[tuple[str, str], str] = field(default_factory=dict)
+    counted: frozenset[str] = frozenset()  # the registers with energy counters
     discovery: dict[str, bytes] = field(default_factory=dict)
     net: set[str] = field(default_factory=set)
     state: bytes | None = None
+    reading: Reading | None = None  # the latest
+    diagnostics: bytes | None = None
     online: bool | None = None
     last_rate: dict[str, float] = field(default_factory=dict)
     last_sent: dict[str, float] = field(default_factory=dict)
+    last_part: dict[tuple[str, str], str] = field(default_factory=dict)  # payloads sent
+    part_sent: dict[tuple[str, str], float] = field(default_factory=dict)
     _heads: dict[str, str] = field(default_factory=dict)
     _watch: dict[str, RegisterValue | None] = field(default_factory=dict)
 
@@ -82,17 +97,31 @@ class MeterPlan:
         self.availability_topic = self.topics.availability(meter)
         self.state_topic = self.topics.state(meter)
         self.device_topic = self.topics.device(meter)
+        self.diagnostics_topic = self.topics.diagnostics(meter)
 
     def set_registers(self, registers: tuple[RegisterInfo, ...]) -> None:
         """Adopt a new register set: slugs, topics and state-JSON fragments."""
         self.registers = registers
         self.slugs = dict(self.assign(registers))
+        meter = self.meter.id
         self.register_topics = {
-            name: self.topics.register(self.meter.id, s) for name, s in self.slugs.items()
+            name: self.topics.register(meter, s) for name, s in self.slugs.items()
         }
+        cfg = self.meter.energy
+        self.counted = frozenset(r.name for r in registers
+                                 if counted(cfg, r.name, r.type_code))
+        self.part_topics = {}
+        for r in registers:
+            parts = (("energy",) if has_energy(r) else ()) + (
+                ROLES if r.name in self.counted else ())
+            for part in parts:
+                self.part_topics[(r.name, part)] = self.topics.register_part(
+                    meter, self.slugs[r.name], part)
         self._heads.clear()
         self.last_rate.clear()
         self.last_sent.clear()
+        self.last_part.clear()
+        self.part_sent.clear()
         self._watch = {
             r.name: None for r in registers if has_energy(r) and r.name.endswith("+")
             and r.name not in self.net
@@ -119,8 +148,9 @@ class MeterPlan:
             self.topics, gateway_id, self.meter, self.identity, expire_after_s, per_register
         )
         self.discovery = described.configs(
-            ((r, self.slugs[r.name]) for r in self.registers), frozenset(self.net)
-        )
+            ((r, self.slugs[r.name]) for r in self.registers), frozenset(self.net),
+            self.counted, self.entity_slug,
+        ) | described.diagnostics(self.entity_slug)
         if self.meter.alerts.enabled:
             topic, payload = alert_event_config(described)
             self.discovery[topic] = payload
@@ -133,7 +163,18 @@ class MeterPlan:
             head = heads.get(v.name)
             if head is None:
                 head = heads[v.name] = self._head(v)
-            parts.append(f'{head}{number(v.rate)},"cumulative":{number(v.cumulative)}}}')
+            code = v.type_code
+            rate = number(quantized(code, v.rate))
+            cumulative = number(quantized(code, v.cumulative, cumulative=True))
+            energy = v.energy
+            if energy is None:
+                parts.append(f'{head}{rate},"cumulative":{cumulative}}}')
+            else:
+                parts.append(
+                    f'{head}{rate},"cumulative":{cumulative},'
+                    f'"import":{number(quantized(code, energy.import_value, cumulative=True))},'
+                    f'"export":{number(quantized(code, energy.export_value, cumulative=True))},'
+                    f'"energy_through":{energy.through}}}')
         age = round(max(0.0, now - reading.ts), 3)
         text = (
             f'{{"meter":{json.dumps(reading.meter)},"ts":{number(reading.ts)},'
@@ -152,16 +193,26 @@ class MeterPlan:
                           "cumulative_unit": v.cumulative_unit}
             for name, v in first.items()
         }
-        out = [
-            {"ts": row.ts, "dt": row.dt,
-             "rate": {slugs[v.name]: _finite(v.rate) for v in row.values if v.name in slugs},
-             "cumulative": {slugs[v.name]: _finite(v.cumulative) for v in row.values
-                            if v.name in slugs}}
-            for row in rows
-        ]
+        out = [_history_row(row, slugs) for row in rows]
         return json.dumps(
             {"meter": self.meter.id, "registers": registers, "rows": out},
             separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+        ).encode("utf-8")
+
+    def diagnostics_json(self, reading: Reading | None, now: float, stats: PollStats | None
+                         ) -> bytes:
+        """The diagnostics payload: online, the age of the data (s), failed polls since the
+        start, failed polls in a row, the latest poll's latency (ms)."""
+        age = None if reading is None else round(max(0.0, now - reading.ts), 1)
+        latency = None if stats is None or stats.last_latency_s is None \
+            else round(stats.last_latency_s * 1000.0, 1)
+        return json.dumps(
+            {"online": bool(self.online), "age": age,
+             "failed_polls": None if stats is None else stats.polls_failed,
+             "failed_in_a_row": None if stats is None else stats.consecutive_failures,
+             "polls": None if stats is None else stats.polls_ok,
+             "latency_ms": latency},
+            separators=(",", ":"), allow_nan=False,
         ).encode("utf-8")
 
     def _head(self, v: RegisterValue) -> str:
@@ -192,10 +243,29 @@ class MeterPlan:
         """Every retained topic this meter's output currently owns."""
         topics = {self.availability_topic, self.device_topic, *self.discovery}
         if retain_values:
-            topics.add(self.state_topic)
+            topics.update((self.state_topic, self.diagnostics_topic))
             if per_register:
                 topics.update(self.register_topics.values())
+                topics.update(self.part_topics.values())
         return topics
+
+
+def _history_row(row: HistoryRow, slugs: Mapping[str, str]) -> dict[str, object]:
+    """One history row: rates and cumulative values rounded to their quanta; the import
+    and export of the row's seconds where the register has counters."""
+    mine = [v for v in row.values if v.name in slugs]
+    out: dict[str, object] = {
+        "ts": row.ts, "dt": row.dt,
+        "rate": {slugs[v.name]: _finite(quantized(v.type_code, v.rate)) for v in mine},
+        "cumulative": {slugs[v.name]: _finite(quantized(v.type_code, v.cumulative,
+                                                        cumulative=True)) for v in mine},
+    }
+    if row.split:
+        for index, key in enumerate(ROLES):
+            out[key] = {slugs[v.name]: quantized(
+                v.type_code, row.split[v.name][index] * type_code(v.type_code).cumulative_factor,
+                cumulative=True) for v in mine if v.name in row.split}
+    return out
 
 
 def discover(plan: MeterPlan, mqtt: MqttConfig, gateway_id: str) -> None:

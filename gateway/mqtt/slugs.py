@@ -14,6 +14,13 @@ another (README "Slugs"; kept by :class:`~gateway.mqtt.identities.RegisterIdenti
   ``sensor.<meter>_<slug>_energy``). New names of one register set are placed as
   ``unique_slugs`` ranks them (the name closest to the slug first), so the order in which
   the meter lists them does not matter.
+- **Entities of their own** -- the import and export sensors of a register, a meter's
+  diagnostic sensors -- pin the object id of their entity id the same way, under a key of
+  their own (``import:<name>``, ``export:<name>``, ``diagnostic:online``, ...): the first time
+  one is handed out it gets its wanted slug (``<slug>_import``, ``online``, ...) unless that is
+  taken -- by a register, another such entity or the ``_energy`` rule above --, then the hash
+  suffix; from then on it keeps it, and register names new to the meter never get it. They
+  are kept in the pin file's ``meta`` as ``"entity:<key>": "<slug>"``.
 - **Drift**: a name that was not on the meter at the last look (new, or back) standing at the
   ``idx`` and ``did`` of a name that was there and is gone now is that register renamed; a
   pinned name whose type code changed is that register retyped. Each is reported once, as a
@@ -33,6 +40,7 @@ from gateway.support import Entry, PinFile, integer
 
 KIND: Final = "slugs"
 ENERGY: Final = "_energy"
+ENTITY: Final = "entity:"  # meta keys of the slugs of entities of their own
 IDENTITY_FIELDS: Final = ("serial", "model", "firmware", "hostname")
 
 
@@ -70,10 +78,12 @@ class MeterSlugs:
     and the meter's identity as last seen (for ``plan`` while the meter is unreachable)."""
 
     def __init__(self, meter: str, pins: Mapping[str, SlugPin] | None = None,
-                 identity: Mapping[str, str] | None = None) -> None:
+                 identity: Mapping[str, str] | None = None,
+                 entities: Mapping[str, str] | None = None) -> None:
         self.meter = meter
         self._pins: dict[str, SlugPin] = dict(pins or {})
         self.identity: dict[str, str] = dict(identity or {})
+        self._entities: dict[str, str] = dict(entities or {})  # entity key -> slug
 
     def __contains__(self, name: object) -> bool:
         return name in self._pins
@@ -88,7 +98,33 @@ class MeterSlugs:
         return list(self._pins.items())
 
     def copy(self) -> MeterSlugs:
-        return MeterSlugs(self.meter, self._pins, self.identity)
+        return MeterSlugs(self.meter, self._pins, self.identity, self._entities)
+
+    @property
+    def entities(self) -> dict[str, str]:
+        """The pinned slugs of entities of their own: key -> slug."""
+        return dict(self._entities)
+
+    def entity(self, key: str, wanted: str) -> tuple[str, bool]:
+        """The slug of the entity ``key`` (e.g. ``import:Grid``), pinned the first time
+        (``wanted``, or ``wanted_<hash of the key>`` when that is taken); and whether it
+        was pinned now."""
+        known = self._entities.get(key)
+        if known is not None:
+            return known, False
+        taken = self._taken()
+        candidate, length = wanted, 6
+        if not SLUG_RE.match(candidate):
+            candidate = slug(wanted)
+        base = candidate
+        while _taken(candidate, taken):
+            candidate = f"{base}_{name_hash(key, length)}"
+            length += 2
+        self._entities[key] = candidate
+        return candidate, True
+
+    def _taken(self) -> set[str]:
+        return {p.slug for p in self._pins.values()} | set(self._entities.values())
 
     def release(self, name: str) -> SlugPin | None:
         """Forget ``name``'s pin (``pins release``): its slug is free for another name."""
@@ -164,7 +200,7 @@ class MeterSlugs:
         groups: dict[str, list[str]] = {}
         for name in names:
             groups.setdefault(slug(name), []).append(name)
-        taken = {p.slug for p in self._pins.values()}
+        taken = self._taken()
         placed: dict[str, str] = {}
         for base in sorted(groups):
             members = sorted(groups[base], key=_rank(base))
@@ -185,7 +221,9 @@ class MeterSlugs:
         entries: dict[str, Entry] = {
             n: {"slug": p.slug, "type": p.type_code, "idx": p.idx, "did": p.did,
                 "present": p.present} for n, p in self._pins.items()}
-        return PinFile(self.meter, KIND, entries, dict(self.identity))
+        meta: dict[str, str | int | float | bool | None] = dict(self.identity)
+        meta.update((ENTITY + key, value) for key, value in self._entities.items())
+        return PinFile(self.meter, KIND, entries, meta)
 
     @classmethod
     def from_file(cls, pins: PinFile, where: str) -> MeterSlugs:
@@ -202,11 +240,20 @@ class MeterSlugs:
                                             "be a string, present true or false)")
             out[name] = SlugPin(value, code, integer(entry, "idx"), integer(entry, "did"),
                                 present)
-        if len({p.slug for p in out.values()}) != len(out):
+        entities: dict[str, str] = {}
+        for key, value in pins.meta.items():
+            if not key.startswith(ENTITY):
+                continue
+            if not isinstance(value, str) or not SLUG_RE.match(value):
+                raise StateFileError(where, f"not a valid pin file (meta {key!r}: slug must "
+                                            "be lower-case letters, digits and _)")
+            entities[key[len(ENTITY):]] = value
+        slugs = [p.slug for p in out.values()] + list(entities.values())
+        if len(set(slugs)) != len(slugs):
             raise StateFileError(where, "not a valid pin file (a slug is pinned to two names)")
         identity = {k: v for k, v in pins.meta.items() if k in IDENTITY_FIELDS
                     and isinstance(v, str)}
-        return cls(pins.meter, out, identity)
+        return cls(pins.meter, out, identity, entities)
 
 
 def _rank(base: str) -> Callable[[str], tuple[bool, bool, str]]:

@@ -144,6 +144,14 @@ class Topics:
     def register(self, meter: str, register_slug: str) -> str:
         return f"{self.base}/{meter}/register/{register_slug}"
 
+    def register_part(self, meter: str, register_slug: str, part: str) -> str:
+        """A register's further values: ``.../register/<slug>/energy`` (its cumulative energy),
+        ``/import`` and ``/export`` (its counters)."""
+        return f"{self.base}/{meter}/register/{register_slug}/{part}"
+
+    def diagnostics(self, meter: str) -> str:
+        return f"{self.base}/{meter}/diagnostics"
+
     def request(self, meter: str, action: str) -> str:
         return f"{self.base}/{meter}/request/{action}"
 

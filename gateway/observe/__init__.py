@@ -13,6 +13,7 @@ from gateway.observe.status import render_status
 from gateway.observe.trend import PowerTrend
 from gateway.observe.view import (
     Chart,
+    EnergyStatus,
     GatewayView,
     HistoryStatus,
     MeterStatus,
@@ -24,7 +25,7 @@ from gateway.observe.view import (
 )
 
 __all__ = [
-    "Chart", "GatewayView", "HistoryStatus", "HttpEndpoint", "MeterStatus", "ModbusStats",
-    "MqttStats", "OutputStatus", "PowerTrend", "Readiness", "Series", "SparkplugStats",
-    "exposition", "readiness", "registry_for", "render_status",
+    "Chart", "EnergyStatus", "GatewayView", "HistoryStatus", "HttpEndpoint", "MeterStatus",
+    "ModbusStats", "MqttStats", "OutputStatus", "PowerTrend", "Readiness", "Series",
+    "SparkplugStats", "exposition", "readiness", "registry_for", "render_status",
 ]

@@ -58,6 +58,7 @@ class GatewayCollector(Collector):
         yield from self._modbus()
         yield from self._commands()
         yield from self._history()
+        yield from self._energy()
         yield from self._http()
         yield from self._sparkplug()
 
@@ -192,6 +193,31 @@ class GatewayCollector(Collector):
             given_up.add_metric([status.meter], status.given_up_s)
             pending.add_metric([status.meter], status.gap_s)
         yield from (rows, given_up, pending)
+
+    def _energy(self) -> Iterable[Metric]:
+        energy = self._view.energy()
+        if energy is None:
+            return
+        families = (
+            (CounterMetricFamily("egauge_energy_coarse_rows", "Rows beyond the meter's "
+                                 "1-second level counted by their sign (resolution lost).",
+                                 labels=["meter"]), "coarse_rows"),
+            (CounterMetricFamily("egauge_energy_coarse_seconds", "Seconds those coarse rows "
+                                 "span.", labels=["meter"]), "coarse_seconds"),
+            (CounterMetricFamily("egauge_energy_discontinuities", "Steps of a counter not "
+                                 "counted: a cumulative reset, a moved epoch.",
+                                 labels=["meter"]), "discontinuities"),
+            (CounterMetricFamily("egauge_energy_requests", "Requests to the meter's database "
+                                 "for the energy counters.", labels=["meter"]), "requests"),
+            (CounterMetricFamily("egauge_energy_request_failures", "Of those, the ones that "
+                                 "failed.", labels=["meter"]), "failed_requests"),
+            (GaugeMetricFamily("egauge_energy_lag_seconds", "How far the energy counters "
+                               "stand behind the newest reading.", labels=["meter"]), "lag_s"),
+        )
+        for status in sorted(energy, key=lambda s: s.meter):
+            for family, key in families:
+                family.add_metric([status.meter], getattr(status, key))
+        yield from (family for family, _ in families)
 
     def _sparkplug(self) -> Iterable[Metric]:
         spb = self._view.sparkplug

@@ -1,7 +1,9 @@
 """The status page at ``/``: the outputs, and per meter its own health, the age of its data,
 its Modbus unit id, the registers seen renamed or retyped on the meter, its latest values
-(rounded as their type says) and its charts (recent power, the last capture; ``panels``).
-Plain HTML and SVG (no scripts), every text escaped and masked by the secret vocabulary of
+(rounded as their type says; a total only for registers whose time integral means something
+-- energy, volume, ... -- none for volts, hertz or degrees; the import and export counters
+where they exist) and its charts (recent power, the last capture; ``panels``). Plain HTML
+and SVG (no scripts), every text escaped and masked by the secret vocabulary of
 :mod:`gateway.secret`, refreshed every 5 s."""
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import time
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.model import RegisterChange
+from gateway.meter import type_code
+from gateway.model import RegisterChange, RegisterValue
 from gateway.observe.health import readiness
 from gateway.observe.panels import STYLE, charts_html, fleet_summary, health_html, value_text
 from gateway.observe.view import GatewayView, MeterStatus, OutputStatus
@@ -86,14 +89,29 @@ def _meter(meter: MeterStatus, now: float, unit_ids: bool = False) -> str:
     head = f"<h2>{e(m.id)}</h2><p>" + " &middot; ".join(facts) + "</p>" + _changes(meter)
     if reading is None:
         return head + charts_html(meter)
-    rows = "".join(
-        f"<tr><td>{e(v.name)}</td><td class=n>{e(value_text(v.type_code, v.rate))}</td>"
-        f"<td>{e(v.unit)}</td><td class=n>"
-        f"{e(value_text(v.type_code, v.cumulative, cumulative=True))}</td>"
-        f"<td>{e(v.cumulative_unit)}</td></tr>"
-        for v in reading.registers)
+    rows = "".join(_register_row(v) for v in reading.registers)
     return (head + "<table><tr><th>register</th><th>rate</th><th>unit</th><th>cumulative</th>"
-            f"<th>unit</th></tr>{rows}</table>" + charts_html(meter))
+            f"<th>unit</th><th>import</th><th>export</th></tr>{rows}</table>"
+            + charts_html(meter))
+
+
+def _register_row(v: RegisterValue) -> str:
+    """One register: its rate; its total and counters only where they mean something."""
+    code = v.type_code
+    cells = [f"<td>{e(v.name)}</td><td class=n>{e(value_text(code, v.rate))}</td>",
+             f"<td>{e(v.unit)}</td>"]
+    if type_code(code).integrable:
+        cells.append(f"<td class=n>{e(value_text(code, v.cumulative, cumulative=True))}"
+                     f"</td><td>{e(v.cumulative_unit)}</td>")
+    else:
+        cells.append("<td class=n>–</td><td></td>")
+    energy = v.energy
+    if energy is None:
+        cells.append("<td class=n>–</td><td class=n>–</td>")
+    else:
+        for value in (energy.import_value, energy.export_value):
+            cells.append(f"<td class=n>{e(value_text(code, value, cumulative=True))}</td>")
+    return "<tr>" + "".join(cells) + "</tr>"
 
 
 def change_text(change: RegisterChange) -> str:

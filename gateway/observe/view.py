@@ -76,6 +76,19 @@ class HistoryStatus:
     gap_s: int  # span of the oldest gap still to fill (0: none)
 
 
+@dataclass(frozen=True, slots=True)
+class EnergyStatus:
+    """One meter's energy counters for ``/metrics``: what their gap filling went through."""
+
+    meter: str
+    coarse_rows: int  # rows beyond the meter's 1-second level, counted by their sign
+    coarse_seconds: int  # the seconds those rows span (their resolution is lost)
+    discontinuities: int  # steps not counted (resets, a moved epoch)
+    requests: int
+    failed_requests: int
+    lag_s: int  # how far the counters stand behind the newest reading (0: up to date)
+
+
 class MqttStats(Protocol):
     """The broker connection's counters."""
 
@@ -184,4 +197,8 @@ class GatewayView(Protocol):
 
     def history(self) -> Sequence[HistoryStatus] | None:
         """Per meter backfill counters (None: history is off)."""
+        ...
+
+    def energy(self) -> Sequence[EnergyStatus] | None:
+        """Per meter energy counter statistics (None: no energy service)."""
         ...

@@ -13,8 +13,8 @@
 All of it within ``gateway.shutdown_timeout_s``. A second SIGTERM or SIGINT during the
 shutdown forces the exit: the state files are written at once and the process ends with
 exit code 1 (as uvicorn does). A crash (an exception escaping a component) also writes the
-state files (Modbus pins, slug pins, the retained-topic ledger, the history watermarks)
-before the exit.
+state files (Modbus pins, slug pins, the retained-topic ledger, the history watermarks,
+the energy counters) before the exit.
 SIGHUP reloads the configuration file: its meter changes are applied without dropping the
 MQTT session or Modbus clients (:mod:`gateway.runtime.reload`); an invalid file is refused
 (``config_reload_refused``) and the running configuration kept. Under systemd
@@ -42,6 +42,7 @@ from gateway.alerts import AlertWatch
 from gateway.commands import Command, CommandResponse, CommandRouter, CommandTally, Limits
 from gateway.config import Config, MeterConfig, load_or_report, shard
 from gateway.core import Hub, Poller
+from gateway.energy import Energy, EnergyLane
 from gateway.errors import (
     EXIT_CONFIG,
     EXIT_CRASH,
@@ -113,6 +114,7 @@ class App:
         self.router: CommandRouter | None = None  # set by build(): MQTT requests, Modbus writes
         self.http: HttpEndpoint | None = None  # set by build() when http.enabled
         self.history: History | None = None  # set by build() with mqtt and history enabled
+        self.energy: Energy | None = None  # set by build(): the import/export counters
         self.sparkplug: SparkplugOutput | None = None  # set by build() when sparkplug.enabled
         self.identities: RegisterIdentities | None = None  # set by build(): the pinned slugs
         self.alerts: AlertWatch | None = None  # set by build() when mqtt.enabled
@@ -163,12 +165,15 @@ class App:
         self.fleet.build(self.config.meters)
         cfg = self.config
         self._build_identities()
+        self._build_energy()
         if cfg.http.enabled:
             http = self.http = HttpEndpoint(cfg.http, AppView(self))
             self.add(Component("http", start=http.start, stop=http.close))
         if cfg.mqtt.enabled:
-            mqtt = self.mqtt = create_output(cfg, outputs=self.output_names,
-                                             identities=self.identities)
+            pollers = self.fleet.pollers
+            mqtt = self.mqtt = create_output(
+                cfg, outputs=self.output_names, identities=self.identities,
+                poll_stats=lambda meter: p.stats if (p := pollers.get(meter)) else None)
             self.add(Component("mqtt", mqtt, mqtt.start, mqtt.serve, mqtt.stop,
                                mqtt.prepare_meters, flush=mqtt.flush))
             self._build_commands(mqtt)
@@ -202,6 +207,25 @@ class App:
 
         self.add(Component("identities", identities, identities.start, identities.serve,
                            identities.close, meters, flush=identities.flush))
+
+    def _build_energy(self) -> None:
+        """The import/export counters: a hub stage (every output gets their values with the
+        readings) and a service that fills their gaps through each meter's lane."""
+        fleet = self.fleet
+
+        def lane(meter: str) -> EnergyLane | None:
+            poller, client = fleet.pollers.get(meter), fleet.clients.get(meter)
+            if poller is None or client is None:
+                return None
+            return EnergyLane(client, fleet.lanes[meter], lambda: poller.next_due)
+
+        cfg = self.config
+        energy = self.energy = Energy(cfg.meters, lane, shard.instance_dir(cfg),
+                                      shared_dir=cfg.gateway.state_dir,
+                                      max_rows=cfg.history.max_rows)
+        self.hub.add_stage(energy.stage)
+        self.add(Component("energy", energy, energy.start, energy.serve, energy.stop,
+                           energy.prepare_meters, flush=energy.flush))
 
     def _build_commands(self, mqtt: MqttOutput | None) -> None:
         """The command router, fed by MQTT request topics (with ``mqtt``) and by Modbus writes
@@ -251,7 +275,8 @@ class App:
 
         history = self.history = History(
             self.config.history, (m.id for m in self.config.meters), mqtt, lane,
-            shard.instance_dir(self.config))
+            shard.instance_dir(self.config),
+            annotate=self.energy.annotate if self.energy is not None else None)
 
         def meters(configs: Sequence[MeterConfig]) -> Callable[[], None]:
             return lambda: history.set_meters(m.id for m in configs)

@@ -16,7 +16,7 @@ import structlog
 
 from gateway.config import MeterConfig
 from gateway.core import Hub, Poller
-from gateway.meter import MeterClient, TlsContexts, WebApiClient
+from gateway.meter import MeterClient, TlsContexts, WebApiClient, inverted
 from gateway.model import Availability
 from gateway.runtime.reload import ReloadPlan
 
@@ -55,7 +55,9 @@ class Fleet:
             self.add(m, self.client_factory(m), m.poll_interval_s * i / count)
 
     def add(self, m: MeterConfig, client: MeterClient, phase_s: float = 0.0) -> None:
-        """Poll ``m`` with ``client`` (its task starts with :meth:`start_poller`)."""
+        """Poll ``m`` with ``client`` (its task starts with :meth:`start_poller`); the
+        registers of ``m.invert`` read with the opposite sign everywhere."""
+        client = inverted(client, m.invert)
         self.clients[m.id] = client
         lane = self.lanes.setdefault(m.id, asyncio.Lock())
         self.pollers[m.id] = Poller(m, client, self.hub, lane, phase_s=phase_s)

@@ -2,8 +2,10 @@
 
 ``list -c FILE [--meter ID] [--json]`` shows, per meter, every name ever pinned: its slug (and
 the register's type code, idx and did when last seen, and whether it was on the meter then)
-and its Modbus slot and first address. Meters that are no longer configured but still have
-pin files are listed too. Nothing is contacted.
+and its Modbus slot and first address (the slots of energy counters under their names,
+``"Grid import"``), and the slugs pinned for entities of their own (counters, diagnostics).
+Meters that are no longer configured but still have pin files are listed too. Nothing is
+contacted.
 
 ``release -c FILE --meter ID [--only slug|modbus] [--force] NAME...`` forgets pins on purpose.
 It refuses (exit 1) while a gateway serves the meter (the pins' lock is held: it would write
@@ -125,7 +127,8 @@ def list_pins(config: Config, meter: str | None, as_json: bool) -> int:
     loaded = [load(config, m) for m in meters]
     if as_json:
         data = {"meters": [{"meter": p.meter, "configured": p.configured,
-                            "identity": p.slugs.identity or None, "pins": rows(p)}
+                            "identity": p.slugs.identity or None, "pins": rows(p),
+                            "entities": p.slugs.entities}
                            for p in loaded]}
         sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         return EXIT_OK
@@ -139,6 +142,10 @@ def list_pins(config: Config, meter: str | None, as_json: bool) -> int:
             (repr(r["name"]), r["slug"] or "-", r["type"] or "-", _dash(r["idx"]),
              _dash(r["did"]), {True: "yes", False: "no", None: "-"}[r["present"]],
              _dash(r["modbus_slot"]), _dash(r["modbus_address"])) for r in rows(p)])
+        entities = p.slugs.entities
+        if entities:
+            lines.append("  entity slugs: " + ", ".join(f"{k} -> {v}"
+                                                        for k, v in entities.items()))
         lines.append("")
     sys.stdout.write("\n".join(lines).rstrip("\n") + "\n")
     return EXIT_OK

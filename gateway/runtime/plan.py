@@ -25,7 +25,15 @@ from dataclasses import dataclass, field, replace
 
 from gateway.config import Config, MeterConfig, ShardConfig, shard
 from gateway.meter import type_code
-from gateway.modbus import Layout, PinStore, load_mapping, pin_new, point_unit, polled_names
+from gateway.modbus import (
+    Layout,
+    PinStore,
+    load_mapping,
+    pin_new,
+    point_unit,
+    polled_names,
+    with_counters,
+)
 from gateway.model import Identity, RegisterChange, RegisterInfo
 from gateway.mqtt import (
     LEDGER_FILE,
@@ -198,7 +206,10 @@ def plan_meter(config: Config, source: MeterSource, slugs: MeterSlugs) -> MeterR
         done.append(pins.assign(registers))
         return done[-1].slugs
 
-    plan = MeterPlan(meter, topics_of(view), assign)
+    def entity_slug(key: str, wanted: str) -> str:
+        return pins.entity(key, wanted)[0]
+
+    plan = MeterPlan(meter, topics_of(view), assign, entity_slug)
     ledger = RetainedLedger(shard.instance_dir(view) / LEDGER_FILE)
     ledger.load()
     plan.net.update(ledger.net(meter.id))
@@ -245,11 +256,20 @@ def _topics(view: Config, plan: MeterPlan) -> tuple[Topic, ...]:
     out = [Topic(plan.availability_topic, "online / offline", True),
            Topic(plan.device_topic, "JSON: serial, model, firmware, hostname", True),
            Topic(plan.state_topic, "JSON: every register, every poll", cfg.retain)]
+    out.append(Topic(plan.diagnostics_topic,
+                     "JSON: online, data age, failed polls, poll latency", cfg.retain))
     if cfg.per_register_topics:
         for reg in plan.registers:
-            unit = type_code(reg.type_code).unit
+            meaning = type_code(reg.type_code)
+            unit = meaning.unit
             out.append(Topic(plan.register_topics[reg.name],
                              f"rate of {reg.name!r}{f' ({unit})' if unit else ''}", cfg.retain))
+            for part, what in (("energy", "energy"), ("import", "import counter"),
+                               ("export", "export counter")):
+                topic = plan.part_topics.get((reg.name, part))
+                if topic is not None:
+                    out.append(Topic(topic, f"{what} of {reg.name!r} "
+                                            f"({meaning.cumulative_unit})", cfg.retain))
     if view.history.enabled:
         out.append(Topic(plan.topics.history(meter.id), "history rows after a gap", False))
     allowed = ", ".join(meter.commands.allow) or "nothing allowed"
@@ -262,10 +282,13 @@ def _topics(view: Config, plan: MeterPlan) -> tuple[Topic, ...]:
 
 def _entity(topic: str, payload: bytes, names: Mapping[str, str]) -> Entity:
     """An entity from its discovery config; ``names`` (slug -> register name) tells whose
-    it is from the topic's object id (``<slug>`` or ``<slug>-energy``)."""
+    it is from the topic's object id (``<slug>``, or ``<slug>-energy``, ``-import``,
+    ``-export``; none for a meter's diagnostics)."""
     data = json.loads(payload)
     object_id = topic.rsplit("/", 2)[-2]
-    register = names.get(object_id) or names.get(object_id.removesuffix("-energy"))
+    base, _, role = object_id.rpartition("-")
+    register = names.get(object_id) or (
+        names.get(base) if role in ("energy", "import", "export") else None)
     return Entity(str(data.get("default_entity_id", "")), str(data.get("name", "")),
                   str(data.get("unique_id", "")), register, data.get("device_class"),
                   data.get("state_class"), data.get("unit_of_measurement"),
@@ -287,7 +310,7 @@ def _modbus(view: Config, meter: MeterConfig, registers: Sequence[RegisterInfo]
     rmap = load_mapping(spec)
     pins = PinStore(view.gateway.state_dir).load(meter.id)
     polled = polled_names(registers, meter.registers)
-    new = pin_new(rmap, pins, polled)
+    new = pin_new(rmap, pins, with_counters(polled, pins, meter.energy)[0])
     layout = Layout.build(rmap, pins)
     codes = {n: p.type_code for n, p in pins.items()} | dict(polled)
     addresses = tuple(Address(p.address, p.size, p.type, p.word_order, p.scale,
@@ -315,7 +338,8 @@ def plan_instance(config: Config, index: int) -> InstanceReport:
                   Topic(t.bridge_info, "JSON: version, meters, outputs", True),
                   Topic(t.bridge_audit, "one JSON event per command request", False)]
         if view.mqtt.homeassistant.enabled:
-            topic, payload = bridge_config(t, name)
+            url = view.http.status_url if view.http.enabled else None
+            topic, payload = bridge_config(t, name, url)
             topics.append(Topic(topic, "Home Assistant discovery", True))
             entity = _entity(topic, payload, {})
     modbus = f"{view.modbus.host}:{view.modbus.port}" if view.modbus.enabled else None

@@ -9,10 +9,12 @@ from typing import Protocol
 from gateway.commands import CommandTally
 from gateway.config import Config
 from gateway.core import Hub
+from gateway.energy import Energy
 from gateway.history import History
 from gateway.modbus import ModbusOutput
 from gateway.mqtt import MqttOutput, RegisterIdentities
 from gateway.observe import (
+    EnergyStatus,
     HistoryStatus,
     HttpEndpoint,
     MeterStatus,
@@ -47,6 +49,8 @@ class Parts(Protocol):
     def command_tally(self) -> CommandTally | None: ...
     @property
     def history(self) -> History | None: ...
+    @property
+    def energy(self) -> Energy | None: ...
     @property
     def http(self) -> HttpEndpoint | None: ...
     @property
@@ -170,6 +174,23 @@ class AppView:
     def http(self) -> HttpStats | None:
         http = self._app.http
         return None if http is None else http.stats
+
+    def energy(self) -> Sequence[EnergyStatus] | None:
+        energy = self._app.energy
+        if energy is None:
+            return None
+        out = []
+        for meter in sorted(self._app.fleet.pollers):
+            tally = energy.tally(meter)
+            if tally is None:
+                continue
+            st = tally.stats
+            behind = tally.behind()
+            lag = tally.target - min(c.through for c in behind.values()) \
+                if behind and tally.target is not None else 0
+            out.append(EnergyStatus(meter, st.coarse_rows, st.coarse_seconds,
+                                    st.discontinuities, st.requests, st.failed_requests, lag))
+        return out
 
     def history(self) -> Sequence[HistoryStatus] | None:
         history = self._app.history

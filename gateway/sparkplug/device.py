@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from gateway.config import MeterConfig
+from gateway.energy import counted
 from gateway.history import HistoryRow
 from gateway.model import Identity, Reading, RegisterValue
 from gateway.sparkplug import metrics as m
@@ -76,9 +77,11 @@ class Device:
         assert identity is not None
         meter = self.id
         self.signature = signature(reading.registers)
+        energy = self.meter.energy
         self._registers = {
             v.name: m.register_metrics(book.slug(meter, v.name, slug_of(meter, v.name)),
-                                       v.name, v.type_code)
+                                       v.name, v.type_code,
+                                       counted(energy, v.name, v.type_code))
             for v in reading.registers
         }
         defs = [rm.definition for rms in self._registers.values() for rm in rms]

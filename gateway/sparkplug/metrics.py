@@ -3,8 +3,8 @@ register's metrics, as births declare them and with the values data messages car
 
 A register's metric set is built by one function, :func:`register_metrics`; each metric
 there reads its value from the register's :class:`~gateway.model.RegisterValue` (of a live
-reading or a backfilled history row alike). Further per-register metrics (import and export
-energy counters, say) are added there and nowhere else.
+reading or a backfilled history row alike). A register with energy counters (docs/ENERGY.md)
+also has ``Import`` and ``Export`` metrics (its counters; a history row carries none).
 """
 
 from __future__ import annotations
@@ -69,10 +69,20 @@ def finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def register_metrics(slug: str, name: str, code: str) -> tuple[RegisterMetric, ...]:
+def _import(v: RegisterValue) -> float | None:
+    return None if v.energy is None else finite(v.energy.import_value)
+
+
+def _export(v: RegisterValue) -> float | None:
+    return None if v.energy is None else finite(v.energy.export_value)
+
+
+def register_metrics(slug: str, name: str, code: str, counters: bool = False
+                     ) -> tuple[RegisterMetric, ...]:
     """The metrics of the register ``name`` (type code ``code``, metric names under
     ``Registers/<slug>/``): its rate and its cumulative value, as Doubles with the unit, the
-    eGauge type code and the register's own name as properties."""
+    eGauge type code and the register's own name as properties; with ``counters`` (it has
+    energy counters) also ``Import`` and ``Export`` in its cumulative unit."""
     tc = type_code(code)
     base = f"Registers/{slug}"
 
@@ -81,13 +91,20 @@ def register_metrics(slug: str, name: str, code: str) -> tuple[RegisterMetric, .
                 Property(EGAUGE_TYPE, DataType.STRING, code),
                 Property(REGISTER_NAME, DataType.STRING, name))
 
-    return (
+    metrics = (
         RegisterMetric(MetricDef(f"{base}/Rate", DataType.DOUBLE, properties(tc.unit)),
                        lambda v: finite(v.rate)),
         RegisterMetric(MetricDef(f"{base}/Cumulative", DataType.DOUBLE,
                                  properties(tc.cumulative_unit)),
                        lambda v: finite(v.cumulative)),
     )
+    if not counters:
+        return metrics
+    return (*metrics,
+            RegisterMetric(MetricDef(f"{base}/Import", DataType.DOUBLE,
+                                     properties(tc.cumulative_unit)), _import),
+            RegisterMetric(MetricDef(f"{base}/Export", DataType.DOUBLE,
+                                     properties(tc.cumulative_unit)), _export))
 
 
 def node_metrics() -> tuple[MetricDef, ...]:

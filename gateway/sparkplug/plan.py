@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.config import Config, MeterConfig, shard
+from gateway.energy import counted
 from gateway.model import RegisterInfo
 from gateway.sparkplug import metrics as m
 from gateway.sparkplug.aliases import FILE_NAME, AliasBook
@@ -35,7 +36,8 @@ def planned_metrics(book: AliasBook, meter: MeterConfig, registers: Sequence[Reg
     for reg in registers:
         slug = book.pinned_slug(meter.id, reg.name) or book.proposed_slug(
             meter.id, reg.name, slug_of(meter.id, reg.name))
-        defs.extend(rm.definition for rm in m.register_metrics(slug, reg.name, reg.type_code))
+        defs.extend(rm.definition for rm in m.register_metrics(
+            slug, reg.name, reg.type_code, counted(meter.energy, reg.name, reg.type_code)))
     defs.extend(m.device_metrics(m.Writable.of(meter.commands)))
     return tuple({"name": d.name, "alias": book.pinned_alias(meter.id, d.name),
                   "datatype": d.datatype.name.title(),

@@ -51,7 +51,7 @@ async def test_a_meter_outage_is_backfilled_in_max_rows_chunks_with_the_meters_v
     try:
         async with SimServer([meter]) as server:
             config = history_config(broker, p, tmp_path / "state", server.url_for(meter),
-                                    max_rows=2)
+                                    max_rows=2, energy=False)
             with recorder(broker, f"{p}/#") as rec:
                 async with running_app(config) as app:
                     start = await first_second(rec, p)
@@ -125,7 +125,7 @@ async def test_without_history_nothing_is_backfilled(
     meter = SimMeter("SIM0503")
     async with SimServer([meter]) as server:
         config = history_config(broker, p, tmp_path / "state", server.url_for(meter),
-                                enabled=False)
+                                enabled=False, energy=False)
         with recorder(broker, f"{p}/#") as rec:
             async with running_app(config) as app:
                 await first_second(rec, p)

@@ -78,7 +78,12 @@ async def test_export_prints_the_live_map(tmp_path: Path) -> None:
     assert ("102", "Grid", "float64", "kWh", "cumulative") in table
     assert ("106", "Temp Büro", "float32", "°C", "rate") in table
     assert ("114", "Amps #1", "float64", "A·s", "cumulative") in table
-    assert len(rows) == 5 + 2 * 3
+    # Grid runs both ways: its import and export counters follow, a slot each
+    assert ("118", "Grid import", "float32", "W", "import_rate") in table
+    assert ("120", "Grid import", "float64", "kWh", "import") in table
+    assert ("124", "Grid export", "float32", "W", "export_rate") in table
+    assert ("126", "Grid export", "float64", "kWh", "export") in table
+    assert len(rows) == 5 + 2 * 5
 
 
 def test_export_sunspec_and_output_file(tmp_path: Path) -> None:
@@ -128,8 +133,13 @@ async def test_generate_drafts_the_same_addresses(
     got = {(p.register, p.source): p.address for p in drafted.points if p.register}
     names = ["Solar+"] + [r.name for r in sorted(sim.registers, key=lambda r: r.idx)
                           if r.name != "Solar+"]
+    # the registers' slots, then a slot for each energy counter (docs/ENERGY.md)
+    counters = [(n, role) for n in ("use", "gen", "Grid", "Panel A/B", "Reactive")
+                for role in ("import", "export")]
     assert got == {(n, s): 100 + 6 * k + (2 if s == "cumulative" else 0)
-                   for k, n in enumerate(names) for s in ("rate", "cumulative")}
+                   for k, n in enumerate(names) for s in ("rate", "cumulative")} | {
+        (n, source): 100 + 6 * (len(names) + k) + (2 if source == role else 0)
+        for k, (n, role) in enumerate(counters) for source in (f"{role}_rate", role)}
     # and a running output with the default map pins the same addresses
     out = ModbusOutput(ModbusConfig(), load_config(config, env={
         "TEST_METER_PASSWORD": SIM_PASSWORD}).meters, tmp_path / "state")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from gateway.config import MeterConfig, ModbusConfig
 from gateway.meter import WebApiClient
 from gateway.modbus import ModbusOutput
-from gateway.model import Availability, Reading
+from gateway.model import Availability, EnergyCount, Reading
 from gateway.secret import Secret
 from gateway.simulator import SimMeter, SimServer
 from gateway.simulator.system import FIRMWARE
@@ -55,13 +56,24 @@ async def served(tmp_path: Path, sim_meter: SimMeter, sim_server: SimServer
     await out.start()
     async with WebApiClient.from_config(meter) as meter_client:
         out.on_identity("main", await meter_client.identity())
-        reading = await meter_client.read()
+        reading = with_counters(await meter_client.read())
     out.on_reading(reading)
     client = AsyncModbusTcpClient("127.0.0.1", port=out.port, timeout=3, retries=0)
     assert await client.connect()
     yield out, client, sim_meter, reading
     client.close()
     await out.close()
+
+
+# import/export counters as the energy service hands them on (raw W·s, docs/ENERGY.md)
+COUNTERS = {"Grid": (36_000_123, 7_200_456), "Solar+": (90_000_000, 0)}
+
+
+def with_counters(reading: Reading) -> Reading:
+    return replace(reading, registers=tuple(
+        replace(v, energy=EnergyCount(*COUNTERS[v.name], math.floor(reading.ts) - 1,
+                                      1 / 3.6e6, "kWh")) if v.name in COUNTERS else v
+        for v in reading.registers))
 
 
 async def registers(client: AsyncModbusTcpClient, address: int, count: int) -> bytes:
@@ -120,11 +132,10 @@ async def test_meter_model_213(served: Served) -> None:
     assert point("Hz") == f32(sim.rate("Frequency", ts))
     assert point("VA") == f32(sim.rate("Apparent", ts))
     assert point("VAR") == f32(sim.rate("Reactive", ts))
-    def wh(name: str) -> float:  # the meter counts from its database epoch, in W·s
-        return (sim.cumulative(name, ts) - sim.cumulative(name, sim.epoch)) / 3600
-
-    assert point("TotWhImp") == f32(wh("Grid"))
-    assert point("TotWhExp") == f32(wh("Solar+"))
+    # the energies are the counters in Wh: W·s / 3600
+    imported, exported = COUNTERS["Grid"][0], COUNTERS["Solar+"][1]
+    assert point("TotWhImp") == f32(imported / 3600)  # energy_import: Grid (the default)
+    assert point("TotWhExp") == f32(exported / 3600)  # energy_export: Solar+ (the file's)
     for unset in ("PhVphB", "PhV", "PF", "TotVArhExpQ4phC"):
         assert math.isnan(point(unset)), unset  # "not implemented"
     assert body[-4:] == b"\0\0\0\0"  # Evt: no events

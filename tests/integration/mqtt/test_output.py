@@ -168,7 +168,7 @@ async def test_register_values_only_when_changed_or_when_the_heartbeat_is_due(
     p = topic_prefix
     now = [100.0]
     config = gateway_config(broker, p, tmp_path / "state", [("main", "http://127.0.0.1:9")],
-                            max_silence_s=30.0)
+                            max_silence_s=30.0, min_interval_s=0.0)
     conn = MqttConnection(config.mqtt, client_id=f"{p}-gw")
     output = MqttOutput(config, conn, RetainedLedger(tmp_path / "ledger.json"),
                         clock=lambda: now[0])
@@ -187,8 +187,49 @@ async def test_register_values_only_when_changed_or_when_the_heartbeat_is_due(
             output.on_reading(reading(5.0))  # unchanged, 29.9 s of silence: not sent
             now[0] += 0.1
             output.on_reading(reading(5.0))  # 30 s of silence: the heartbeat sends it
-            output.on_reading(reading(-6.5))  # changed: sent
+            output.on_reading(reading(-6.4))  # changed: sent
             conn.publish(f"{p}/main/marker", b"end", 1)  # same connection: arrives last
             await sub.await_for(f"{p}/main/marker")
-    assert [m.payload for m in sub.on(f"{p}/main/register/grid")] == [b"5.0", b"5.0", b"-6.5"]
+    # watts have no decimals: the quantum is 1 W
+    assert [m.payload for m in sub.on(f"{p}/main/register/grid")] == [b"5", b"5", b"-6"]
     assert len(sub.on(f"{p}/main/state")) == 5  # the state goes out on every poll
+
+
+async def test_register_topics_keep_a_minimum_interval_and_a_deadband(
+        broker: Broker, topic_prefix: str, tmp_path: Path) -> None:
+    """A rate goes out again only after ``min_interval_s`` and when it moved by at least the
+    type's deadband (the heartbeat still sends it after ``max_silence_s``); the energy and
+    counters below it keep the interval; the state JSON carries every poll."""
+    p = topic_prefix
+    now = [100.0]
+    config = gateway_config(broker, p, tmp_path / "state", [("main", "http://127.0.0.1:9")],
+                            max_silence_s=60.0, min_interval_s=10.0, deadband=(("P", 50.0),))
+    conn = MqttConnection(config.mqtt, client_id=f"{p}-gw")
+    output = MqttOutput(config, conn, RetainedLedger(tmp_path / "ledger.json"),
+                        clock=lambda: now[0])
+    await output.start()
+
+    def reading(rate: float, kwh: float) -> Reading:
+        return Reading("main", 1.7e9, (RegisterValue("Grid", "P", "W", rate, kwh, "kWh"),))
+
+    polls = [(0.0, 1000.0, 1.0),  # the first values: sent
+             (5.0, 1400.0, 1.0001),  # within the interval: nothing
+             (10.0, 1040.0, 1.0002),  # the rate within the deadband of 1000; the energy sent
+             (12.0, 1060.0, 1.0003),  # the rate 60 W from what was sent: sent
+             (13.0, 2000.0, 1.0004),  # only 1 s (3 s) later: nothing
+             (23.0, 2000.0, 1.0004),  # both moved since they were sent: sent
+             (83.0, 2000.0, 1.0004)]  # 60 s of silence: the heartbeat sends both
+    with subscriber(broker, f"{p}/main/#") as sub:
+        async with running(conn):
+            await async_wait_until(lambda: conn.connected, what="connected")
+            output.on_registers("main", (RegisterInfo("Grid", "P", 3, 0),))
+            for at, rate, kwh in polls:
+                now[0] = 100.0 + at
+                output.on_reading(reading(rate, kwh))
+            conn.publish(f"{p}/main/marker", b"end", 1)
+            await sub.await_for(f"{p}/main/marker")
+    assert [m.payload for m in sub.on(f"{p}/main/register/grid")] == [
+        b"1000", b"1060", b"2000", b"2000"]
+    assert [m.payload for m in sub.on(f"{p}/main/register/grid/energy")] == [
+        b"1.0", b"1.0002", b"1.0004", b"1.0004"]
+    assert len(sub.on(f"{p}/main/state")) == len(polls)

@@ -96,14 +96,20 @@ async def test_list_shows_every_pin_and_release_frees_it_on_purpose_only(
     await run_once(config, meter)
     rows = listed(config)
     names = [r.name for r in sorted(meter.registers, key=lambda r: r.idx)]
-    assert list(rows) == names
-    for k, name in enumerate(names):  # the default map: the k-th name at 100 + 6k
+    # after the registers, the slots of the energy counters of those that run both ways
+    counters = [f"{n} {role}" for n in ("use", "gen", "Grid", "Panel A/B", "Reactive")
+                for role in ("import", "export")]
+    assert list(rows) == names + counters
+    for k, name in enumerate(names + counters):  # the default map: the k-th name at 100 + 6k
         assert (rows[name]["modbus_slot"], rows[name]["modbus_address"]) == (k, 100 + 6 * k)
+    for name in names:
         assert rows[name]["present"] is True
+    assert rows["Grid import"]["slug"] is None  # a slot, no topic of its own
     assert rows["Panel A/B"]["slug"] == "panel_a_b"
     text = pins("list", "-c", str(config))
     assert text.returncode == 0
-    assert "meter main, serial SIM0721: 11 names pinned" in text.stdout
+    assert "meter main, serial SIM0721: 21 names pinned" in text.stdout
+    assert "import:Grid -> grid_import" in text.stdout  # the slugs of its entities
 
     still_there = pins("release", "-c", str(config), "--meter", "main", "Panel A/B")
     assert still_there.returncode == 1

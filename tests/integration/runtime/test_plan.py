@@ -244,13 +244,16 @@ async def test_plan_diff_reports_what_the_meter_changed_and_nothing_otherwise(
 
     sim.add_register("Panel A-B", "P", Wave(777.0, 0.0, 600.0))
     slug = "panel_a_b_" + hashlib.sha1(b"Panel A-B", usedforsecurity=False).hexdigest()[:6]
-    address = 100 + 6 * 11  # the 12th name the default map pins (11 were there before)
+    # the default map pinned 11 names and then the import and export counters of the 5 that
+    # run both ways (use, gen, Grid, Panel A/B, Reactive): the new name comes after those
+    address = 100 + 6 * (11 + 10)
     added = plan(config, "--diff")
     assert added.returncode == 1, added.stderr
     assert f"new      'Panel A-B': slug {slug}, topic {topic_prefix}/main/register/{slug}, " \
            f"sensor.main_{slug}, Modbus {address}" in added.stdout
     changes = json.loads(plan(config, "--diff", "--json").stdout)["meters"][0]["changes"]
     assert changes["new"] == [{"name": "Panel A-B", "slug": slug, "modbus_address": address}]
+    assert changes["modbus_new"] == ["Panel A-B", "Panel A-B import", "Panel A-B export"]
     assert (changes["gone"], changes["changed"]) == ([], [])
 
     sim.rename_registers({"Grid": "Grid Main"})  # same idx and did

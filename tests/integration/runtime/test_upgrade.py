@@ -110,8 +110,15 @@ async def test_after_the_upgrade_every_topic_unique_id_and_address_is_the_old_on
             assert cleared == [], run  # nothing the previous release published went away
     slug_pins = json.loads((state / "slugs" / "main.json").read_text())["pins"]
     assert {n: e["slug"] for n, e in slug_pins.items()} == OLD_SLUGS
-    # no name was new to Modbus: its pin file is left exactly as the previous release wrote it
-    assert (state / "modbus" / "main.json").read_text() == old_modbus_file
+    # every name keeps its Modbus slot; what is new are the slots of the energy counters of
+    # the registers that run both ways, after all of the old ones
+    pins = json.loads((state / "modbus" / "main.json").read_text())["pins"]
+    assert {n: e["slot"] for n, e in pins.items() if n in OLD_SLOTS} == OLD_SLOTS
+    new = {n: e for n, e in pins.items() if n not in OLD_SLOTS}
+    assert set(new) == {f"{n} {role}" for n in ("Grid", "grid", "Panel A/B", "Panel A-B")
+                        for role in ("import", "export")}
+    assert min(e["slot"] for e in new.values()) > max(OLD_SLOTS.values())
+    assert json.loads(old_modbus_file)["slots"].keys() <= pins.keys()
 
 
 async def check_modbus(meter: SimMeter, port: int) -> None:

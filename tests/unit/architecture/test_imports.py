@@ -24,13 +24,14 @@ ALLOWED: dict[str, frozenset[str]] = {
     "history": frozenset({"config", "core", "meter", "support"}),
     "alerts": frozenset({"config", "core", "meter", "support"}),
     "commands": frozenset({"config", "meter"}),
-    "mqtt": frozenset({"config", "core", "commands", "history", "meter", "support"}),
-    "modbus": frozenset({"config", "core", "commands", "meter", "support"}),
-    "sparkplug": frozenset({"config", "core", "commands", "history", "meter", "mqtt",
+    "energy": frozenset({"config", "core", "history", "meter", "support"}),
+    "mqtt": frozenset({"config", "core", "commands", "energy", "history", "meter", "support"}),
+    "modbus": frozenset({"config", "core", "commands", "energy", "meter", "support"}),
+    "sparkplug": frozenset({"config", "core", "commands", "energy", "history", "meter", "mqtt",
                             "support"}),
     "observe": frozenset({"config", "core", "meter", "support"}),
-    "runtime": frozenset({"config", "core", "commands", "history", "alerts", "meter", "mqtt",
-                          "modbus", "sparkplug", "observe", "support", "simulator"}),
+    "runtime": frozenset({"config", "core", "commands", "energy", "history", "alerts", "meter",
+                          "mqtt", "modbus", "sparkplug", "observe", "support", "simulator"}),
 }
 
 

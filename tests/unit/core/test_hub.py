@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import structlog
 
 from gateway.core import Hub
@@ -86,3 +88,22 @@ def test_removed_sink_gets_nothing() -> None:
     hub.publish_identity("x", IDENT)
     assert sink.events == []
     assert hub.meters == ("x",)
+
+
+def test_stages_hand_the_sinks_a_richer_reading_and_a_failing_stage_is_skipped() -> None:
+    hub = Hub(["main"])
+    sink = Recorder()
+
+    def broken(reading: Reading) -> Reading:
+        raise RuntimeError("bug")
+
+    hub.add_sink(sink)
+    hub.add_stage(lambda r: replace(r, ts=r.ts + 1))
+    hub.add_stage(broken)
+    hub.add_stage(lambda r: replace(r, received=r.ts * 2))
+    with structlog.testing.capture_logs() as logs:
+        hub.publish_reading(Reading("main", 10.0, ()))
+    seen = sink.readings
+    assert [(r.ts, r.received) for r in seen] == [(11.0, 22.0)]
+    assert hub.meter("main").reading == seen[0]
+    assert [e["event"] for e in logs] == ["stage_failed"]

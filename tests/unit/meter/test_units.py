@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 
-from gateway.meter import decimals, rounded, type_code
+from gateway.meter import decimals, quantized, rounded, type_code
 
 # code: (rate unit, quantum) exactly as the spec's table lists them
 SPEC = {
@@ -83,3 +84,57 @@ def test_unknown_codes_and_odd_values_are_left_alone() -> None:
     assert decimals("Zz") is None
     assert rounded("Zz", 1.23456789) == 1.23456789
     assert math.isnan(rounded("P", math.nan))
+
+
+# code: (decimals of a rate, decimals of a cumulative value): the decimals that tell one
+# quantum from the next -- 1 W: none; 1 mV: 3; 2^-29 $/s: 9; 1 W·s in kWh (1/3 600 000): 7
+DIGITS = {
+    "#": (0, 0), "#3": (3, 3), "%": (3, 3), "$": (9, 9), "a": (3, 3), "aq": (3, 3),
+    "d": (0, 0), "Ee": (0, 0), "F": (3, 3), "h": (3, 3), "I": (3, 3), "m": (3, 3),
+    "P": (0, 7), "Pa": (0, 0), "ppm": (3, 3), "var": (0, 7), "Q": (0, 0), "Qe": (3, 3),
+    "Qv": (9, 9), "R": (0, 0), "S": (0, 7), "T": (3, 3), "THD": (3, 3), "V": (3, 3),
+    "v": (3, 3), "PQ": (0, 7), "Vdc": (3, 3), "Idc": (3, 3), "dT": (3, 3),
+}
+
+
+def test_every_code_has_its_digits() -> None:
+    assert set(DIGITS) == set(SPEC)
+    for code, (rate, cumulative) in DIGITS.items():
+        tc = type_code(code)
+        assert (tc.rate_digits, tc.cumulative_digits) == (rate, cumulative), code
+
+
+@pytest.mark.parametrize("code", sorted(SPEC))
+def test_published_numbers_are_rounded_to_the_quantum(code: str) -> None:
+    rate_digits, cumulative_digits = DIGITS[code]
+    for digits, cumulative in ((rate_digits, False), (cumulative_digits, True)):
+        noisy = 10.148858990830107
+        value = quantized(code, noisy, cumulative=cumulative)
+        assert value == round(noisy, digits)
+        if digits == 0:
+            assert isinstance(value, int)
+            assert json.dumps(value) == "10"
+        else:  # the shortest text for that many decimals: no float noise
+            text = json.dumps(value)
+            assert len(text.split(".")[1]) <= digits, text
+            assert float(text) == value
+    # a whole number of quanta keeps its value, to the quantum
+    tc = type_code(code)
+    back = quantized(code, 1234 * tc.quantum)
+    assert back is not None
+    assert round(back / tc.quantum) == 1234
+
+
+def test_rounding_leaves_what_it_cannot_judge() -> None:
+    assert quantized("V", None) is None
+    assert quantized("zz", 10.148858990830107) == 10.148858990830107  # unknown code
+    nan = quantized("V", float("nan"))
+    assert nan is not None
+    assert math.isnan(nan)
+    assert quantized("V", 120.12300000000001) == 120.123
+    assert quantized("P", -0.4) == 0
+
+
+def test_only_codes_whose_time_integral_means_something_are_integrable() -> None:
+    integrable = {c for c in SPEC if type_code(c).integrable}
+    assert integrable == {"P", "S", "var", "PQ", "$", "Ee", "Q", "Qv", "Idc", "v"}

@@ -88,7 +88,8 @@ def load_text(tmp_path: Path, text: str) -> RegisterMap:
     pytest.param(
         "registers:\n - {address: 0, name: a, source: 'status:online', type: uint16,"
         " register: Grid}\n",
-        ["registers[0].register: only for sources rate, cumulative, raw"], id="register-status"),
+        ["registers[0].register: only for sources rate, cumulative, raw, import, export, "
+         "import_rate, export_rate"], id="register-status"),
     pytest.param(
         "inputs: {power: Grid}\nregisters:\n - {address: 0, input: pwr, source: rate,"
         " type: float32}\n",

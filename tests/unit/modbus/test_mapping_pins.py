@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import MeterConfig, ModbusConfig
+from gateway.config import EnergyConfig, MeterConfig, ModbusConfig
 from gateway.errors import MappingError
 from gateway.modbus import ModbusOutput, load_mapping
 from gateway.modbus.layout import Layout, usable_slots
@@ -20,9 +20,13 @@ from gateway.model import RegisterInfo
 from gateway.secret import Secret
 
 
-def meter(meter_id: str = "main", unit: int = 1, mapping: str = "default") -> MeterConfig:
+def meter(meter_id: str = "main", unit: int = 1, mapping: str = "default",
+          energy: bool = False) -> MeterConfig:
+    """A meter; without ``energy`` its registers have no counters (and so no counter
+    slots: the tests of the register slots see only those)."""
     return MeterConfig(id=meter_id, url="http://127.0.0.1:1", username="owner",
-                       password=Secret("pw"), modbus_unit_id=unit, modbus_mapping=mapping)
+                       password=Secret("pw"), modbus_unit_id=unit, modbus_mapping=mapping,
+                       energy=EnergyConfig(enabled=energy))
 
 
 def infos(*names: str) -> tuple[RegisterInfo, ...]:

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from gateway.config import HomeAssistant, MeterConfig, MqttConfig
-from gateway.model import Identity, Reading, RegisterInfo, RegisterValue
+from gateway.model import EnergyCount, Identity, Reading, RegisterInfo, RegisterValue
 from gateway.mqtt import Topics
 from gateway.mqtt.discovery import (
     MeterDiscovery,
@@ -95,7 +95,9 @@ def test_every_sensor_carries_the_required_keys() -> None:
     assert grid["state_topic"] == "egauge/main/register/grid"
     energy = result["homeassistant/sensor/egauge_G12345/grid-energy/config"]
     assert energy["unique_id"] == "egauge_G12345_grid-energy"
-    assert energy["state_topic"] == "egauge/main/state"
+    # its own topic below the register's, so that mqtt.min_interval_s spares the recorder
+    assert energy["state_topic"] == "egauge/main/register/grid/energy"
+    assert energy["value_template"] == "{{ value }}"
     assert energy["device_class"] == "energy"
     assert energy["unit_of_measurement"] == "kWh"
     unique_ids = [c["unique_id"] for c in result.values()]
@@ -122,10 +124,18 @@ def test_entity_ids_come_from_the_meter_id_and_the_slug() -> None:
 
 
 def test_energy_only_for_power_registers() -> None:
+    """kWh for real power, kVAh for apparent, kvarh for reactive power (both codes); no total
+    for a voltage, a frequency or a temperature, whose time integral means nothing."""
     regs = [RegisterInfo("Grid", "P", 0, 0), RegisterInfo("VA", "S", 1, 1),
-            RegisterInfo("Volts", "V", 2, 2)]
-    energy = [t for t in configs(regs) if "-energy/" in t]
-    assert energy == ["homeassistant/sensor/egauge_G12345/grid-energy/config"]
+            RegisterInfo("Volts", "V", 2, 2), RegisterInfo("Q1", "var", 3, 3),
+            RegisterInfo("Q2", "PQ", 4, 4), RegisterInfo("Hz", "F", 5, 5),
+            RegisterInfo("Temp", "T", 6, 6)]
+    energy = {t: c for t, c in configs(regs).items() if "-energy/" in t}
+    units = {t.split("/")[3]: (c["unit_of_measurement"], c.get("device_class"))
+             for t, c in energy.items()}
+    # Home Assistant's energy class takes Wh units only; kVAh and kvarh go without a class
+    assert units == {"grid-energy": ("kWh", "energy"), "va-energy": ("kVAh", None),
+                     "q1-energy": ("kvarh", None), "q2-energy": ("kvarh", None)}
 
 
 def test_energy_state_class_never_total_increasing_for_what_can_run_backwards() -> None:
@@ -159,11 +169,12 @@ def test_bridge_device_for_via_device() -> None:
 
 def _template_lookup(template: str, state: dict[str, object]) -> object:
     """Evaluate the one template shape the gateway uses, without Jinja."""
-    m = re.fullmatch(r"\{\{ value_json\.registers\['([a-z0-9_]+)'\]\.(\w+) \}\}", template)
+    m = re.fullmatch(r"\{\{ value_json\.registers\['([a-z0-9_]+)'\]"
+                     r"(?:\.(\w+)|\['(\w+)'\]) \}\}", template)
     assert m, template
     registers = state["registers"]
     assert isinstance(registers, dict)
-    return registers[m.group(1)][m.group(2)]
+    return registers[m.group(1)][m.group(2) or m.group(3)]
 
 
 def test_value_templates_find_their_values_in_the_state_json() -> None:
@@ -180,6 +191,22 @@ def test_value_templates_find_their_values_in_the_state_json() -> None:
     assert _template_lookup(by_unique["egauge_G12345_solar_plus-energy"]["value_template"],
                             state) == 56.25
     assert _template_lookup(by_unique["egauge_G12345_temp_buro"]["value_template"], state) == 21.5
+
+
+def test_counter_templates_find_the_counters_in_the_state_json() -> None:
+    plan = MeterPlan(METER, TOPICS)
+    plan.identity = IDENT
+    plan.set_registers((RegisterInfo("Grid", "P", 0, 0),))
+    plan.build_discovery("site-a", 99, per_register=False)
+    counts = EnergyCount(7_200_000, 1_800_000, 1699999999, 1 / 3.6e6, "kWh")
+    values = (RegisterValue("Grid", "P", "W", -500.0, 1.5, "kWh", 5_400_000, counts),)
+    state = json.loads(plan.state_json(Reading("main", 1700000000.5, values), 1700000001.0))
+    assert state["registers"]["grid"]["energy_through"] == 1699999999
+    by_unique = {c["unique_id"]: c for c in map(json.loads, plan.discovery.values())}
+    for role, kwh in (("import", 2.0), ("export", 0.5)):
+        config = by_unique[f"egauge_G12345_grid-{role}"]
+        assert config["state_topic"] == "egauge/main/state"
+        assert _template_lookup(config["value_template"], state) == kwh
 
 
 def test_state_json_fields() -> None:

@@ -182,3 +182,39 @@ def test_whatever_comes_and_goes_a_pinned_slug_never_moves(sets: list[list[str]]
             assert SLUG.match(value)
         everything = [p.slug for _, p in pins.items()]
         assert len(set(everything)) == len(everything)  # never shared
+
+
+def test_entities_of_their_own_get_their_wanted_slug_or_go_around_a_taken_one() -> None:
+    """Counters and diagnostics pin the slugs of their entity ids: never one a register has
+    (nor one the ``_energy`` rule reserves), and a register new to the meter never takes
+    theirs."""
+    pins = MeterSlugs("main")
+    pins.assign(regs("Grid", "Grid import", "Data age", "Solar energy"))
+    assert pins.entity("export:Grid", "grid_export") == ("grid_export", True)
+    assert pins.entity("import:Grid", "grid_import") == (f"grid_import_{sha('import:Grid')}",
+                                                         True)
+    assert pins.entity("diagnostic:data_age", "data_age")[0] == \
+        f"data_age_{sha('diagnostic:data_age')}"
+    # "solar" is free, but a sensor's energy entity would be sensor.main_solar_energy
+    assert pins.entity("import:Solar", "solar")[0] == f"solar_{sha('import:Solar')}"
+    assert pins.entity("export:Grid", "anything") == ("grid_export", False)  # pinned
+    # a new register whose slug an entity holds goes around it, as around a register
+    done = pins.assign(regs("Grid", "Grid import", "Data age", "Solar energy", "Grid export"))
+    assert done.slugs["Grid export"] == f"grid_export_{sha('Grid export')}"
+
+
+def test_entity_pins_are_kept_in_the_file_and_checked() -> None:
+    pins = MeterSlugs("main")
+    pins.assign(regs("Grid"))
+    pins.entity("import:Grid", "grid_import")
+    text = pins.to_file()
+    assert text.meta["entity:import:Grid"] == "grid_import"
+    again = MeterSlugs.from_file(text, "slugs/main.json")
+    assert again.entities == {"import:Grid": "grid_import"}
+    assert again.entity("import:Grid", "other") == ("grid_import", False)
+    text.meta["entity:export:Grid"] = "grid"  # a register's slug
+    with pytest.raises(StateFileError, match="pinned to two names"):
+        MeterSlugs.from_file(text, "slugs/main.json")
+    text.meta["entity:export:Grid"] = "Grid Export"
+    with pytest.raises(StateFileError, match="lower-case letters"):
+        MeterSlugs.from_file(text, "slugs/main.json")

@@ -1,0 +1,96 @@
+"""The per-register topics of a meter: each register's rate on ``<base>/<meter>/register/<slug>``
+and below it the energy of power registers (``/energy``) and the energy counters
+(``/import``, ``/export``), as plain numbers rounded to their quanta.
+
+A value is sent when it changed -- a rate by at least ``mqtt.deadband`` of its type code --
+and ``mqtt.min_interval_s`` passed since the topic's last message, or when ``max_silence_s``
+passed (the heartbeat); so a Home Assistant recorder gets at most one row per interval and
+entity, while the state JSON keeps every poll (docs/ENERGY.md, "Precision and volume").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gateway.config import MqttConfig
+from gateway.meter import quantized
+from gateway.model import Reading, RegisterValue
+from gateway.mqtt.connection import MqttConnection
+from gateway.mqtt.plan import MeterPlan, number
+
+
+class RegisterValues:
+    """Publishes the per-register topics of every meter plan, where due."""
+
+    def __init__(self, cfg: MqttConfig, connection: MqttConnection,
+                 clock: Callable[[], float]) -> None:
+        self._cfg = cfg
+        self._conn = connection
+        self._clock = clock
+
+    def publish(self, plan: MeterPlan, reading: Reading) -> None:
+        """Each register's rate, and its energy and counters below it, where due."""
+        cfg = self._cfg
+        now = self._clock()
+        last_rate, last_sent, topics = plan.last_rate, plan.last_sent, plan.register_topics
+        parts = plan.part_topics
+        for v in reading.registers:
+            name = v.name
+            rate = quantized(v.type_code, v.rate)
+            if rate is not None and name in topics:
+                since = now - last_sent.get(name, -1e18)
+                if since >= cfg.max_silence_s or (since >= cfg.min_interval_s and _moved(
+                        rate, last_rate.get(name), cfg.deadband_for(v.type_code))):
+                    self._conn.publish(topics[name], number(rate), cfg.qos, cfg.retain,
+                                       droppable=True)
+                    last_rate[name] = rate
+                    last_sent[name] = now
+            if parts:
+                for part, value in _parts(v):
+                    key = (name, part)
+                    topic = parts.get(key)
+                    if topic is None or value is None:
+                        continue
+                    payload = number(value)
+                    since = now - plan.part_sent.get(key, -1e18)
+                    if since >= cfg.max_silence_s or (since >= cfg.min_interval_s
+                                                      and payload != plan.last_part.get(key)):
+                        self._conn.publish(topic, payload, cfg.qos, cfg.retain, droppable=True)
+                        plan.last_part[key] = payload
+                        plan.part_sent[key] = now
+
+    def republish(self, plan: MeterPlan) -> None:
+        """Every value last sent, again (a reconnect)."""
+        if not self._cfg.per_register_topics:
+            return
+        cfg, now, topics = self._cfg, self._clock(), plan.register_topics
+        for name, rate in plan.last_rate.items():
+            topic = topics.get(name)
+            if topic is not None:
+                self._conn.publish(topic, number(rate), cfg.qos, cfg.retain, droppable=True)
+                plan.last_sent[name] = now
+        for key, payload in plan.last_part.items():
+            topic = plan.part_topics.get(key)
+            if topic is not None:
+                self._conn.publish(topic, payload, cfg.qos, cfg.retain, droppable=True)
+                plan.part_sent[key] = now
+
+
+def _moved(value: float, last: float | None, deadband: float) -> bool:
+    """Whether a rate differs enough from the one last sent to be sent again."""
+    if last is None:
+        return True
+    return abs(value - last) >= deadband if deadband > 0 else value != last
+
+
+def _parts(v: RegisterValue) -> tuple[tuple[str, float | int | None], ...]:
+    """A register's values below its rate topic: its energy (power registers) and its
+    counters, rounded."""
+    code = v.type_code
+    energy = v.energy
+    cumulative = quantized(code, v.cumulative, cumulative=True)
+    if energy is None:
+        return (("energy", cumulative),)
+    return (("energy", cumulative),
+            ("import", quantized(code, energy.import_value, cumulative=True)),
+            ("export", quantized(code, energy.export_value, cumulative=True)))
