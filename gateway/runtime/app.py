@@ -30,19 +30,17 @@ import asyncio
 import contextlib
 import gc
 import os
-import signal
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import structlog
 
 from gateway import __version__
 from gateway.alerts import AlertWatch
-from gateway.commands import Command, CommandResponse, CommandRouter, CommandTally, Limits
-from gateway.config import Config, MeterConfig, load_or_report, shard
+from gateway.commands import CommandRouter, CommandTally
+from gateway.config import Config, load_or_report, shard
 from gateway.core import Hub, Poller
-from gateway.energy import Energy, EnergyLane
+from gateway.energy import Energy
 from gateway.errors import (
     EXIT_CONFIG,
     EXIT_CRASH,
@@ -51,16 +49,13 @@ from gateway.errors import (
     ConfigError,
     StartupFailed,
 )
-from gateway.history import History, Lane
+from gateway.history import History
 from gateway.meter import MeterClient
 from gateway.modbus import ModbusOutput
 from gateway.mqtt import (
-    AuditPublisher,
     MqttOutput,
     RegisterIdentities,
-    RequestBinding,
     create_output,
-    slug,
 )
 from gateway.observe import HttpEndpoint, PowerTrend
 from gateway.runtime.charts import LastCaptures
@@ -68,11 +63,19 @@ from gateway.runtime.component import Component
 from gateway.runtime.fleet import ClientFactory, Fleet, WebApiClients, cancel, close_clients
 from gateway.runtime.notify import Notifier, Watchdog, watchdog_interval
 from gateway.runtime.reload import reload_plan
+from gateway.runtime.signals import Signals
 from gateway.runtime.stall import LoopWatchdog, Stall, end_process
 from gateway.runtime.view import AppView
-from gateway.runtime.wiring import alert_component, status_component
+from gateway.runtime.wiring import (
+    alert_component,
+    commands_component,
+    energy_component,
+    history_component,
+    identities_component,
+    sparkplug_component,
+    status_component,
+)
 from gateway.sparkplug import SparkplugOutput
-from gateway.sparkplug import create_output as create_sparkplug
 from gateway.support import configure_logging
 
 log = structlog.get_logger(__name__)
@@ -129,7 +132,8 @@ class App:
         self._started: list[Component] = []
         self._stop = asyncio.Event()
         self._reload_wanted = asyncio.Event()
-        self._signals = 0
+        self._signals = Signals(stop=self.request_stop, force=self._force,
+                                reload=self.request_reload)
         self._forced = False
         self._main: asyncio.Task[int] | None = None
 
@@ -164,8 +168,11 @@ class App:
             raise StartupFailed(f"state_dir {state_dir}: {exc.strerror or exc}") from exc
         self.fleet.build(self.config.meters)
         cfg = self.config
-        self._build_identities()
-        self._build_energy()
+        self.identities, identities = identities_component(cfg)
+        self.add(identities)
+        self.energy, energy = energy_component(cfg, self.fleet)
+        self.hub.add_stage(self.energy.stage)
+        self.add(energy)
         if cfg.http.enabled:
             http = self.http = HttpEndpoint(cfg.http, AppView(self))
             self.add(Component("http", start=http.start, stop=http.close))
@@ -176,13 +183,14 @@ class App:
                 poll_stats=lambda meter: p.stats if (p := pollers.get(meter)) else None)
             self.add(Component("mqtt", mqtt, mqtt.start, mqtt.serve, mqtt.stop,
                                mqtt.prepare_meters, flush=mqtt.flush))
-            self._build_commands(mqtt)
+        self._build_commands(self.mqtt)
+        if self.mqtt is not None:
             if cfg.history.enabled:
-                self._build_history(mqtt)
-            self.alerts, alerts = alert_component(cfg, self.fleet, mqtt)
+                self.history, history = history_component(cfg, self.fleet, self.mqtt,
+                                                          self.energy)
+                self.add(history)
+            self.alerts, alerts = alert_component(cfg, self.fleet, self.mqtt)
             self.add(alerts)
-        else:
-            self._build_commands(None)
         if cfg.http.enabled and self.router is not None:
             self.trend, self.captures, status = status_component(self.router)
             self.add(status)
@@ -192,124 +200,17 @@ class App:
             self.add(Component("modbus", modbus, modbus.start, modbus.serve, modbus.close,
                                modbus.prepare_meters, flush=modbus.flush))
         if cfg.sparkplug.enabled:
-            self._build_sparkplug()
+            assert self.router is not None
+            self.sparkplug, spb = sparkplug_component(cfg, self.router, self.identities,
+                                                      self.mqtt, self.history)
+            self.add(spb)
         for extend in self._extensions:
             extend(self)
 
-    def _build_identities(self) -> None:
-        """The pinned slugs and the register drift: the first hub sink (a name is pinned before
-        any output uses it), built with MQTT off too; stopped last (its pins written last)."""
-        identities = self.identities = RegisterIdentities(
-            self.config.gateway.state_dir, (m.id for m in self.config.meters))
-
-        def meters(configs: Sequence[MeterConfig]) -> Callable[[], None]:
-            return identities.prepare_meters([m.id for m in configs])
-
-        self.add(Component("identities", identities, identities.start, identities.serve,
-                           identities.close, meters, flush=identities.flush))
-
-    def _build_energy(self) -> None:
-        """The import/export counters: a hub stage (every output gets their values with the
-        readings) and a service that fills their gaps through each meter's lane."""
-        fleet = self.fleet
-
-        def lane(meter: str) -> EnergyLane | None:
-            poller, client = fleet.pollers.get(meter), fleet.clients.get(meter)
-            if poller is None or client is None:
-                return None
-            return EnergyLane(client, fleet.lanes[meter], lambda: poller.next_due)
-
-        cfg = self.config
-        energy = self.energy = Energy(cfg.meters, lane, shard.instance_dir(cfg),
-                                      shared_dir=cfg.gateway.state_dir,
-                                      max_rows=cfg.history.max_rows)
-        self.hub.add_stage(energy.stage)
-        self.add(Component("energy", energy, energy.start, energy.serve, energy.stop,
-                           energy.prepare_meters, flush=energy.flush))
-
     def _build_commands(self, mqtt: MqttOutput | None) -> None:
-        """The command router, fed by MQTT request topics (with ``mqtt``) and by Modbus writes
-        (``modbus.writes``); it shares the pollers' lanes."""
-        fleet, cfg = self.fleet, self.config
-        tally = self.command_tally = CommandTally()
-        router = self.router = CommandRouter(
-            fleet.clients, {m.id: m.commands for m in cfg.meters}, fleet.lanes,
-            is_online=self.is_online, audit=tally, limits=Limits.of(cfg.commands))
-        tally.known = lambda meter: meter in router.meters
-        binding = None
-        if mqtt is not None:
-            router.add_audit(AuditPublisher(mqtt.connection, mqtt.topics))
-            binding = RequestBinding(mqtt.connection, router, mqtt.topics,
-                                     foreign=lambda: self.config.foreign_meters or (),
-                                     owns=lambda meter: shard.owner(
-                                         meter, cfg.shard.count) == cfg.shard.index,
-                                     inbox=cfg.commands.inbox,
-                                     response_topics=cfg.mqtt.response_filters)
-            binding.attach()
-
-        def meters(configs: Sequence[MeterConfig]) -> Callable[[], None]:
-            def switch() -> None:  # runs once the fleet holds the new clients and lanes
-                router.set_meters({m.id: fleet.clients[m.id] for m in configs},
-                                  {m.id: m.commands for m in configs}, fleet.lanes)
-                if binding is not None:
-                    binding.set_meters(m.id for m in configs)
-            return switch
-
-        async def drain() -> None:
-            if binding is not None:
-                await binding.drain()
-            await router.drain()
-
-        self.add(Component("commands", serve=binding.run if binding else None, meters=meters,
-                           drain=drain))
-
-    def _build_history(self, mqtt: MqttOutput) -> None:
-        """Gap-free history: a hub sink that backfills gaps through each meter's lane."""
-        fleet = self.fleet
-
-        def lane(meter: str) -> Lane | None:
-            poller, client = fleet.pollers.get(meter), fleet.clients.get(meter)
-            if poller is None or client is None:
-                return None
-            return Lane(client, fleet.lanes[meter], lambda: poller.next_due)
-
-        history = self.history = History(
-            self.config.history, (m.id for m in self.config.meters), mqtt, lane,
-            shard.instance_dir(self.config),
-            annotate=self.energy.annotate if self.energy is not None else None)
-
-        def meters(configs: Sequence[MeterConfig]) -> Callable[[], None]:
-            return lambda: history.set_meters(m.id for m in configs)
-
-        self.add(Component("history", history, history.start, history.serve, history.stop,
-                           meters, flush=history.save))
-
-    def _build_sparkplug(self) -> None:
-        """Sparkplug B: the gateway as one Edge Node on its own MQTT connection; DCMD writes
-        go through the command router, backfilled history rows also go out as historical
-        DDATA (they come from the MQTT output, whose acknowledgements track the gaps)."""
-        router = self.router
-        assert router is not None
-
-        async def submit(meter: str, action: str, fields: dict[str, Any], client: str
-                         ) -> CommandResponse:
-            own = {k: v for k, v in fields.items() if k not in ("dry_run", "transaction")}
-            return await router.submit(Command.of(
-                meter, action, own, source="sparkplug", client=client,
-                transaction=fields.get("transaction"), dry_run=fields.get("dry_run") is True))
-
-        identities = self.identities
-
-        def slug_of(meter: str, name: str) -> str:
-            """The register's pinned MQTT slug (a metric name is then pinned by Sparkplug's
-            own alias book the first time it is handed out)."""
-            pin = identities.meter(meter).get(name) if identities is not None else None
-            return pin.slug if pin is not None else slug(name)
-
-        spb = self.sparkplug = create_sparkplug(self.config, submit=submit, slug_of=slug_of)
-        self.add(Component("sparkplug", spb, spb.start, spb.serve, spb.stop, spb.prepare_meters))
-        if self.mqtt is not None and self.history is not None:
-            self.mqtt.on_history_published(spb.publish_history)
+        self.router, self.command_tally, commands = commands_component(
+            lambda: self.config, self.fleet, mqtt, self.is_online)
+        self.add(commands)
 
     def is_online(self, meter: str) -> bool:
         """Not known to be offline: a meter not polled yet may still take a command."""
@@ -438,7 +339,7 @@ class App:
     async def run(self) -> int:
         """Build, start, wait for SIGTERM/SIGINT, stop; return the exit code."""
         self._main = asyncio.current_task()
-        signals = self._catch_signals()
+        self._signals.install()
         timeout = self.config.gateway.shutdown_timeout_s
         try:
             async with asyncio.TaskGroup() as tg:
@@ -471,46 +372,19 @@ class App:
         finally:
             if self.loop_watchdog is not None:
                 self.loop_watchdog.stop()
-            loop = asyncio.get_running_loop()
-            for sig in signals:
-                loop.remove_signal_handler(sig)
+            self._signals.remove()
         log.info("gateway_stopped", gateway=self.config.gateway.id)
         return EXIT_OK
 
-    def _signal(self, sig: signal.Signals) -> None:
-        """The first SIGTERM/SIGINT asks for the ordered stop, the second forces it."""
-        self._signals += 1
-        if self._signals == 1:
-            log.info("signal_received", signal=sig.name)
-            self.request_stop()
-            return
-        if self._forced:
-            return
+    def _force(self) -> None:
+        """A second SIGTERM/SIGINT: the state files now, then the run cancelled (and, for the
+        ``run`` command, the process ended shortly after, whatever ignores the cancellation)."""
         self._forced = True
-        log.warning("shutdown_forced", signal=sig.name)
         self.flush_state()
         if self._main is not None:
             self._main.cancel()
-        if self._owns_process:  # whatever ignores the cancellation, the process ends
+        if self._owns_process:
             asyncio.get_running_loop().call_later(FORCE_EXIT_S, os._exit, EXIT_CRASH)
-
-    def _catch_signals(self) -> list[signal.Signals]:
-        """SIGTERM and SIGINT stop (twice: force), SIGHUP reloads (only possible in the main
-        thread)."""
-        loop = asyncio.get_running_loop()
-        caught = []
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                loop.add_signal_handler(sig, self._signal, sig)
-            except (ValueError, RuntimeError, NotImplementedError):
-                continue
-            caught.append(sig)
-        try:
-            loop.add_signal_handler(signal.SIGHUP, self.request_reload)
-            caught.append(signal.SIGHUP)
-        except (ValueError, RuntimeError, NotImplementedError):
-            pass
-        return caught
 
     async def _abort(self, exc: BaseException) -> None:
         problems = exc.problems if isinstance(exc, ConfigError) else (str(exc),)

@@ -62,6 +62,15 @@ class Fleet:
         lane = self.lanes.setdefault(m.id, asyncio.Lock())
         self.pollers[m.id] = Poller(m, client, self.hub, lane, phase_s=phase_s)
 
+    def lane_of(self, meter: str
+                ) -> tuple[MeterClient, asyncio.Lock, Callable[[], float | None]] | None:
+        """What a backfill through ``meter``'s lane needs: its client, its lane and when its
+        next poll is due (None: not polled here now)."""
+        poller, client = self.pollers.get(meter), self.clients.get(meter)
+        if poller is None or client is None:
+            return None
+        return client, self.lanes[meter], lambda: poller.next_due
+
     def start(self, group: asyncio.TaskGroup) -> None:
         """One poll task per meter, owned by ``group``."""
         self._group = group
