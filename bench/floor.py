@@ -9,6 +9,12 @@ start; then per poll one authenticated httpx GET of
 registers), ``json.loads`` of the reply, and one MQTT publish of the reply as it came
 (``<base>/<meter>/state``, QoS 1, retained, like the gateway's state). Same schedule as the
 gateway (see schedule.py). No checks, no conversion, no logging.
+
+paho runs as the gateway runs it (gateway/mqtt/connection.py): on the asyncio loop, which
+watches its socket and calls ``loop_read``/``loop_write``, ``loop_misc`` once a second, no
+network thread and no in-flight window. ``--paho-thread`` runs it the way the first floor did
+(``loop_start()``: its own network thread, a 256-message in-flight window), so that both
+floors can be compared in one run (bench/RESULTS.md); the benchmark uses the honest one.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import socket
 import sys
 import time
 
@@ -67,11 +74,62 @@ def poller(http: httpx.AsyncClient, mqtt: paho.Client, url: str, token: str,
     return poll
 
 
+class LoopDriven:
+    """paho on the asyncio loop, as the gateway drives it: the loop reads and writes the
+    socket when it is ready, a task runs ``loop_misc`` (keep-alive) every second."""
+
+    def __init__(self, client: paho.Client) -> None:
+        self.client = client
+        self.loop = asyncio.get_running_loop()
+        self.writing: int | None = None
+        client.max_inflight_messages_set(0)
+        client.on_socket_open = lambda _c, _u, sock: self.loop.add_reader(
+            sock.fileno(), client.loop_read)
+        client.on_socket_close = lambda _c, _u, sock: self.loop.remove_reader(sock.fileno())
+        client.on_socket_register_write = self._want_write
+        client.on_socket_unregister_write = self._done_writing
+        self.misc: asyncio.Task[None] | None = None
+
+    def _want_write(self, _c: paho.Client, _u: object, sock: socket.socket) -> None:
+        if self.writing is None:
+            self.writing = sock.fileno()
+            self.loop.add_writer(self.writing, self.client.loop_write)
+
+    def _done_writing(self, _c: paho.Client, _u: object, _sock: socket.socket) -> None:
+        if self.writing is not None:
+            self.loop.remove_writer(self.writing)
+            self.writing = None
+
+    async def connect(self, host: str, port: int) -> None:
+        connected = asyncio.Event()
+        self.client.on_connect = lambda *_a: self.loop.call_soon(connected.set)
+        self.client.connect(host, port)  # a loopback connect: no worker thread needed
+        await connected.wait()
+        self.misc = asyncio.create_task(self._keep_alive(), name="mqtt-misc")
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.client.loop_misc()
+
+    async def close(self) -> None:
+        if self.misc is not None:
+            self.misc.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.misc
+        self.client.disconnect()
+
+
 async def run(args: argparse.Namespace, urls: list[str]) -> Counters:
     mqtt = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-floor-{time.time_ns()}")
-    mqtt.max_inflight_messages_set(256)
-    mqtt.connect(args.host, args.port)
-    mqtt.loop_start()
+    driven = None
+    if args.paho_thread:
+        mqtt.max_inflight_messages_set(256)
+        mqtt.connect(args.host, args.port)
+        mqtt.loop_start()
+    else:
+        driven = LoopDriven(mqtt)
+        await driven.connect(args.host, args.port)
     async with contextlib.AsyncExitStack() as stack:
         timeout = args.interval * 0.9
         clients = [await stack.enter_async_context(httpx.AsyncClient(timeout=timeout,
@@ -83,8 +141,11 @@ async def run(args: argparse.Namespace, urls: list[str]) -> Counters:
         polls = [poller(c, mqtt, u, t, f"{args.topic_base}/m{i:04d}/state")
                  for i, (c, u, t) in enumerate(zip(clients, urls, tokens, strict=True))]
         counters = await run_fleet(polls, args.interval)
-    mqtt.disconnect()
-    mqtt.loop_stop()
+    if driven is not None:
+        await driven.close()
+    else:
+        mqtt.disconnect()
+        mqtt.loop_stop()
     return counters
 
 
@@ -93,6 +154,8 @@ def main() -> int:
     options.add_argument("--host", default="127.0.0.1")
     options.add_argument("--port", type=int, required=True, help="the broker's port")
     options.add_argument("--topic-base", required=True)
+    options.add_argument("--paho-thread", action="store_true",
+                         help="the first floor: paho's network thread, 256 messages in flight")
     return serve(options.parse_args(), run)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import math
 import re
+import socket
 from dataclasses import replace
-from typing import Final
+from typing import Final, Literal
 from urllib.parse import urlsplit
 
 from gateway.config.allowlist import parse as parse_allow_entry
@@ -38,7 +39,10 @@ _ANY_HOST: Final = frozenset({"0.0.0.0", "::", ""})  # noqa: S104
 _MAPPING_PENDING: Final = ""  # a meter that names no mapping takes modbus.mapping
 _TOP_KEYS: Final = ("gateway", "meters", "mqtt", "modbus", "http", "shard", "history",
                      "sparkplug")
-_GATEWAY_KEYS: Final = ("id", "log_level", "log_format", "state_dir", "shutdown_timeout_s")
+_GATEWAY_KEYS: Final = ("id", "log_level", "log_format", "state_dir", "shutdown_timeout_s",
+                         "workers")
+MAX_WORKERS: Final = 256
+_ORDINAL: Final = re.compile(r".*-([0-9]+)")
 _METER_KEYS: Final = (
     "id", "url", "username", *PASSWORD_KEYS, "verify_tls", "poll_interval_s", "timeout_s",
     "offline_after", "registers", "local", "modbus_unit_id", "modbus_mapping", "commands",
@@ -96,7 +100,18 @@ def _gateway(s: Section | None) -> GatewaySection:
         log_format=s.choice("log_format", d.log_format, FORMATS),
         state_dir=s.string("state_dir", d.state_dir),
         shutdown_timeout_s=s.number("shutdown_timeout_s", d.shutdown_timeout_s),
+        workers=_workers(s),
     )
+
+
+def _workers(s: Section) -> int | Literal["auto"]:
+    """``workers``: a number of worker processes 1-256, or ``auto`` (one per CPU the process
+    may run on, counted when the gateway starts)."""
+    value = s.raw("workers")
+    if value == "auto":
+        return "auto"
+    message = f"must be an integer 1-{MAX_WORKERS} or auto"
+    return s.integer("workers", 1, 1, MAX_WORKERS, message) if value is not MISSING else 1
 
 
 def _meters(root: Section) -> list[tuple[int, MeterConfig]]:
@@ -347,7 +362,9 @@ def _http(s: Section | None) -> HttpConfig:
 
 def _shard(s: Section | None, modbus: ModbusConfig, http: HttpConfig) -> ShardConfig:
     """``shard: {index, count}``: 0 <= index < count; instance ``index`` listens on the Modbus
-    and HTTP ports plus ``index`` (see :mod:`gateway.config.shard`), which must stay ports."""
+    and HTTP ports plus ``index`` (see :mod:`gateway.config.shard`), which must stay ports.
+    ``index: auto`` takes the ordinal at the end of the host name (``<name>-<ordinal>``, as a
+    Kubernetes StatefulSet names its pods): ``$HOSTNAME``, else the system's host name."""
     d = ShardConfig()
     if s is None:
         return d
@@ -355,7 +372,19 @@ def _shard(s: Section | None, modbus: ModbusConfig, http: HttpConfig) -> ShardCo
     if count > 1 and not s.has("index"):
         s.ctx.problem(s.at("index"), f"required key missing when count is above 1 ({count})")
         return d
-    index = s.integer("index", d.index, 0)
+    raw = s.raw("index")
+    if raw == "auto":
+        host = s.ctx.env.get("HOSTNAME") or socket.gethostname()
+        found = _ORDINAL.fullmatch(host)
+        if found is None:
+            message = "auto needs a host name that ends in -<ordinal> (a StatefulSet's pod)"
+            return s.fail("index", message, host, d)
+        index = int(found.group(1))
+        if index >= count:
+            message = f"the host name's ordinal ({index}) must be below shard.count ({count})"
+            return s.fail("index", message, host, d)
+    else:
+        index = s.integer("index", d.index, 0, message="must be an integer >= 0 or auto")
     if index >= count:
         return s.fail("index", f"must be below shard.count ({count})", s.raw("index"), d)
     for name, section in (("modbus", modbus), ("http", http)):

@@ -7,6 +7,7 @@ live in :mod:`gateway.config.sections`); everything else only reads them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from gateway.config.sparkplug import SparkplugConfig
 from gateway.secret import Secret
@@ -50,6 +51,8 @@ class GatewaySection:
     log_format: str = "auto"  # auto | console | json
     state_dir: str = "/var/lib/egauge-gateway"
     shutdown_timeout_s: float = 10.0
+    # worker processes (gateway.runtime.supervisor); "auto": one per CPU this process may use
+    workers: int | Literal["auto"] = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,9 @@ class Config:
     foreign_meters: tuple[str, ...] | None = None
     history: HistoryConfig = field(default_factory=HistoryConfig)
     sparkplug: SparkplugConfig = field(default_factory=SparkplugConfig)
+    # None: the whole instance; set only in a worker process (by its supervisor, never by the
+    # file): this process's share of the instance's meters, index of count workers
+    worker: ShardConfig | None = None
 
     def meter(self, meter_id: str) -> MeterConfig:
         for m in self.meters:
