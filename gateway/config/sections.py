@@ -383,6 +383,8 @@ def _shard(s: Section | None, modbus: ModbusConfig, http: HttpConfig) -> ShardCo
         if index >= count:
             message = f"the host name's ordinal ({index}) must be below shard.count ({count})"
             return s.fail("index", message, host, d)
+    elif raw is MISSING:  # absent, or a ${...} that is already reported
+        return d
     else:
         index = s.integer("index", d.index, 0, message="must be an integer >= 0 or auto")
     if index >= count:
