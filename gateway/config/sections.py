@@ -57,7 +57,7 @@ _TLS_KEYS: Final = ("ca_file", "cert_file", "key_file", "insecure")
 _HA_KEYS: Final = ("enabled", "prefix", "expire_after_s")
 _MODBUS_KEYS: Final = ("enabled", "host", "port", "mapping", "unknown_unit", "writes")
 _HTTP_KEYS: Final = ("enabled", "host", "port")
-_SHARD_KEYS: Final = ("index", "count")
+_SHARD_KEYS: Final = ("index", "count", "port_offset")
 _HISTORY_KEYS: Final = ("enabled", "max_lookback_s", "step_s", "max_rows")
 _PORT: Final = "must be a port 1-65535"
 _POLL_S: Final = 1.0
@@ -361,8 +361,9 @@ def _http(s: Section | None) -> HttpConfig:
 
 
 def _shard(s: Section | None, modbus: ModbusConfig, http: HttpConfig) -> ShardConfig:
-    """``shard: {index, count}``: 0 <= index < count; instance ``index`` listens on the Modbus
-    and HTTP ports plus ``index`` (see :mod:`gateway.config.shard`), which must stay ports.
+    """``shard: {index, count, port_offset}``: 0 <= index < count; instance ``index`` listens on
+    the Modbus and HTTP ports plus ``index`` (see :mod:`gateway.config.shard`), which must stay
+    ports, unless ``port_offset: false`` (every instance on a host or pod of its own).
     ``index: auto`` takes the ordinal at the end of the host name (``<name>-<ordinal>``, as a
     Kubernetes StatefulSet names its pods): ``$HOSTNAME``, else the system's host name."""
     d = ShardConfig()
@@ -389,11 +390,12 @@ def _shard(s: Section | None, modbus: ModbusConfig, http: HttpConfig) -> ShardCo
         index = s.integer("index", d.index, 0, message="must be an integer >= 0 or auto")
     if index >= count:
         return s.fail("index", f"must be below shard.count ({count})", s.raw("index"), d)
+    offset = s.boolean("port_offset", d.port_offset)
     for name, section in (("modbus", modbus), ("http", http)):
-        if section.enabled and section.port and section.port + index > 65535:
+        if offset and section.enabled and section.port and section.port + index > 65535:
             message = f"{name}.port + index ({section.port + index}) is not a port 1-65535"
             return s.fail("index", message, s.raw("index"), d)
-    return ShardConfig(index=index, count=count)
+    return ShardConfig(index=index, count=count, port_offset=offset)
 
 
 def _history(s: Section | None) -> HistoryConfig:

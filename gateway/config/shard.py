@@ -7,7 +7,7 @@ on the other meters -- so appending, removing or reordering meters never moves a
 changing ``count`` from n to n+1 moves only the meters the new instance wins (about 1/(n+1)).
 
 :func:`instance` turns the configuration as written into what instance ``index`` runs: its
-own meters, its own Modbus and HTTP ports (``port + index``) and the ids of the meters the
+own meters, its own Modbus and HTTP ports (``port + index``, unless ``port_offset: false``) and the ids of the meters the
 other instances poll (so that their retained MQTT topics are left alone). A single-instance
 configuration (``count: 1``) keeps its meters, ports and topics unchanged.
 
@@ -69,8 +69,9 @@ def instance(config: Config) -> Config:
         return config
     shard, worker = config.shard, config.worker
     own = partition(config.meters, shard)
-    modbus = replace(config.modbus, port=_port(config.modbus.port, shard.index))
-    http = replace(config.http, port=_port(config.http.port, shard.index))
+    offset = shard.index if shard.port_offset else 0
+    modbus = replace(config.modbus, port=_port(config.modbus.port, offset))
+    http = replace(config.http, port=_port(config.http.port, offset))
     if worker is not None:
         own = partition(own, worker, WORKER_SALT)
         modbus = replace(modbus, host=LOOPBACK, port=0)  # the supervisor serves modbus.port

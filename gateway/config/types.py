@@ -113,6 +113,9 @@ class ShardConfig:
 
     index: int = 0
     count: int = 1
+    # instance i listens on the Modbus and HTTP ports + i (several instances on one host);
+    # false: on the configured ports (each instance on a host or pod of its own)
+    port_offset: bool = True
 
 
 @dataclass(frozen=True, slots=True)

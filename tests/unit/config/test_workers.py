@@ -169,3 +169,14 @@ def test_a_reload_keeps_the_workers_slot() -> None:
     expected = [m.id for m in running.meters] + (["new"] if shard.worker_owner("new", 2) == 1
                                                  else [])
     assert [m.id for m in view.meters] == expected
+
+
+def test_port_offset_false_keeps_the_configured_ports_on_every_instance(tmp_path: Path) -> None:
+    """Pods of a StatefulSet each have an address of their own: the same ports on each."""
+    text = "modbus: {port: 65535}\nshard: {index: auto, count: 3, port_offset: false}"
+    for ordinal in range(3):
+        cfg = load(tmp_path, text, {"HOSTNAME": f"egauge-gateway-{ordinal}"})
+        view = shard.instance(cfg)
+        assert (view.modbus.port, view.http.port) == (65535, 9120)
+    offset = shard.instance(load(tmp_path, "shard: {index: 2, count: 3}"))
+    assert (offset.modbus.port, offset.http.port) == (5022, 9122)
