@@ -12,7 +12,7 @@ gateway (see schedule.py). No checks, no conversion, no logging.
 
 paho runs as the gateway runs it (gateway/mqtt/connection.py): on the asyncio loop, which
 watches its socket and calls ``loop_read``/``loop_write``, ``loop_misc`` once a second, no
-network thread and no in-flight window. ``--paho-thread`` runs it the way the first floor did
+network thread, no in-flight window, ``TCP_NODELAY``. ``--paho-thread`` runs it the way the first floor did
 (``loop_start()``: its own network thread, a 256-message in-flight window), so that both
 floors can be compared in one run (bench/RESULTS.md); the benchmark uses the honest one.
 """
@@ -83,12 +83,15 @@ class LoopDriven:
         self.loop = asyncio.get_running_loop()
         self.writing: int | None = None
         client.max_inflight_messages_set(0)
-        client.on_socket_open = lambda _c, _u, sock: self.loop.add_reader(
-            sock.fileno(), client.loop_read)
+        client.on_socket_open = self._opened
         client.on_socket_close = lambda _c, _u, sock: self.loop.remove_reader(sock.fileno())
         client.on_socket_register_write = self._want_write
         client.on_socket_unregister_write = self._done_writing
         self.misc: asyncio.Task[None] | None = None
+
+    def _opened(self, _c: paho.Client, _u: object, sock: socket.socket) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as the gateway's
+        self.loop.add_reader(sock.fileno(), self.client.loop_read)
 
     def _want_write(self, _c: paho.Client, _u: object, sock: socket.socket) -> None:
         if self.writing is None:

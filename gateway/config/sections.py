@@ -49,7 +49,8 @@ _METER_KEYS: Final = (
 )
 _COMMAND_KEYS: Final = ("allow", "reboot_cooldown_s", "timeout_s")
 _MQTT_KEYS: Final = (
-    "enabled", "host", "port", "base_topic", "client_id", "protocol", "qos", "retain",
+    "enabled", "host", "port", "base_topic", "client_id", "protocol", "qos", "register_qos",
+    "retain",
     "per_register_topics", "max_silence_s", "keepalive_s", "username", *PASSWORD_KEYS,
     "tls", "queue_limit", "homeassistant",
 )
@@ -294,6 +295,7 @@ def _mqtt(s: Section | None) -> MqttConfig:
         client_id=s.optional_string("client_id"),
         protocol=s.choice("protocol", d.protocol, ("3.1.1", "5")),
         qos=s.integer("qos", d.qos, 0, 2, "must be 0, 1 or 2"),
+        register_qos=s.integer("register_qos", d.register_qos, 0, 2, "must be 0, 1 or 2"),
         retain=s.boolean("retain", d.retain),
         per_register_topics=s.boolean("per_register_topics", d.per_register_topics),
         max_silence_s=s.number("max_silence_s", d.max_silence_s),

@@ -78,7 +78,10 @@ class MqttConfig:
     base_topic: str = "egauge"
     client_id: str | None = None  # None: "egauge-gateway-<gateway.id>"
     protocol: str = "3.1.1"  # 3.1.1 | 5
-    qos: int = 1
+    qos: int = 1  # state topics (and so the acknowledgements the history tracks)
+    # per-register topics: QoS 0 costs the gateway and the broker a third of a QoS 1 message
+    # (no PUBACK); their values are retained and sent again on every reconnect
+    register_qos: int = 0
     retain: bool = True  # for state and register topics
     per_register_topics: bool = True
     max_silence_s: float = 60.0  # heartbeat: republish unchanged values at least this often

@@ -252,7 +252,7 @@ class MqttOutput:
                 continue
             name = v.name
             if last_rate.get(name) != rate or now - last_sent.get(name, -1e18) >= cfg.max_silence_s:
-                self._conn.publish(topics[name], number(rate), cfg.qos, cfg.retain,
+                self._conn.publish(topics[name], number(rate), cfg.register_qos, cfg.retain,
                                    droppable=True)
                 last_rate[name] = rate
                 last_sent[name] = now
@@ -264,7 +264,8 @@ class MqttOutput:
         for name, rate in plan.last_rate.items():
             topic = topics.get(name)
             if topic is not None:
-                self._conn.publish(topic, number(rate), cfg.qos, cfg.retain, droppable=True)
+                self._conn.publish(topic, number(rate), cfg.register_qos, cfg.retain,
+                                   droppable=True)
                 plan.last_sent[name] = now
 
     def _refresh_discovery(self, plan: MeterPlan) -> None:
