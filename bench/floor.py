@@ -12,8 +12,9 @@ gateway (see schedule.py). No checks, no conversion, no logging.
 
 paho runs as the gateway runs it (gateway/mqtt/connection.py): on the asyncio loop, which
 watches its socket and calls ``loop_read``/``loop_write``, ``loop_misc`` once a second, no
-network thread, no in-flight window, ``TCP_NODELAY``. ``--paho-thread`` runs it the way the first floor did
-(``loop_start()``: its own network thread, a 256-message in-flight window), so that both
+network thread, no in-flight window, ``TCP_NODELAY``. ``--paho-thread`` runs it the way the
+first floor did (``loop_start()``: its own network thread, a 256-message in-flight window), so
+that both
 floors can be compared in one run (bench/RESULTS.md); the benchmark uses the honest one.
 """
 

@@ -7,9 +7,10 @@ on the other meters -- so appending, removing or reordering meters never moves a
 changing ``count`` from n to n+1 moves only the meters the new instance wins (about 1/(n+1)).
 
 :func:`instance` turns the configuration as written into what instance ``index`` runs: its
-own meters, its own Modbus and HTTP ports (``port + index``, unless ``port_offset: false``) and the ids of the meters the
-other instances poll (so that their retained MQTT topics are left alone). A single-instance
-configuration (``count: 1``) keeps its meters, ports and topics unchanged.
+own meters, its own Modbus and HTTP ports (``port + index``, unless ``port_offset: false``)
+and the ids of the meters the other instances poll (so that their retained MQTT topics are
+left alone). A single-instance configuration (``count: 1``) keeps its meters, ports and
+topics unchanged.
 
 Workers (``gateway.workers``) split one instance further, the same way: worker ``j`` of ``n``
 polls the instance's meters whose highest ``blake2b("w<j>", id)`` weight is its own (a hash

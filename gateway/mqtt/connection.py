@@ -17,6 +17,7 @@ hooks run, so re-announced state is always newer than anything queued. A publish
 an ``on_ack`` callback, run once the broker acknowledged the message (paho sends messages
 still unacknowledged again after a reconnect, so it may come only then).
 
+The PUBLISH packets of one write turn go out in one ``send`` (:mod:`gateway.mqtt.batched`).
 QoS 0 messages are written with paho's ``on_publish`` callback unset (unless one of them
 waits for its ``on_ack``): for each QoS 0 message it calls, paho builds a reason code and a
 properties object, which made up more than half of the CPU of a QoS 0 publish.
@@ -44,6 +45,7 @@ from paho.mqtt.properties import Properties
 
 from gateway.config import MqttConfig, MqttTls
 from gateway.errors import ConfigError
+from gateway.mqtt.batched import BatchedClient
 from gateway.mqtt.message import Handler, InboundMessage
 from gateway.mqtt.outbox import Outbox, Outgoing
 
@@ -125,7 +127,7 @@ class MqttConnection:
         self._rng = rng or random.Random()  # noqa: S311  (jitter, not cryptography)
         self._v5 = cfg.protocol == "5"
         self.client_id = client_id
-        self._client = paho.Client(
+        self._client = BatchedClient(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=_PROTOCOLS.get(cfg.protocol, MQTTProtocolVersion.MQTTv311),
@@ -373,11 +375,11 @@ class MqttConnection:
     def _writable(self) -> None:
         client = self._client
         if self._qos0_acks:  # a QoS 0 message waits for its write to be reported
-            client.loop_write()
+            client.write()
             return
         client.on_publish = None  # only QoS 0 messages report from loop_write: nothing waits
         try:
-            client.loop_write()
+            client.write()
         finally:
             client.on_publish = self._paho_publish
 
@@ -497,6 +499,7 @@ class MqttConnection:
         self._on_loop(self._watch, sock.fileno())
 
     def _paho_socket_close(self, _c: paho.Client, _u: Any, _sock: Any) -> None:
+        self._client.forget_unsent()
         self._on_loop(self._unwatch)  # before paho closes it: on the loop, this is at once
 
     def _paho_want_write(self, _c: paho.Client, _u: Any, sock: Any) -> None:

@@ -1,0 +1,87 @@
+"""paho's client with the PUBLISH packets of one write turn sent in one ``send``.
+
+paho writes every queued packet with a ``send`` of its own. With ``TCP_NODELAY`` (which the
+connection sets, so that no message waits for a delayed ACK) each of them is a TCP segment:
+a poll that publishes a state and eleven register values made twelve system calls, twelve
+segments and twelve wake-ups of the broker. :class:`BatchedClient` collects the PUBLISH
+packets that one ``loop_write`` writes and sends them together, then any other packet
+(PUBACK, PINGREQ, SUBSCRIBE, DISCONNECT) as paho would, in order.
+
+What the socket does not take at once is kept and sent first when it is writable again
+(paho's own packets wait meanwhile: its ``send`` reports the socket full), so the byte stream
+is exactly what paho would have written. This relies on paho 2.x's ``_sock_send`` and
+``_call_socket_register_write``; ``pyproject.toml`` pins paho-mqtt below 3.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode
+
+_PUBLISH = 0x30
+
+
+class BatchedClient(paho.Client):
+    """A paho client whose ``write`` sends the PUBLISH packets of one turn in one go."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._batch: list[bytes | bytearray] | None = None
+        self._unsent = bytearray()
+
+    def write(self) -> MQTTErrorCode:
+        """``loop_write``, batched: call this when the socket is writable."""
+        if self._unsent and not self._flush():
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        self._batch = []
+        try:
+            rc = self.loop_write()
+        finally:
+            batch, self._batch = self._batch, None
+        if batch:
+            self._unsent += b"".join(batch)
+            self._flush()
+        return rc
+
+    def want_write(self) -> bool:
+        return super().want_write() or bool(self._unsent)
+
+    def forget_unsent(self) -> None:
+        """The socket closed: what it did not take is lost with it (as paho's own would be)."""
+        self._unsent.clear()
+
+    def _sock_send(self, buf: bytes | bytearray) -> int:
+        if self._unsent:  # the earlier batch goes first: paho keeps this packet for later
+            raise BlockingIOError
+        batch = self._batch
+        if batch is not None and buf and buf[0] & 0xF0 == _PUBLISH:
+            batch.append(buf)  # a slice of paho's packet, its own copy
+            return len(buf)
+        if batch:  # another packet: what is batched goes before it
+            self._unsent += b"".join(batch)
+            batch.clear()
+            if not self._flush():
+                raise BlockingIOError
+        return super()._sock_send(buf)
+
+    def _flush(self) -> bool:
+        """Send what is kept; True when all of it went."""
+        sock = self._sock
+        if sock is None:
+            self._unsent.clear()
+            return True
+        try:
+            sent = sock.send(self._unsent)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            sent = 0
+        except OSError:  # the connection broke: paho notices it on its next read or write
+            self._unsent.clear()
+            return True
+        del self._unsent[:sent]
+        if self._unsent:
+            self._call_socket_register_write()
+            return False
+        return True
