@@ -218,11 +218,11 @@ class MqttConnection:
         QoS 0: once it was written); never for a message that was dropped or rejected."""
         data = payload.encode("utf-8") if isinstance(payload, str) else payload
         self._seq += 1
-        msg = Outgoing(self._seq, topic, data, qos, retain, correlation_data, on_ack)
-        if self.connected and self._send(msg):
+        if self.connected and self._send(topic, data, qos, retain, correlation_data, on_ack):
             return
         if queue:
-            self._enqueue(msg, droppable)
+            self._enqueue(Outgoing(self._seq, topic, data, qos, retain, correlation_data,
+                                   on_ack), droppable)
 
     async def run(self) -> None:
         """Connect, and reconnect with backoff whenever the connection fails, until closed.
@@ -435,25 +435,28 @@ class MqttConnection:
 
     # -- outgoing -------------------------------------------------------------------------------
 
-    def _send(self, msg: Outgoing) -> bool:
+    def _send(self, topic: str, payload: bytes, qos: int, retain: bool,
+              correlation_data: bytes | None, on_ack: Callable[[], None] | None) -> bool:
+        """Hand one message to paho; False when it must be queued (the connection is gone).
+        The fields one by one, not an :class:`Outgoing`: this runs for every message."""
         props = None
-        if self._v5 and msg.correlation_data is not None:
+        if self._v5 and correlation_data is not None:
             props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            props.CorrelationData = msg.correlation_data
+            props.CorrelationData = correlation_data
         try:
-            info = self._client.publish(msg.topic, msg.payload, msg.qos, msg.retain, props)
+            info = self._client.publish(topic, payload, qos, retain, props)
         except ValueError as exc:  # an invalid topic or an oversized payload
-            log.error("mqtt_publish_rejected", topic=msg.topic, error=str(exc))
+            log.error("mqtt_publish_rejected", topic=topic, error=str(exc))
             return True
-        if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and msg.qos == 0:
+        if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos == 0:
             return False  # lost the connection a moment ago: queue it
         self.stats.published += 1
-        if msg.qos == 0 and msg.on_ack is None:
+        if qos == 0 and on_ack is None:
             return True  # nothing waits for it: written in order, before any DISCONNECT
         self._inflight.add(info.mid)
-        if msg.on_ack is not None:
-            self._acks[info.mid] = msg.on_ack
-            if msg.qos == 0:
+        if on_ack is not None:
+            self._acks[info.mid] = on_ack
+            if qos == 0:
                 self._qos0_acks.add(info.mid)
         return True
 
@@ -468,7 +471,8 @@ class MqttConnection:
         pending = self._outbox.drain()
         self.stats.queued = 0
         for msg in pending:
-            if not self._send(msg):
+            if not self._send(msg.topic, msg.payload, msg.qos, msg.retain,
+                              msg.correlation_data, msg.on_ack):
                 self._enqueue(msg, droppable=False)
 
     # -- paho callbacks (network thread) -> the asyncio loop ----------------------------------
