@@ -12,7 +12,8 @@ units of the state payload.
 
 The watermark of each meter (everything up to it is on the broker) is written to
 ``history.json`` in ``gateway.state_dir`` (atomically, at most every :data:`PERSIST_S` and at
-stop), so a restart resumes right after it. Delivery is at least once: after a crash up to
+stop; the periodic write in a worker thread, so that a slow disk's fsync never stalls the
+polls), so a restart resumes right after it. Delivery is at least once: after a crash up to
 :data:`PERSIST_S` of rows may be published again; subscribers deduplicate by ``ts``.
 """
 
@@ -135,7 +136,7 @@ class History:
                 self._spawn(meter)
             while True:
                 await asyncio.sleep(PERSIST_S)
-                self.save()
+                await self._save_in_thread()
 
     async def stop(self) -> None:
         for task in self._tasks.values():
@@ -160,12 +161,21 @@ class History:
 
     def save(self) -> None:
         """Write the watermarks when they moved; a failure is logged and retried later."""
+        marks = self._marks()
+        if marks is not None:
+            self._write(marks)
+
+    def _marks(self) -> dict[str, int] | None:
+        """The watermarks to write, or None when the file already has them."""
         marks = dict(self._kept)
         for meter, state in self._meters.items():
             if state.coverage.until is not None:
                 marks[meter] = state.coverage.until
         if marks == self._saved and self.path.exists():
-            return
+            return None
+        return marks
+
+    def _write(self, marks: dict[str, int]) -> None:
         data = {"version": 1, "meters": {m: {"published_until": t} for m, t in marks.items()}}
         try:
             write_json(self.path, data)
@@ -173,6 +183,13 @@ class History:
             log.warning("history_state_write_failed", path=str(self.path), error=repr(exc))
             return
         self._saved = marks
+
+    async def _save_in_thread(self) -> None:
+        """:meth:`save` with the file written by a worker thread (the marks are taken here,
+        on the loop)."""
+        marks = self._marks()
+        if marks is not None:
+            await asyncio.to_thread(self._write, marks)
 
     def _spawn(self, meter: str) -> None:
         assert self._group is not None

@@ -9,7 +9,14 @@ packets that one ``loop_write`` writes and sends them together, then any other p
 
 What the socket does not take at once is kept and sent first when it is writable again
 (paho's own packets wait meanwhile: its ``send`` reports the socket full), so the byte stream
-is exactly what paho would have written. This relies on paho 2.x's ``_sock_send`` and
+is exactly what paho would have written.
+
+:meth:`BatchedClient.publish_qos0` queues a QoS 0 PUBLISH without the objects paho's own
+``publish`` makes for every message (a message info with a lock and a condition, a message
+id, debug formatting): the packet is the same bytes, in the same queue, so it keeps its
+place among paho's packets. paho's ``publish`` remains for everything else.
+
+This relies on paho 2.x's ``_sock_send``, ``_out_packet`` and
 ``_call_socket_register_write``; ``pyproject.toml`` pins paho-mqtt below 3.
 """
 
@@ -19,9 +26,31 @@ import ssl
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
 
 _PUBLISH = 0x30
+_MAX_REMAINING = 268_435_455  # what the remaining-length field can say
+
+
+class _Written:
+    """The message info of a :meth:`BatchedClient.publish_qos0` packet: nobody waits on it."""
+
+    __slots__ = ()
+
+    def _set_as_published(self) -> None:
+        pass
+
+
+_WRITTEN = _Written()
+
+
+def _remaining_length(length: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, length = length % 128, length // 128
+        out.append(byte | (0x80 if length else 0))
+        if not length:
+            return bytes(out)
 
 
 class BatchedClient(paho.Client):
@@ -31,6 +60,31 @@ class BatchedClient(paho.Client):
         super().__init__(*args, **kwargs)
         self._batch: list[bytes | bytearray] | None = None
         self._unsent = bytearray()
+        self._v5 = kwargs.get("protocol") == MQTTProtocolVersion.MQTTv5
+
+    def publish_qos0(self, topic: str, payload: bytes, retain: bool) -> bool:
+        """Queue a QoS 0 PUBLISH as paho would; False when there is no connection. A topic or
+        payload paho would refuse raises :class:`ValueError` as its ``publish`` does."""
+        if self._sock is None:
+            return False
+        name = topic.encode("utf-8")
+        if not name or b"+" in name or b"#" in name or len(name) > 65535:
+            raise ValueError("Publish topic cannot contain wildcards or be empty or too long.")
+        length = 2 + len(name) + len(payload) + (1 if self._v5 else 0)
+        if length > _MAX_REMAINING:
+            raise ValueError("Payload too large.")
+        packet = bytearray((_PUBLISH | (1 if retain else 0),))
+        packet += _remaining_length(length)
+        packet += len(name).to_bytes(2, "big")
+        packet += name
+        if self._v5:
+            packet.append(0)  # no properties
+        packet += payload
+        self._out_packet.append({"command": _PUBLISH, "mid": 0, "qos": 0, "pos": 0,
+                                 "to_process": len(packet), "packet": packet,
+                                 "info": _WRITTEN})  # type: ignore[typeddict-item]
+        self._call_socket_register_write()
+        return True
 
     def write(self) -> MQTTErrorCode:
         """``loop_write``, batched: call this when the socket is writable."""

@@ -439,6 +439,15 @@ class MqttConnection:
               correlation_data: bytes | None, on_ack: Callable[[], None] | None) -> bool:
         """Hand one message to paho; False when it must be queued (the connection is gone).
         The fields one by one, not an :class:`Outgoing`: this runs for every message."""
+        if qos == 0 and on_ack is None and correlation_data is None:
+            try:  # the common case (register values): no objects paho makes for a message
+                sent = self._client.publish_qos0(topic, payload, retain)
+            except ValueError as exc:
+                log.error("mqtt_publish_rejected", topic=topic, error=str(exc))
+                return True
+            if sent:
+                self.stats.published += 1
+            return sent
         props = None
         if self._v5 and correlation_data is not None:
             props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
