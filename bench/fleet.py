@@ -54,9 +54,9 @@ from simulator import PASSWORD
 from gateway.simulator import default_registers
 
 SUBJECTS = ("gateway", "floor", "peer", "workers")
-# measured only when asked for (--subjects): the first floor, paho on its own network thread
-# with a 256-message in-flight window (bench/RESULTS.md compares it with the honest floor)
-EXTRA_SUBJECTS = ("floor-thread",)
+# measured only when asked for (--subjects): the first floor, httpx.AsyncClient and paho on its
+# own network thread with a 256-message in-flight window (RESULTS.md compares both floors)
+EXTRA_SUBJECTS = ("floor-first",)
 MODBUS_UNITS = 247  # unit ids 1-247: what one Modbus endpoint can address
 
 
@@ -226,8 +226,8 @@ class Bench:
                          env={"BENCH_PW": PASSWORD}, stdin=False)
         common = ["--urls", str(urls_file), "--interval", str(args.interval),
                   "--out", str(work / f"{name}.json")]
-        if subject in ("floor", "floor-thread"):
-            extra = ["--paho-thread"] if subject == "floor-thread" else []
+        if subject in ("floor", "floor-first"):
+            extra = ["--first"] if subject == "floor-first" else []
             return Child(name, python("floor.py", *common, "--port", str(self.broker_port),
                                       "--topic-base", base, *extra), work)
         return Child(name, python("peer.py", *common), work)

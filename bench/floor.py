@@ -2,20 +2,24 @@
 
     python bench/floor.py --urls FILE --port P --topic-base B --out FILE [--interval 1]
 
-Per meter: one ``httpx.AsyncClient`` (as the gateway has: one client's connection pool
-serving hundreds of hosts costs several times more CPU per request) and one digest login at
-start; then per poll one authenticated httpx GET of
-``/api/register?rate&time=now&virtual=value`` (the gateway's query, so both read the same
-registers), ``json.loads`` of the reply, and one MQTT publish of the reply as it came
-(``<base>/<meter>/state``, QoS 1, retained, like the gateway's state). Same schedule as the
-gateway (see schedule.py). No checks, no conversion, no logging.
+Per meter one connection pool and one digest login at start; then per poll one
+authenticated GET of ``/api/register?rate&time=now&virtual=value`` (the gateway's query, so
+both read the same registers), ``json.loads`` of the reply, and one MQTT publish of the reply
+as it came (``<base>/<meter>/state``, QoS 1, retained, like the gateway's state). Same
+schedule as the gateway (see schedule.py). No checks, no conversion, no logging.
 
-paho runs as the gateway runs it (gateway/mqtt/connection.py): on the asyncio loop, which
-watches its socket and calls ``loop_read``/``loop_write``, ``loop_misc`` once a second, no
-network thread, no in-flight window, ``TCP_NODELAY``. ``--paho-thread`` runs it the way the
-first floor did (``loop_start()``: its own network thread, a 256-message in-flight window), so
-that both
-floors can be compared in one run (bench/RESULTS.md); the benchmark uses the honest one.
+Both libraries are driven as the gateway drives them, so that the ratio measures the
+gateway's own work:
+
+- HTTP: an ``httpx.AsyncHTTPTransport`` per meter (gateway/meter/channel.py): the request
+  goes to the transport, past ``httpx.AsyncClient``'s cookie, auth and redirect layers;
+- MQTT (gateway/mqtt/connection.py): paho on the asyncio loop, which watches its socket and
+  calls ``loop_read``/``loop_write``, ``loop_misc`` once a second; no network thread, no
+  in-flight window, ``TCP_NODELAY``.
+
+``--first`` runs the first floor of this benchmark instead (an ``httpx.AsyncClient`` per meter,
+paho on its own network thread with a 256-message in-flight window), so that both floors can
+be compared in one run (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -61,8 +65,30 @@ async def _login(http: httpx.AsyncClient, url: str) -> str:
     return str(reply["jwt"])
 
 
-def poller(http: httpx.AsyncClient, mqtt: paho.Client, url: str, token: str,
-           topic: str) -> Poll:
+def poller(http: httpx.AsyncHTTPTransport, mqtt: paho.Client, url: str, token: str,
+           topic: str, timeout: float) -> Poll:
+    """One poll as the gateway's channel sends it: a request straight to the transport."""
+    target = url + QUERY
+    headers = {"Accept": "application/json", "Authorization": "Bearer " + token}
+    extensions = {"timeout": httpx.Timeout(timeout, pool=None).as_dict()}
+    send, publish, loads, request = http.handle_async_request, mqtt.publish, json.loads, \
+        httpx.Request
+
+    async def poll() -> None:
+        response = await send(request("GET", target, headers=headers, extensions=extensions))
+        try:
+            body = await response.aread()
+        finally:
+            await response.aclose()
+        loads(body)
+        publish(topic, body, 1, True)
+
+    return poll
+
+
+def first_poller(http: httpx.AsyncClient, mqtt: paho.Client, url: str, token: str,
+                 topic: str) -> Poll:
+    """One poll of the first floor: ``httpx.AsyncClient.get``."""
     target = url + QUERY
     headers = {"Authorization": "Bearer " + token}
     get, publish, loads = http.get, mqtt.publish, json.loads
@@ -127,23 +153,34 @@ class LoopDriven:
 async def run(args: argparse.Namespace, urls: list[str]) -> Counters:
     mqtt = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-floor-{time.time_ns()}")
     driven = None
-    if args.paho_thread:
+    if args.first:
         mqtt.max_inflight_messages_set(256)
         mqtt.connect(args.host, args.port)
         mqtt.loop_start()
     else:
         driven = LoopDriven(mqtt)
         await driven.connect(args.host, args.port)
+    timeout = args.interval * 0.9
+    topics = [f"{args.topic_base}/m{i:04d}/state" for i in range(len(urls))]
     async with contextlib.AsyncExitStack() as stack:
-        timeout = args.interval * 0.9
-        clients = [await stack.enter_async_context(httpx.AsyncClient(timeout=timeout,
-                                                                     verify=False))
-                   for _ in urls]
         gate = asyncio.Semaphore(20)
-        tokens = await asyncio.gather(*(login(c, u, gate) for c, u in zip(clients, urls,
+        logins = [await stack.enter_async_context(httpx.AsyncClient(timeout=timeout,
+                                                                    verify=False))
+                  for _ in urls]
+        tokens = await asyncio.gather(*(login(c, u, gate) for c, u in zip(logins, urls,
                                                                             strict=True)))
-        polls = [poller(c, mqtt, u, t, f"{args.topic_base}/m{i:04d}/state")
-                 for i, (c, u, t) in enumerate(zip(clients, urls, tokens, strict=True))]
+        if args.first:  # the login clients poll too, as the first floor did
+            polls = [first_poller(c, mqtt, u, t, topic) for c, u, t, topic
+                     in zip(logins, urls, tokens, topics, strict=True)]
+        else:
+            for client in logins:
+                await client.aclose()
+            transports = [await stack.enter_async_context(httpx.AsyncHTTPTransport(
+                verify=False, limits=httpx.Limits(max_connections=4,
+                                                  max_keepalive_connections=2)))
+                for _ in urls]
+            polls = [poller(h, mqtt, u, t, topic, timeout) for h, u, t, topic
+                     in zip(transports, urls, tokens, topics, strict=True)]
         counters = await run_fleet(polls, args.interval)
     if driven is not None:
         await driven.close()
@@ -158,8 +195,9 @@ def main() -> int:
     options.add_argument("--host", default="127.0.0.1")
     options.add_argument("--port", type=int, required=True, help="the broker's port")
     options.add_argument("--topic-base", required=True)
-    options.add_argument("--paho-thread", action="store_true",
-                         help="the first floor: paho's network thread, 256 messages in flight")
+    options.add_argument("--first", action="store_true",
+                         help="the first floor: httpx.AsyncClient, paho's network thread, 256 "
+                         "messages in flight")
     return serve(options.parse_args(), run)
 
 

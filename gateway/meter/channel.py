@@ -1,9 +1,14 @@
-"""The HTTP channel to one meter: one ``httpx.AsyncClient``, errors converted at the edge.
+"""The HTTP channel to one meter: one httpx connection pool, errors converted at the edge.
 
 Transport problems become ``MeterUnavailable`` / ``MeterTimeout``, bodies that are not JSON
 become ``MeterProtocolError``, and an ``error`` member becomes ``MeterReportedError`` (or
 ``CallPending`` for "EAGAIN: ..."). Nothing here knows about tokens: the caller passes the
 bearer token it wants sent.
+
+Requests go straight to an ``httpx.AsyncHTTPTransport`` (httpx's public transport API), not
+through an ``httpx.AsyncClient``: the client's layers -- cookie jars, auth flows, redirect
+handling, URL merging, event hooks -- do nothing for a meter's WebAPI (no cookies, no
+redirects, the bearer token is ours) and cost a fifth of the CPU of a poll.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from gateway.errors import (
 from gateway.secret import Secret
 
 NO_BODY: Any = object()  # "send no request body" (``None`` would be the JSON value null)
+_ACCEPT = {"Accept": "application/json"}
 
 HTTP_PRECONDITION_FAILED = 412
 
@@ -106,14 +112,10 @@ class Channel:
             verify = tls.get(meter, verify_tls)
         else:
             verify = tls_verify(meter, verify_tls)
-        self._http = httpx.AsyncClient(
-            verify=verify,
-            timeout=httpx.Timeout(timeout_s, pool=None),
-            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
-            transport=transport,
-            headers={"Accept": "application/json"},
-            follow_redirects=False,
-        )
+        self._transport = transport or httpx.AsyncHTTPTransport(
+            verify=verify, limits=httpx.Limits(max_connections=4, max_keepalive_connections=2))
+        self._timeout = httpx.Timeout(timeout_s, pool=None).as_dict()
+        self._closed = False
 
     async def send(
         self,
@@ -126,10 +128,10 @@ class Channel:
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         """One request to ``/api<path>?<query>``; transport errors become meter errors."""
-        if self._http.is_closed:
+        if self._closed:
             raise MeterUnavailable(self.meter, f"{method} {path}: the client is closed")
         url = self.api + path + ("?" + query if query else "")
-        hdrs = dict(headers) if headers else {}
+        hdrs = {"Accept": "application/json", **headers} if headers else dict(_ACCEPT)
         if bearer is not None:
             hdrs["Authorization"] = "Bearer " + bearer.reveal()
         content: bytes | None = None
@@ -137,7 +139,14 @@ class Channel:
             content = json.dumps(body, separators=(",", ":")).encode()
             hdrs["Content-Type"] = "application/json"
         try:
-            response = await self._http.request(method, url, content=content, headers=hdrs)
+            request = httpx.Request(method, url, content=content, headers=hdrs,
+                                    extensions={"timeout": self._timeout})
+            response = await self._transport.handle_async_request(request)
+            response.request = request
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
         except httpx.TimeoutException as exc:
             raise MeterTimeout(
                 self.meter, f"no answer within {self.timeout_s:g} s ({method} {path})"
@@ -177,7 +186,8 @@ class Channel:
         return value
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        self._closed = True
+        await self._transport.aclose()
 
 
 def _transport_problem(exc: httpx.TransportError, method: str, path: str) -> str:
