@@ -31,6 +31,8 @@ def unpinned(registers: Sequence[RegisterInfo]) -> Mapping[str, str]:
 
 def number(value: float | None) -> str:
     """A JSON number (``null`` for a missing, infinite or NaN value)."""
+    if type(value) is float:  # the usual case first (called for every value of every poll)
+        return repr(value) if value - value == 0.0 else "null"  # inf - inf, nan - nan: nan
     if value is None or not math.isfinite(value):
         return "null"
     return repr(value) if isinstance(value, float) else str(int(value))
