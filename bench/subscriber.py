@@ -9,9 +9,10 @@ and the gateway's ``age`` that follows it (so ``ts + age`` is when the gateway b
 Prints ``ready`` once subscribed and ``all`` once ``--expect`` meters were heard from. Stops
 at the end of stdin and writes everything to ``--out`` as JSON.
 
-``--history FILTER`` also records the rows of history messages (their meter and each row's
-``ts``); ``--session ID`` subscribes with that client id and a persistent session at QoS 1, so
-that what is published while it reconnects (a broker restart) waits for it.
+``--history FILTER`` also records the rows of history messages (when they arrived, their
+meter and each row's ``ts``); ``--session ID`` subscribes with that client id and a
+persistent session at QoS 1, so that what is published while it reconnects (a broker
+restart) waits for it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class Recorder:
     def __init__(self, expect: int, history: str | None = None) -> None:
         self.expect = expect
         self.history_filter = history
-        self.history: list[tuple[str, list[int]]] = []
+        self.history: list[tuple[float, str, list[int]]] = []
         self.arrivals: list[tuple[float, str, float, float | None]] = []
         self.meters: set[str] = set()
         self.unparsed = 0
@@ -51,7 +52,7 @@ class Recorder:
             return
         if self.history_filter and paho.topic_matches_sub(self.history_filter, msg.topic):
             data = json.loads(msg.payload)
-            self.history.append((str(data["meter"]), [int(r["ts"]) for r in data["rows"]]))
+            self.history.append((now, str(data["meter"]), [int(r["ts"]) for r in data["rows"]]))
             return
         found = _TS.search(msg.payload, 0, 200)
         if found is None:
