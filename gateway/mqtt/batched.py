@@ -14,7 +14,8 @@ is exactly what paho would have written.
 :meth:`BatchedClient.publish_qos0` queues a QoS 0 PUBLISH without the objects paho's own
 ``publish`` makes for every message (a message info with a lock and a condition, a message
 id, debug formatting): the packet is the same bytes, in the same queue, so it keeps its
-place among paho's packets. paho's ``publish`` remains for everything else.
+place among paho's packets; :meth:`BatchedClient.publish_qos0_many` queues the register values
+of one poll as one entry. paho's ``publish`` remains for everything else.
 
 This relies on paho 2.x's ``_sock_send``, ``_out_packet`` and
 ``_call_socket_register_write``; ``pyproject.toml`` pins paho-mqtt below 3.
@@ -23,6 +24,7 @@ This relies on paho 2.x's ``_sock_send``, ``_out_packet`` and
 from __future__ import annotations
 
 import ssl
+from collections.abc import Iterable
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -65,25 +67,37 @@ class BatchedClient(paho.Client):
     def publish_qos0(self, topic: str, payload: bytes, retain: bool) -> bool:
         """Queue a QoS 0 PUBLISH as paho would; False when there is no connection. A topic or
         payload paho would refuse raises :class:`ValueError` as its ``publish`` does."""
+        return self.publish_qos0_many(((topic, payload),), retain)
+
+    def publish_qos0_many(self, messages: Iterable[tuple[str, bytes]], retain: bool) -> bool:
+        """Queue several QoS 0 PUBLISH packets as one entry of paho's queue (they are written
+        together anyway); False when there is no connection. :class:`ValueError` for a topic
+        or payload paho would refuse, before anything is queued."""
         if self._sock is None:
             return False
-        name = topic.encode("utf-8")
-        if not name or b"+" in name or b"#" in name or len(name) > 65535:
-            raise ValueError("Publish topic cannot contain wildcards or be empty or too long.")
-        length = 2 + len(name) + len(payload) + (1 if self._v5 else 0)
-        if length > _MAX_REMAINING:
-            raise ValueError("Payload too large.")
-        packet = bytearray((_PUBLISH | (1 if retain else 0),))
-        packet += _remaining_length(length)
-        packet += len(name).to_bytes(2, "big")
-        packet += name
-        if self._v5:
-            packet.append(0)  # no properties
-        packet += payload
-        self._out_packet.append({"command": _PUBLISH, "mid": 0, "qos": 0, "pos": 0,
-                                 "to_process": len(packet), "packet": packet,
-                                 "info": _WRITTEN})  # type: ignore[typeddict-item]
-        self._call_socket_register_write()
+        head = _PUBLISH | (1 if retain else 0)
+        extra = 1 if self._v5 else 0
+        packet = bytearray()
+        for topic, payload in messages:
+            name = topic.encode("utf-8")
+            if not name or b"+" in name or b"#" in name or len(name) > 65535:
+                raise ValueError("Publish topic cannot contain wildcards or be empty or too "
+                                 "long.")
+            length = 2 + len(name) + len(payload) + extra
+            if length > _MAX_REMAINING:
+                raise ValueError("Payload too large.")
+            packet.append(head)
+            packet += _remaining_length(length)
+            packet += len(name).to_bytes(2, "big")
+            packet += name
+            if extra:
+                packet.append(0)  # no properties
+            packet += payload
+        if packet:
+            self._out_packet.append({"command": _PUBLISH, "mid": 0, "qos": 0, "pos": 0,
+                                     "to_process": len(packet), "packet": packet,
+                                     "info": _WRITTEN})  # type: ignore[typeddict-item]
+            self._call_socket_register_write()
         return True
 
     def write(self) -> MQTTErrorCode:

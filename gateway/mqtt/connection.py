@@ -33,7 +33,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -223,6 +223,23 @@ class MqttConnection:
         if queue:
             self._enqueue(Outgoing(self._seq, topic, data, qos, retain, correlation_data,
                                    on_ack), droppable)
+
+    def publish_values(self, messages: Sequence[tuple[str, bytes]], qos: int, retain: bool
+                       ) -> None:
+        """Publish several droppable messages (the register values of one poll): at QoS 0
+        while connected, as one entry of paho's queue; otherwise each as :meth:`publish`."""
+        if qos == 0 and self.connected:
+            try:
+                queued = self._client.publish_qos0_many(messages, retain)
+            except ValueError as exc:  # one bad topic: each on its own, the bad one refused
+                log.error("mqtt_publish_rejected", error=str(exc), messages=len(messages))
+                queued = False
+            if queued:
+                self._seq += len(messages)
+                self.stats.published += len(messages)
+                return
+        for topic, payload in messages:
+            self.publish(topic, payload, qos, retain, droppable=True)
 
     async def run(self) -> None:
         """Connect, and reconnect with backoff whenever the connection fails, until closed.

@@ -246,16 +246,18 @@ class MqttOutput:
         cfg = self._cfg
         now = self._clock()
         last_rate, last_sent, topics = plan.last_rate, plan.last_sent, plan.register_topics
+        values = []
         for v in reading.registers:
             rate = v.rate
             if rate is None:
                 continue
             name = v.name
             if last_rate.get(name) != rate or now - last_sent.get(name, -1e18) >= cfg.max_silence_s:
-                self._conn.publish(topics[name], number(rate), cfg.register_qos, cfg.retain,
-                                   droppable=True)
+                values.append((topics[name], number(rate).encode()))
                 last_rate[name] = rate
                 last_sent[name] = now
+        if values:  # one call for the poll's values: at QoS 0 one entry of paho's queue
+            self._conn.publish_values(values, cfg.register_qos, cfg.retain)
 
     def _republish_rates(self, plan: MeterPlan) -> None:
         if not self._cfg.per_register_topics:

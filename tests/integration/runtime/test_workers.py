@@ -32,6 +32,7 @@ POLL_S = 0.5
 
 def config_text(broker: Broker, prefix: str, state_dir: Path, urls: list[str]
                 ) -> Callable[[int, int], str]:
+    """The configuration of ``urls`` as meters m0, m1, ... (unit ids 1, 2, ...)."""
     entries = "".join(f"""
   - id: m{i}
     url: {url}
@@ -59,7 +60,7 @@ http: {{host: 127.0.0.1, port: {http_port}}}
 
 @pytest.fixture
 def meters() -> list[SimMeter]:
-    return fleet(METERS, password=PASSWORD)
+    return fleet(METERS + 1, password=PASSWORD)  # the last one only after a reload
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ def sim(threaded_simulator: Callable[..., ThreadedSimServer], meters: list[SimMe
 @pytest.fixture
 def duo(tmp_path: Path, broker: Broker, topic_prefix: str, sim: ThreadedSimServer
         ) -> Iterator[GatewayProcess]:
-    text = config_text(broker, topic_prefix, tmp_path / "state", sim.urls)
+    text = config_text(broker, topic_prefix, tmp_path / "state", sim.urls[:METERS])
     with gateway_process(tmp_path, text) as gw:
         gw.wait_notification("READY=1", timeout=30)
         yield gw
@@ -130,7 +131,7 @@ async def test_two_workers_share_the_fleet_behind_one_modbus_and_one_http_endpoi
     assert all(len(workers) == 1 for workers in split.values()), split
     owners = {m: next(iter(w)) for m, w in split.items()}
     assert set(owners.values()) == {"0", "1"}, f"a worker without meters: {owners}"
-    assert [m.logins for m in sims] == [1] * METERS
+    assert [m.logins for m in sims[:METERS]] == [1] * METERS
 
     # one readiness for both, and one status page linking each worker's own
     status, body = get(duo, "/readyz")
@@ -231,3 +232,44 @@ async def test_a_killed_worker_comes_back_with_its_gap_filled_and_sigterm_stops_
     assert duo.notifications()[-1].startswith("STOPPING=1")
     assert PASSWORD not in duo.log.read_text()
 
+
+
+async def test_sighup_reaches_every_worker_and_the_routing(
+        duo: GatewayProcess, meters: list[SimMeter], sim: ThreadedSimServer, broker: Broker,
+        topic_prefix: str, tmp_path: Path) -> None:
+    """A meter added to the file and a SIGHUP: the worker that owns it polls it, the one
+    Modbus endpoint serves its unit, ``bridge/info`` lists it, READY follows RELOADING."""
+    added = f"m{METERS}"
+    wait_until(lambda: len(polls_by_worker(duo)) == METERS, timeout=20, what="every meter")
+    text = config_text(broker, topic_prefix, tmp_path / "state", sim.urls)
+    duo.rewrite(text(duo.modbus_port, duo.http_port))
+    seen = len(duo.notifications())
+    with recorder(broker, f"{topic_prefix}/{added}/state") as rec:
+        duo.proc.send_signal(signal.SIGHUP)
+        reloading = duo.wait_notification("RELOADING=1", after=seen)
+        duo.wait_notification("READY=1", after=reloading, timeout=30)
+        await async_wait_until(lambda: rec.on(f"{topic_prefix}/{added}/state"), timeout=20,
+                               what="the added meter's state")
+    owners = polls_by_worker(duo)[added]
+    assert list(owners) == [str(shard_owner(added))]
+    assert meters[METERS].logins == 1
+    async with AsyncModbusTcpClient("127.0.0.1", port=duo.modbus_port) as client:
+        rr = await async_wait_until(lambda: modbus_status(client, METERS + 1), timeout=10,
+                                    what="the added unit through the one endpoint")
+    assert rr == 1
+    with recorder(broker, f"{topic_prefix}/bridge/info") as rec:
+        await async_wait_until(lambda: rec.on(f"{topic_prefix}/bridge/info"), what="info")
+        info = rec.on(f"{topic_prefix}/bridge/info")[-1]
+    assert added in info["meters"]
+    assert duo.events("config_reloaded")
+
+
+async def modbus_status(client: AsyncModbusTcpClient, unit: int) -> int | None:
+    rr = await client.read_input_registers(0, count=8, device_id=unit)
+    return None if rr.isError() else int(rr.registers[0])
+
+
+def shard_owner(meter: str) -> int:
+    from gateway.config import shard
+
+    return shard.worker_owner(meter, 2)
