@@ -52,6 +52,9 @@ from gateway.mqtt.outbox import Outbox, Outgoing
 log = structlog.get_logger(__name__)
 
 STABLE_S = 30.0  # a session that lasted this long resets the backoff
+# the longest wait between connection attempts: a refused connect costs nothing, and a broker
+# back from an outage waits no longer than this for the gateway (and its backlog)
+RETRY_MAX_S = 10.0
 _PROTOCOLS = {"3.1.1": MQTTProtocolVersion.MQTTv311, "5": MQTTProtocolVersion.MQTTv5}
 
 
@@ -119,7 +122,7 @@ class MqttConnection:
         will: Will | None = None,
         *,
         retry_min_s: float = 1.0,
-        retry_max_s: float = 60.0,
+        retry_max_s: float = RETRY_MAX_S,
         rng: random.Random | None = None,
     ) -> None:
         self._cfg = cfg

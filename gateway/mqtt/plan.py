@@ -72,9 +72,11 @@ class MeterPlan:
     last_sent: dict[str, float] = field(default_factory=dict)
     _heads: dict[str, str] = field(default_factory=dict)
     _watch: dict[str, RegisterValue | None] = field(default_factory=dict)
+    _meter_json: str = ""  # the meter id as JSON (the plan is its meter's)
 
     def __post_init__(self) -> None:
         meter = self.meter.id
+        self._meter_json = json.dumps(meter)
         self.availability_topic = self.topics.availability(meter)
         self.state_topic = self.topics.state(meter)
         self.device_topic = self.topics.device(meter)
@@ -129,7 +131,7 @@ class MeterPlan:
             parts.append(f'{head}{number(v.rate)},"cumulative":{number(v.cumulative)}}}')
         age = round(max(0.0, now - reading.ts), 3)
         text = (
-            f'{{"meter":{json.dumps(reading.meter)},"ts":{number(reading.ts)},'
+            f'{{"meter":{self._meter_json},"ts":{number(reading.ts)},'
             f'"age":{number(age)},"registers":{{{",".join(parts)}}},'
             f'"local":{_local_json(reading.local)}}}'
         )
