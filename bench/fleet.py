@@ -54,9 +54,6 @@ from simulator import PASSWORD
 from gateway.simulator import default_registers
 
 SUBJECTS = ("gateway", "floor", "peer", "workers")
-# measured only when asked for (--subjects): the first floor, httpx.AsyncClient and paho on its
-# own network thread with a 256-message in-flight window (RESULTS.md compares both floors)
-EXTRA_SUBJECTS = ("floor-first",)
 MODBUS_UNITS = 247  # unit ids 1-247: what one Modbus endpoint can address
 
 
@@ -226,10 +223,9 @@ class Bench:
                          env={"BENCH_PW": PASSWORD}, stdin=False)
         common = ["--urls", str(urls_file), "--interval", str(args.interval),
                   "--out", str(work / f"{name}.json")]
-        if subject in ("floor", "floor-first"):
-            extra = ["--first"] if subject == "floor-first" else []
+        if subject == "floor":
             return Child(name, python("floor.py", *common, "--port", str(self.broker_port),
-                                      "--topic-base", base, *extra), work)
+                                      "--topic-base", base), work)
         return Child(name, python("peer.py", *common), work)
 
     def is_gateway(self, subject: str) -> bool:
@@ -328,12 +324,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.variants = {}
     for text in args.variant:
         name, _, overrides = text.partition("=")
-        if (not name or not name.replace("-", "").isalnum()
-                or name in SUBJECTS + EXTRA_SUBJECTS):
+        if not name or not name.replace("-", "").isalnum() or name in SUBJECTS:
             parser.error(f"--variant {text!r}: expected NAME=JSON with a new name")
         args.variants[name] = json.loads(overrides)
     args.subjects = [s for s in args.subjects.split(",") if s] + list(args.variants)
-    unknown = set(args.subjects) - set(SUBJECTS + EXTRA_SUBJECTS) - set(args.variants)
+    unknown = set(args.subjects) - set(SUBJECTS) - set(args.variants)
     if unknown:
         parser.error(f"unknown subjects {sorted(unknown)}; choose from {', '.join(SUBJECTS)}")
     return args

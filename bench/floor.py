@@ -17,9 +17,10 @@ gateway's own work:
   calls ``loop_read``/``loop_write``, ``loop_misc`` once a second; no network thread, no
   in-flight window, ``TCP_NODELAY``.
 
-``--first`` runs the first floor of this benchmark instead (an ``httpx.AsyncClient`` per meter,
-paho on its own network thread with a 256-message in-flight window), so that both floors can
-be compared in one run (bench/RESULTS.md).
+The first floor of this benchmark drove paho from its own network thread with a 256-message
+in-flight window and sent its requests through ``httpx.AsyncClient``: two costs the gateway
+had removed from itself, so the ratio overstated the gateway's own work (bench/RESULTS.md
+compares both floors, measured side by side).
 """
 
 from __future__ import annotations
@@ -86,19 +87,6 @@ def poller(http: httpx.AsyncHTTPTransport, mqtt: paho.Client, url: str, token: s
     return poll
 
 
-def first_poller(http: httpx.AsyncClient, mqtt: paho.Client, url: str, token: str,
-                 topic: str) -> Poll:
-    """One poll of the first floor: ``httpx.AsyncClient.get``."""
-    target = url + QUERY
-    headers = {"Authorization": "Bearer " + token}
-    get, publish, loads = http.get, mqtt.publish, json.loads
-
-    async def poll() -> None:
-        response = await get(target, headers=headers)
-        loads(response.content)
-        publish(topic, response.content, 1, True)
-
-    return poll
 
 
 class LoopDriven:
@@ -152,14 +140,8 @@ class LoopDriven:
 
 async def run(args: argparse.Namespace, urls: list[str]) -> Counters:
     mqtt = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-floor-{time.time_ns()}")
-    driven = None
-    if args.first:
-        mqtt.max_inflight_messages_set(256)
-        mqtt.connect(args.host, args.port)
-        mqtt.loop_start()
-    else:
-        driven = LoopDriven(mqtt)
-        await driven.connect(args.host, args.port)
+    driven = LoopDriven(mqtt)
+    await driven.connect(args.host, args.port)
     timeout = args.interval * 0.9
     topics = [f"{args.topic_base}/m{i:04d}/state" for i in range(len(urls))]
     async with contextlib.AsyncExitStack() as stack:
@@ -169,24 +151,15 @@ async def run(args: argparse.Namespace, urls: list[str]) -> Counters:
                   for _ in urls]
         tokens = await asyncio.gather(*(login(c, u, gate) for c, u in zip(logins, urls,
                                                                             strict=True)))
-        if args.first:  # the login clients poll too, as the first floor did
-            polls = [first_poller(c, mqtt, u, t, topic) for c, u, t, topic
-                     in zip(logins, urls, tokens, topics, strict=True)]
-        else:
-            for client in logins:
-                await client.aclose()
-            transports = [await stack.enter_async_context(httpx.AsyncHTTPTransport(
-                verify=False, limits=httpx.Limits(max_connections=4,
-                                                  max_keepalive_connections=2)))
-                for _ in urls]
-            polls = [poller(h, mqtt, u, t, topic, timeout) for h, u, t, topic
-                     in zip(transports, urls, tokens, topics, strict=True)]
+        for client in logins:
+            await client.aclose()
+        transports = [await stack.enter_async_context(httpx.AsyncHTTPTransport(
+            verify=False, limits=httpx.Limits(max_connections=4, max_keepalive_connections=2)))
+            for _ in urls]
+        polls = [poller(h, mqtt, u, t, topic, timeout) for h, u, t, topic
+                 in zip(transports, urls, tokens, topics, strict=True)]
         counters = await run_fleet(polls, args.interval)
-    if driven is not None:
-        await driven.close()
-    else:
-        mqtt.disconnect()
-        mqtt.loop_stop()
+    await driven.close()
     return counters
 
 
@@ -195,9 +168,6 @@ def main() -> int:
     options.add_argument("--host", default="127.0.0.1")
     options.add_argument("--port", type=int, required=True, help="the broker's port")
     options.add_argument("--topic-base", required=True)
-    options.add_argument("--first", action="store_true",
-                         help="the first floor: httpx.AsyncClient, paho's network thread, 256 "
-                         "messages in flight")
     return serve(options.parse_args(), run)
 
 

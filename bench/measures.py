@@ -59,7 +59,7 @@ class Phase:
     def mqtt_msgs_per_s(self) -> float | None:
         if self.counters is not None:
             return self.counters["egauge_mqtt_published"] / self.seconds
-        return self.polls / self.seconds if self.subject.startswith("floor") else None
+        return self.polls / self.seconds if self.subject == "floor" else None
 
     @property
     def counted_ratio(self) -> float | None:

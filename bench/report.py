@@ -62,7 +62,7 @@ WORKERS_METERS = 1000  # the workers subject's target size (or the largest measu
 
 
 def _is_gateway(subject: str) -> bool:
-    return subject not in ("floor", "floor-first", "peer")
+    return subject not in ("floor", "peer")
 
 
 def _ratios(phases: list[Phase]) -> list[str]:
