@@ -22,8 +22,10 @@ RUN /opt/egauge-gateway/bin/pip install --no-cache-dir --no-deps --no-build-isol
  && /opt/egauge-gateway/bin/egauge-gateway --version
 
 FROM ${BASE_IMAGE}
-RUN groupadd --system egauge-gateway \
- && useradd --system --gid egauge-gateway --home-dir /var/lib/egauge-gateway \
+# a fixed uid/gid (10001), so that an orchestrator can run the image as that user by number
+# (Kubernetes: runAsNonRoot with runAsUser, fsGroup for the state volume)
+RUN groupadd --system --gid 10001 egauge-gateway \
+ && useradd --system --uid 10001 --gid egauge-gateway --home-dir /var/lib/egauge-gateway \
       --create-home --shell /usr/sbin/nologin egauge-gateway
 COPY --from=build /opt/egauge-gateway /opt/egauge-gateway
 # The example configuration; mount your own over it (and mapping files next to it).

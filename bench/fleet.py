@@ -12,7 +12,10 @@ runs for the whole benchmark. Then, one after the other against the same fleet:
   discovery, the HTTP endpoint and (up to 247 meters, the unit ids one endpoint has) Modbus on;
 - floor: bench/floor.py, only the work no gateway can avoid per poll;
 - peer: bench/peer.py, PyPI's egauge-async client polling the same meters;
-- each ``--variant NAME=JSON``: the gateway with those settings merged into its configuration.
+- workers: the gateway with ``gateway.workers: auto`` (a supervisor and one worker process
+  per CPU), measured as the whole process tree;
+- each ``--variant NAME=JSON``: the gateway with those settings merged into its configuration
+  (a name that contains ``workers`` is measured as a process tree too).
 
 Each subject warms up (every meter polled once), settles for ``--settle`` seconds and is then
 measured for ``--duration`` seconds: CPU (user + system from /proc/<pid>/stat, every thread),
@@ -50,7 +53,7 @@ from simulator import PASSWORD
 
 from gateway.simulator import default_registers
 
-SUBJECTS = ("gateway", "floor", "peer")
+SUBJECTS = ("gateway", "floor", "peer", "workers")
 MODBUS_UNITS = 247  # unit ids 1-247: what one Modbus endpoint can address
 
 
@@ -176,7 +179,8 @@ class Bench:
             before = scrape(metrics_url)
             window, cpu, others = self.measure(proc, sim, sub)
             after = scrape(metrics_url)
-            peak = procstat.status_mb(proc.pid, "VmHWM")
+            peak = (procstat.tree_status_mb(proc.pid, "VmHWM") if self.is_tree(subject)
+                    else procstat.status_mb(proc.pid, "VmHWM"))
             arrivals = self.dump(sim, f"polls-{subject}-{n}")
         finally:
             code = proc.terminate() if self.is_gateway(subject) else proc.close_input()
@@ -209,7 +213,10 @@ class Bench:
         if self.is_gateway(subject):
             http_port = free_port()
             self.metrics[subject] = f"http://127.0.0.1:{http_port}/metrics"
-            overrides = args.gateway if subject == "gateway" else args.variants[subject]
+            overrides = (args.gateway if subject == "gateway"
+                         else merged(args.gateway, {"gateway": {"workers": args.workers}})
+                         if subject == "workers"
+                         else args.variants[subject])
             cfg = gateway_config(work, name, urls, self.broker_port, base, args.interval,
                                  http_port, overrides)
             return Child(name, [sys.executable, "-m", "gateway", "run", "-c", str(cfg)], work,
@@ -223,7 +230,11 @@ class Bench:
 
     def is_gateway(self, subject: str) -> bool:
         """The gateway itself, or the gateway with the settings of a ``--variant``."""
-        return subject == "gateway" or subject in self.args.variants
+        return subject in ("gateway", "workers") or subject in self.args.variants
+
+    def is_tree(self, subject: str) -> bool:
+        """A gateway of several processes (a supervisor and its workers): measured whole."""
+        return self.is_gateway(subject) and "workers" in subject
 
     def measure(self, proc: Child, sim: Child, sub: Child | None
                 ) -> tuple[Window, float, tuple[float, float, float]]:
@@ -231,12 +242,18 @@ class Bench:
         and everything else on the machine (other than the subject, simulator, broker and
         subscriber)."""
         pids = [proc.pid, sim.pid, self.broker.pid] + ([sub.pid] if sub else [])
+        tree = self.is_tree(proc.name.rsplit("-", 1)[0])
         profiler = self.profile(proc)
+
+        def cpu() -> list[float]:
+            return [procstat.tree_cpu_seconds(p) if tree and p == proc.pid
+                    else procstat.cpu_seconds(p) for p in pids]
+
         start = time.time()
         machine = procstat.machine_busy_seconds()
-        before = [procstat.cpu_seconds(p) for p in pids]
+        before = cpu()
         time.sleep(self.args.duration)
-        after = [procstat.cpu_seconds(p) for p in pids]
+        after = cpu()
         machine = procstat.machine_busy_seconds() - machine
         end = time.time()
         if profiler is not None:
@@ -255,7 +272,8 @@ class Bench:
         return subprocess.Popen(
             [shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
              or "py-spy", "record", "--pid", str(proc.pid), "--duration", seconds, "--rate", "200",
-             "--nonblocking", "--threads", "--format", "raw", "-o", str(out / f"{proc.name}.txt")],
+             "--nonblocking", "--threads", "--format", "raw", "-o", str(out / f"{proc.name}.txt"),
+             *(["--subprocesses"] if self.is_tree(proc.name.rsplit("-", 1)[0]) else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def dump(self, sim: Child, name: str) -> list[list[float]]:
@@ -263,6 +281,11 @@ class Bench:
         sim.send(f"dump {path}")
         sim.expect("dumped", 60)
         return list(json.loads(path.read_text())["meters"])
+
+
+def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra``'s sections merged into ``base``'s, key by key."""
+    return {**base, **{k: {**base.get(k, {}), **v} for k, v in extra.items()}}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -287,11 +310,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", default=None, metavar="DIR",
                         help="sample the gateway with py-spy during each window (pip install "
                         "egauge-gateway[bench]); CPU figures then include some profiler cost")
+    parser.add_argument("--workers", default="auto", type=lambda v: v if v == "auto" else int(v),
+                        help="gateway.workers of the workers subject (default auto: a worker "
+                        "per CPU)")
     parser.add_argument("--smoke", action="store_true",
                         help="3 meters, 3 s, any free port: checks that the benchmark runs")
     args = parser.parse_args(argv)
     if args.smoke:
         args.meters, args.duration, args.settle, args.port = "3", 3.0, 0.5, 0
+        args.workers = 2  # two workers whatever the machine has
     args.command = shlex.join(["python", "bench/fleet.py", *(argv or sys.argv[1:])])
     args.meters = [int(m) for m in str(args.meters).split(",")]
     args.variants = {}

@@ -1,12 +1,14 @@
 """Modbus TCP output benchmark: 125-register reads, requests/s and latency, against a bare
-pymodbus server serving static data in the same run; plus the cost of applying readings.
+pymodbus server serving static data in the same run, and through the relay a gateway with
+worker processes puts in front of its workers' servers; plus the cost of applying readings.
 
     python bench/modbus_bench.py [--duration 5] [--clients 1,10] [--units 500]
                                  [--registers 20] [--write bench/MODBUS.md]
 
-Each server runs in its own process (``--serve ours|pymodbus``, started by the benchmark);
-the load comes from one asyncio process with raw MBAP frames (one request in flight per
-connection), so neither side's client library is measured.
+Each server runs in its own process (``--serve ours|pymodbus|relay``, started by the
+benchmark; the relay in a process of its own in front of an ``ours`` server, as a
+supervisor in front of a worker); the load comes from one asyncio process with raw MBAP
+frames (one request in flight per connection), so neither side's client library is measured.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config.types import MeterConfig, ModbusConfig
-from gateway.modbus import ModbusOutput
+from gateway.modbus import ModbusOutput, ModbusRelay
 from gateway.model import Reading, RegisterValue
 from gateway.secret import Secret
 
@@ -57,8 +59,9 @@ def quiet() -> None:
     logging.getLogger("pymodbus").setLevel(logging.ERROR)
 
 
-def update_cost(units: int, registers: int, rounds: int = 10) -> float:
-    """Microseconds to apply one reading (``registers`` registers) to its unit's image."""
+def update_cost(units: int, registers: int, rounds: int = 10) -> tuple[float, float]:
+    """Microseconds to apply one reading (``registers`` registers) to its unit's image, and
+    to encode it at the first read after it (the image encodes lazily)."""
     names = [f"Register {i}" for i in range(registers)]
     with tempfile.TemporaryDirectory() as state:
         output = build_output(units, state)
@@ -67,12 +70,19 @@ def update_cost(units: int, registers: int, rounds: int = 10) -> float:
             output.on_reading(synthetic_reading(f"m{u}", names, t))
         readings = [[synthetic_reading(f"m{u}", names, t + r) for u in range(1, units + 1)]
                     for r in range(rounds)]
-        start = time.perf_counter()
+        handle = output._server.handle
+        read = struct.pack(">BHH", 3, 0, 8)
+        apply_s = encode_s = 0.0
         for batch in readings:
+            start = time.perf_counter()
             for reading in batch:
                 output.on_reading(reading)
-        elapsed = time.perf_counter() - start
-    return elapsed / (units * rounds) * 1e6
+            middle = time.perf_counter()
+            for u in range(1, units + 1):
+                handle(u, read)
+            apply_s += middle - start
+            encode_s += time.perf_counter() - middle
+    return apply_s / (units * rounds) * 1e6, encode_s / (units * rounds) * 1e6
 
 
 async def serve_ours(units: int, registers: int) -> None:
@@ -88,6 +98,13 @@ async def serve_ours(units: int, registers: int) -> None:
                 for u in range(first, min(first + step, units + 1)):
                     output.on_reading(synthetic_reading(f"m{u}", names, t))
                 await asyncio.sleep(step / units)
+
+
+async def serve_relay(upstream: int, address: int) -> None:
+    relay = ModbusRelay("127.0.0.1", 0, lambda _unit: ("127.0.0.1", upstream))
+    await relay.start()
+    print(f"ready {relay.port} {address}", flush=True)
+    await asyncio.Event().wait()
 
 
 async def serve_pymodbus() -> None:
@@ -154,10 +171,12 @@ async def load(port: int, address: int, clients: int, duration: float) -> tuple[
     return len(latencies), latencies
 
 
-def run_server(kind: str, units: int, registers: int) -> tuple[subprocess.Popen[str], int, int]:
+def run_server(kind: str, units: int, registers: int, upstream: tuple[int, int] | None = None
+               ) -> tuple[subprocess.Popen[str], int, int]:
+    extra = ["--upstream", f"{upstream[0]}:{upstream[1]}"] if upstream else []
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve", kind, "--units", str(units),
-         "--registers", str(registers)], stdout=subprocess.PIPE, text=True)
+         "--registers", str(registers), *extra], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline().split()
     if not line or line[0] != "ready":
@@ -173,7 +192,8 @@ def main() -> int:
     parser.add_argument("--units", type=int, default=500, help="meters (unit ids) served")
     parser.add_argument("--registers", type=int, default=20, help="registers per meter")
     parser.add_argument("--write", default=None, help="write the results to this markdown file")
-    parser.add_argument("--serve", choices=["ours", "pymodbus"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=["ours", "pymodbus", "relay"], help=argparse.SUPPRESS)
+    parser.add_argument("--upstream", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     quiet()
     if args.serve == "ours":
@@ -182,21 +202,35 @@ def main() -> int:
     if args.serve == "pymodbus":
         asyncio.run(serve_pymodbus())
         return 0
+    if args.serve == "relay":
+        port, _, address = args.upstream.partition(":")
+        asyncio.run(serve_relay(int(port), int(address)))
+        return 0
 
     registers = max(args.registers, math.ceil(READ_COUNT / 6))  # 125 registers must be mapped
     cost = update_cost(args.units, registers)
     results = []
-    for kind in ("ours", "pymodbus"):
-        proc, port, address = run_server(kind, args.units, registers)
+    for kind in ("ours", "relay", "pymodbus"):
+        procs = []
         try:
+            if kind == "relay":  # the relay in front of a server of ours, as with workers
+                upstream, up_port, up_address = run_server("ours", args.units, registers)
+                procs.append(upstream)
+                proc, port, address = run_server("relay", args.units, registers,
+                                                 (up_port, up_address))
+            else:
+                proc, port, address = run_server(kind, args.units, registers)
+            procs.append(proc)
             for clients in (int(c) for c in args.clients.split(",")):
                 asyncio.run(load(port, address, clients, 0.5))  # warm up
                 count, latencies = asyncio.run(load(port, address, clients, args.duration))
-                results.append(Result(kind, clients, count, args.duration, latencies))
+                name = "ours via the relay" if kind == "relay" else kind
+                results.append(Result(name, clients, count, args.duration, latencies))
                 print(results[-1].row(), flush=True)
         finally:
-            proc.terminate()
-            proc.wait(10)
+            for proc in procs:
+                proc.terminate()
+                proc.wait(10)
     report = render(args, registers, cost, results)
     print(report)
     if args.write:
@@ -204,7 +238,8 @@ def main() -> int:
     return 0
 
 
-def render(args: argparse.Namespace, registers: int, cost: float, results: list[Result]) -> str:
+def render(args: argparse.Namespace, registers: int, cost: tuple[float, float],
+           results: list[Result]) -> str:
     import pymodbus
 
     command = "python bench/modbus_bench.py " + shlex.join(
@@ -218,15 +253,19 @@ def render(args: argparse.Namespace, registers: int, cost: float, results: list[
         "",
         f"Reads of {READ_COUNT} registers (FC03), one request in flight per connection, "
         f"{args.duration:g} s each. `ours`: the gateway's server with {args.units} units of "
-        f"{registers} registers, every unit updated once a second meanwhile. `pymodbus`: a bare "
-        "pymodbus ModbusTcpServer serving 200 static registers.",
+        f"{registers} registers, every unit updated once a second meanwhile. `ours via the "
+        "relay`: the same, with the relay of `gateway.workers` in front of it, in a process of "
+        "its own (the extra hop a request takes when the gateway runs worker processes). "
+        "`pymodbus`: a bare pymodbus ModbusTcpServer serving 200 static registers.",
         "",
         "| server | connections | requests/s | p50 ms | p99 ms |",
         "|---|---|---|---|---|",
         *(r.row() for r in results),
         "",
-        f"Applying one reading of {registers} registers to a unit image: {cost:.1f} µs "
-        f"({args.units} meters at 1 Hz: {cost * args.units / 1e4:.2f} % of one core).",
+        f"Applying one reading of {registers} registers to a unit image: {cost[0]:.1f} µs; "
+        f"encoding it at the first read after it: {cost[1]:.1f} µs (the image encodes when it is "
+        f"read: {args.units} meters at 1 Hz cost {cost[0] * args.units / 1e4:.2f} % of one core "
+        f"unread, {(cost[0] + cost[1]) * args.units / 1e4:.2f} % with every reading read).",
     ]
     return "\n".join(lines) + "\n"
 

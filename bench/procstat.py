@@ -19,6 +19,49 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # fields 14 and 15 of stat(5)
 
 
+def tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (children, their children, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(text[text.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, ()))
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` and every process below it (a supervisor and its workers)."""
+    total = 0.0
+    for p in tree(pid):
+        try:
+            total += cpu_seconds(p)
+        except OSError:  # ended meanwhile
+            continue
+    return total
+
+
+def tree_status_mb(pid: int, key: str) -> float:
+    """The sum of a ``kB`` line of /proc/<pid>/status over ``pid`` and its descendants (the
+    sum of each process's peak for ``VmHWM``: an upper bound of the tree's peak)."""
+    total = 0.0
+    for p in tree(pid):
+        try:
+            total += status_mb(p, key)
+        except (OSError, KeyError):
+            continue
+    return total
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds the whole machine spent busy (every CPU, since boot), from /proc/stat."""
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]

@@ -5,8 +5,9 @@
 Serves ``N`` simulated meters (``gateway.simulator.fleet`` on one loopback address each),
 prints ``ready`` and then one ``<index> <url>`` line per meter. Commands on stdin:
 
-- ``dump PATH``: write, per meter, the arrival times of its ``/api/register?...time=...``
-  requests (the polls) since the last dump to PATH as JSON; then print ``dumped PATH``;
+- ``dump PATH``: write, per meter, the arrival times of its ``/api/register?...time=now``
+  requests (the polls; history reads ``time=FROM:STEP:TO`` are not polls) since the last dump
+  to PATH as JSON; then print ``dumped PATH``;
 - end of input: stop.
 """
 
@@ -28,9 +29,9 @@ USERNAME = "owner"
 
 
 def poll_arrivals(meter: SimMeter) -> list[float]:
-    """Arrival times of the ``time=`` reads of ``/register`` since the last call."""
+    """Arrival times of the ``time=now`` reads of ``/register`` since the last call."""
     times = [r.time for r in meter.recorder.records("GET", "/api/register")
-             if any(key == "time" for key, _ in r.query)]
+             if ("time", "now") in r.query]
     meter.recorder.clear()
     return times
 

@@ -42,8 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    p = add("run", "run the gateway", _lazy("gateway.runtime.app", "main"))
+    p = add("run", "run the gateway", _lazy("gateway.runtime.run", "main"))
     p.add_argument("-c", "--config", default="gateway.yaml", help="configuration file")
+    # given by the supervisor of gateway.workers to each worker process it starts
+    p.add_argument("--worker", default=None, metavar="J/N", help=argparse.SUPPRESS)
 
     p = add("check-config", "validate a configuration file", _lazy("gateway.runtime.check", "main"))
     p.add_argument("-c", "--config", default="gateway.yaml", help="configuration file")

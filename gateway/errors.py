@@ -20,7 +20,9 @@ No message ever contains a password, a password hash or a token.
     │   │       ├── CallPending  /ctrl/call/{tid}: "EAGAIN: ..." (poll again)
     │   │       └── ConfigConflict  HTTP 412: If-Match failed, the configuration changed
     ├── CommandError             a command request refused or failed; ``code`` is machine-readable
-    └── SparkplugPayloadError    bytes that are not a Sparkplug B payload (NCMD, DCMD)
+    ├── SparkplugPayloadError    bytes that are not a Sparkplug B payload (NCMD, DCMD)
+    └── UpstreamError            a worker process's loopback endpoint did not answer (or not
+                                 as HTTP): it starts, restarts or hangs
 """
 
 from __future__ import annotations
@@ -144,3 +146,8 @@ class CommandError(GatewayError):
 
 class SparkplugPayloadError(GatewayError):
     """Received bytes are not a valid Sparkplug B payload (too large, or not protobuf)."""
+
+
+class UpstreamError(GatewayError):
+    """A worker process's loopback endpoint did not answer, or not as HTTP (it is starting,
+    restarting or stuck); the supervisor shows that worker as unavailable."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import math
 import re
+import socket
 from dataclasses import replace
-from typing import Final
+from typing import Final, Literal
 from urllib.parse import urlsplit
 
 from gateway.config.addresses import host_name_ok
@@ -45,7 +46,9 @@ _MAPPING_PENDING: Final = ""  # a meter that names no mapping takes modbus.mappi
 _TOP_KEYS: Final = ("gateway", "meters", "mqtt", "modbus", "http", "shard", "history",
                      "sparkplug", "commands", "energy")
 _GATEWAY_KEYS: Final = ("id", "log_level", "log_format", "state_dir", "shutdown_timeout_s",
-                        "loop_stall_s")
+                        "loop_stall_s", "workers")
+MAX_WORKERS: Final = 256
+_ORDINAL: Final = re.compile(r".*-([0-9]+)")
 _METER_KEYS: Final = (
     "id", "url", "username", *PASSWORD_KEYS, "verify_tls", "poll_interval_s", "timeout_s",
     "offline_after", "registers", "local", "modbus_unit_id", "modbus_mapping", "commands",
@@ -55,9 +58,10 @@ _ENERGY_KEYS: Final = ("enabled", "origin", "registers")
 _ORIGINS: Final = ("zero", "meter")
 _COMMAND_KEYS: Final = ("allow", "reboot_cooldown_s", "timeout_s", "ctid_cooldown_s")
 _MQTT_KEYS: Final = (
-    "enabled", "host", "port", "base_topic", "client_id", "protocol", "qos", "retain",
-    "per_register_topics", "max_silence_s", "min_interval_s", "deadband", "keepalive_s",
-    "username", *PASSWORD_KEYS, "tls", "queue_limit", "homeassistant", "response_topics",
+    "enabled", "host", "port", "base_topic", "client_id", "protocol", "qos", "register_qos",
+    "retain", "per_register_topics", "max_silence_s", "min_interval_s", "deadband",
+    "keepalive_s", "username", *PASSWORD_KEYS, "tls", "queue_limit", "homeassistant",
+    "response_topics",
 )
 PROTOCOLS: Final = ("auto", "3.1.1", "5")
 _TLS_KEYS: Final = ("ca_file", "cert_file", "key_file", "insecure")
@@ -66,7 +70,7 @@ _MODBUS_KEYS: Final = ("enabled", "host", "port", "mapping", "unknown_unit", "wr
                        "allow_from", "max_connections_per_address", "frame_timeout_s")
 MAX_MODBUS_CONNECTIONS: Final = 1000  # the server's limit (gateway.modbus.server)
 _HTTP_KEYS: Final = ("enabled", "host", "port", "url")
-_SHARD_KEYS: Final = ("index", "count")
+_SHARD_KEYS: Final = ("index", "count", "port_offset")
 _HISTORY_KEYS: Final = ("enabled", "max_lookback_s", "step_s", "max_rows")
 _LIMIT_KEYS: Final = ("queue", "rate", "rate_window_s", "dedup_window_s", "inbox")
 _PORT: Final = "must be a port 1-65535"
@@ -114,6 +118,7 @@ def _gateway(s: Section | None) -> GatewaySection:
         state_dir=s.string("state_dir", d.state_dir),
         shutdown_timeout_s=s.number("shutdown_timeout_s", d.shutdown_timeout_s),
         loop_stall_s=_loop_stall(s, d.loop_stall_s),
+        workers=_workers(s),
     )
 
 
@@ -124,6 +129,16 @@ def _loop_stall(s: Section, default: float) -> float:
         message = "must be 0 (no loop watchdog) or a number >= 1"
         return s.fail("loop_stall_s", message, s.raw("loop_stall_s"), default)
     return value
+
+
+def _workers(s: Section) -> int | Literal["auto"]:
+    """``workers``: a number of worker processes 1-256, or ``auto`` (one per CPU the process
+    may run on, counted when the gateway starts)."""
+    value = s.raw("workers")
+    if value == "auto":
+        return "auto"
+    message = f"must be an integer 1-{MAX_WORKERS} or auto"
+    return s.integer("workers", 1, 1, MAX_WORKERS, message) if value is not MISSING else 1
 
 
 def _meters(root: Section, energy: EnergyConfig) -> list[tuple[int, MeterConfig]]:
@@ -341,6 +356,7 @@ def _mqtt(s: Section | None) -> MqttConfig:
         client_id=s.optional_string("client_id"),
         protocol=s.choice("protocol", d.protocol, PROTOCOLS),
         qos=s.integer("qos", d.qos, 0, 2, "must be 0, 1 or 2"),
+        register_qos=s.integer("register_qos", d.register_qos, 0, 2, "must be 0, 1 or 2"),
         retain=s.boolean("retain", d.retain),
         per_register_topics=s.boolean("per_register_topics", d.per_register_topics),
         max_silence_s=silence,
@@ -451,8 +467,11 @@ def _http(s: Section | None) -> HttpConfig:
 
 
 def _shard(s: Section | None, modbus: ModbusConfig, http: HttpConfig) -> ShardConfig:
-    """``shard: {index, count}``: 0 <= index < count; instance ``index`` listens on the Modbus
-    and HTTP ports plus ``index`` (see :mod:`gateway.config.shard`), which must stay ports."""
+    """``shard: {index, count, port_offset}``: 0 <= index < count; instance ``index`` listens on
+    the Modbus and HTTP ports plus ``index`` (see :mod:`gateway.config.shard`), which must stay
+    ports, unless ``port_offset: false`` (every instance on a host or pod of its own).
+    ``index: auto`` takes the ordinal at the end of the host name (``<name>-<ordinal>``, as a
+    Kubernetes StatefulSet names its pods): ``$HOSTNAME``, else the system's host name."""
     d = ShardConfig()
     if s is None:
         return d
@@ -460,14 +479,29 @@ def _shard(s: Section | None, modbus: ModbusConfig, http: HttpConfig) -> ShardCo
     if count > 1 and not s.has("index"):
         s.ctx.problem(s.at("index"), f"required key missing when count is above 1 ({count})")
         return d
-    index = s.integer("index", d.index, 0)
+    raw = s.raw("index")
+    if raw == "auto":
+        host = s.ctx.env.get("HOSTNAME") or socket.gethostname()
+        found = _ORDINAL.fullmatch(host)
+        if found is None:
+            message = "auto needs a host name that ends in -<ordinal> (a StatefulSet's pod)"
+            return s.fail("index", message, host, d)
+        index = int(found.group(1))
+        if index >= count:
+            message = f"the host name's ordinal ({index}) must be below shard.count ({count})"
+            return s.fail("index", message, host, d)
+    elif raw is MISSING:  # absent, or a ${...} that is already reported
+        return d
+    else:
+        index = s.integer("index", d.index, 0, message="must be an integer >= 0 or auto")
     if index >= count:
         return s.fail("index", f"must be below shard.count ({count})", s.raw("index"), d)
+    offset = s.boolean("port_offset", d.port_offset)
     for name, section in (("modbus", modbus), ("http", http)):
-        if section.enabled and section.port and section.port + index > 65535:
+        if offset and section.enabled and section.port and section.port + index > 65535:
             message = f"{name}.port + index ({section.port + index}) is not a port 1-65535"
             return s.fail("index", message, s.raw("index"), d)
-    return ShardConfig(index=index, count=count)
+    return ShardConfig(index=index, count=count, port_offset=offset)
 
 
 def _limits(s: Section | None) -> CommandLimits:

@@ -7,6 +7,7 @@ live in :mod:`gateway.config.sections`); everything else only reads them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from gateway.config.alerts import AlertsConfig
 from gateway.config.sparkplug import SparkplugConfig
@@ -87,6 +88,8 @@ class GatewaySection:
     state_dir: str = "/var/lib/egauge-gateway"
     shutdown_timeout_s: float = 10.0
     loop_stall_s: float = 30.0  # the event loop blocked this long ends the process; 0: never
+    # worker processes (gateway.runtime.supervisor); "auto": one per CPU this process may use
+    workers: int | Literal["auto"] = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +115,10 @@ class MqttConfig:
     base_topic: str = "egauge"
     client_id: str | None = None  # None: "egauge-gateway-<gateway.id>"
     protocol: str = "auto"  # auto (5, or 3.1.1 when the broker refuses 5) | 3.1.1 | 5
-    qos: int = 1
+    qos: int = 1  # state topics (and so the acknowledgements the history tracks)
+    # per-register topics: QoS 0 costs the gateway and the broker a third of a QoS 1 message
+    # (no PUBACK); their values are retained and sent again on every reconnect
+    register_qos: int = 0
     retain: bool = True  # for state and register topics
     per_register_topics: bool = True
     max_silence_s: float = 60.0  # heartbeat: republish unchanged values at least this often
@@ -181,6 +187,9 @@ class ShardConfig:
 
     index: int = 0
     count: int = 1
+    # instance i listens on the Modbus and HTTP ports + i (several instances on one host);
+    # false: on the configured ports (each instance on a host or pod of its own)
+    port_offset: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +219,9 @@ class Config:
     sparkplug: SparkplugConfig = field(default_factory=SparkplugConfig)
     commands: CommandLimits = field(default_factory=CommandLimits)
     energy: EnergyConfig = field(default_factory=EnergyConfig)  # the meters' defaults
+    # None: the whole instance; set only in a worker process (by its supervisor, never by the
+    # file): this process's share of the instance's meters, index of count workers
+    worker: ShardConfig | None = None
 
     def meter(self, meter_id: str) -> MeterConfig:
         for m in self.meters:

@@ -92,16 +92,6 @@ class Hub:
         self._update(meter, registers=registers)
         self._fan_out("registers", meter, lambda s: s.on_registers(meter, registers))
 
-    def publish_reading(self, reading: Reading) -> None:
-        for stage in tuple(self._stages):
-            try:
-                reading = stage(reading)
-            except Exception as exc:  # the reading goes on without what the stage adds
-                log.error("stage_failed", stage=getattr(stage, "__qualname__", repr(stage)),
-                          meter=reading.meter, error=repr(exc), exc_info=exc)
-        self._update(reading.meter, reading=reading)
-        self._fan_out("reading", reading.meter, lambda s: s.on_reading(reading))
-
     def publish_availability(self, availability: Availability) -> None:
         self._update(availability.meter, availability=availability)
         self._fan_out(
@@ -110,6 +100,24 @@ class Hub:
 
     def _update(self, meter: str, **changes: Any) -> None:
         self._state[meter] = replace(self.meter(meter), **changes)
+
+    def publish_reading(self, reading: Reading) -> None:  # the hot path: once per poll
+        for stage in self._stages:
+            try:
+                reading = stage(reading)
+            except Exception as exc:  # the reading goes on without what the stage adds
+                log.error("stage_failed", stage=getattr(stage, "__qualname__", repr(stage)),
+                          meter=reading.meter, error=repr(exc), exc_info=exc)
+        meter = reading.meter
+        old = self._state.get(meter) or MeterState(meter)
+        self._state[meter] = MeterState(meter, old.identity, old.registers, reading,
+                                        old.availability)
+        for sink in tuple(self._sinks):
+            try:
+                sink.on_reading(reading)
+            except Exception as exc:  # one broken output must not starve the others
+                log.error("sink_failed", sink=type(sink).__name__, update="reading",
+                          meter=meter, error=repr(exc), exc_info=exc)
 
     def _fan_out(self, kind: str, meter: str, call: Callable[[Sink], None]) -> None:
         for sink in tuple(self._sinks):

@@ -92,7 +92,8 @@ class Backfill:
     coverage: Coverage
     columns: tuple[tuple[str, str], ...] = ()  # (name, type code) of the latest reading
     online: bool = False
-    polled: asyncio.Event = field(default_factory=asyncio.Event)  # set after each good poll
+    polled: asyncio.Event = field(default_factory=asyncio.Event)  # set after a good poll
+    # while a gap is open
     rows: int = 0  # rows asked for per request (halved after a timeout)
     max_rows_ok: bool = True  # False: the meter refuses max-rows (firmware before 4.7)
     max_rows_strikes: int = 0  # requests in a row that failed with max-rows, not without

@@ -251,7 +251,8 @@ class History:
                 c[0] != v.name or c[1] != v.type_code
                 for c, v in zip(columns, reading.registers, strict=True)):
             state.columns = tuple((v.name, v.type_code) for v in reading.registers)
-        state.polled.set()
+        if state.coverage.gap() is not None:  # wake the backfill only when it has work: a
+            state.polled.set()  # wake-up of every meter's task at every poll costs CPU
 
     def on_availability(self, availability: Availability) -> None:
         state = self._meters.get(availability.meter)

@@ -1,4 +1,4 @@
-"""WebApiClient: the eGauge WebAPI of one meter over one ``httpx.AsyncClient``.
+"""WebApiClient: the eGauge WebAPI of one meter over one HTTP channel (its own connection pool).
 
 Requests carry the session's bearer token; a 401 is answered by one shared re-login
 (using the fresh realm/nonce in the 401 body) and one retry. Register metadata is cached:

@@ -1,8 +1,11 @@
 """The register image of one unit: bytes per contiguous run, updated from the meter's data.
 
-Encoders are built once per layout, so applying a reading is a dictionary lookup and a
-``pack`` per mapped value. A read never waits for anything: it slices the bytes (refreshing
-the age field first, which is computed at read time).
+Encoders are built once per layout, so encoding a reading is a dictionary lookup and a
+``pack`` per mapped value. A reading is encoded when a read first needs it, not when it
+arrives: a meter polled every second whose unit is read less often (or never) costs no
+encoding for the readings nobody reads, and a master that reads every reading pays what an
+eager image paid. A read never waits for anything: it encodes what is new, then slices the
+bytes (refreshing the age field first, which is computed at read time).
 """
 
 from __future__ import annotations
@@ -108,6 +111,8 @@ class UnitImage:
         self.identity: Identity | None = None
         self.availability: Availability | None = None
         self._names: tuple[str, ...] = ()
+        self._pending: Reading | None = None  # applied, not yet encoded
+        self._status_stale = False
         for p in layout.points:
             self._place(p)
         self._write_status()
@@ -141,6 +146,12 @@ class UnitImage:
     def apply_reading(self, reading: Reading) -> None:
         self.reading = reading
         self.online = True
+        self._pending = reading
+        self._status_stale = True
+
+    def _encode(self, reading: Reading) -> None:
+        """Write ``reading``'s values into the buffers."""
+        self._pending = None
         names = tuple(r.name for r in reading.registers)
         if names != self._names:  # the register set changed: absent ones read "not available"
             self._names = names
@@ -152,12 +163,11 @@ class UnitImage:
             if slots is not None:
                 for slot in slots:
                     slot.put_register(reg)
-        self._write_status()
 
     def apply_availability(self, availability: Availability) -> None:
         self.availability = availability
         self.online = availability.online
-        self._write_status()
+        self._status_stale = True
 
     def apply_identity(self, identity: Identity) -> None:
         self.identity = identity
@@ -173,7 +183,7 @@ class UnitImage:
         if other.availability is not None:
             self.apply_availability(other.availability)
         self.online = other.online
-        self._write_status()
+        self._status_stale = True
 
     # -- reads (from the server) --------------------------------------------------------------
 
@@ -182,6 +192,10 @@ class UnitImage:
         run = bisect_right(self._starts, address) - 1
         if run < 0 or address + count - 1 > self._ends[run]:
             return ILLEGAL_ADDRESS
+        if self._pending is not None:
+            self._encode(self._pending)
+        if self._status_stale:
+            self._write_status()
         lo = address - self._starts[run]
         if not self.online and self._gated[run].find(1, lo, lo + count) >= 0:
             return TARGET_FAILED
@@ -190,6 +204,7 @@ class UnitImage:
         return bytes(self._bufs[run][2 * lo:2 * (lo + count)])
 
     def _write_status(self) -> None:
+        self._status_stale = False
         for slot in self._status:
             slot.put(self._status_value(slot))
 

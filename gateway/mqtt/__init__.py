@@ -1,7 +1,8 @@
 """The northbound MQTT side, the project's only paho-mqtt user: the connection, topics, the
 pinned slugs (and the register drift they reveal), Home Assistant discovery, the output (a hub
-sink) and the command request binding."""
+sink), the command request binding and the bridge a supervisor publishes for its workers."""
 
+from gateway.mqtt.bridge import GatewayBridge
 from gateway.mqtt.connection import ConnectionStats, MqttConnection, Will
 from gateway.mqtt.discovery import bridge_config, energy_slug, entity_object_id
 from gateway.mqtt.identities import RegisterIdentities
@@ -17,7 +18,7 @@ from gateway.mqtt.topics import Topics, name_hash, slug, unique_slugs
 
 __all__ = [
     "LEDGER_FILE", "SLUG_KIND", "Assignment", "AuditPublisher", "ConnectionStats",
-    "InboundMessage", "MeterPlan", "MeterSlugs", "MqttConnection", "MqttOutput",
+    "GatewayBridge", "InboundMessage", "MeterPlan", "MeterSlugs", "MqttConnection", "MqttOutput",
     "RegisterIdentities", "RequestBinding", "RetainedLedger", "SlugPin", "Topics", "Will",
     "bridge_config", "create_output", "discover", "energy_slug", "entity_object_id",
     "name_hash", "slug", "topics_of", "unique_slugs",

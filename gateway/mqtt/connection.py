@@ -23,6 +23,11 @@ still unacknowledged again after a reconnect, so it may come only then).
 ``mqtt.protocol: auto`` (the default) connects with MQTT 5 and, when the broker refuses that
 version (CONNACK "unsupported protocol version"), with 3.1.1 at once and from then on
 (``mqtt_protocol_fallback``); "5" and "3.1.1" use only that version.
+
+The PUBLISH packets of one write turn go out in one ``send`` (:mod:`gateway.mqtt.batched`).
+QoS 0 messages are written with paho's ``on_publish`` callback unset (unless one of them
+waits for its ``on_ack``): for each QoS 0 message it calls, paho builds a reason code and a
+properties object, which made up more than half of the CPU of a QoS 0 publish.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +53,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.config import MqttConfig, MqttTls
 from gateway.errors import ConfigError
+from gateway.mqtt.batched import BatchedClient
 from gateway.mqtt.message import Handler, InboundMessage
 from gateway.mqtt.outbox import Outbox, Outgoing
 
@@ -57,6 +63,9 @@ STABLE_S = 30.0  # a session that lasted this long resets the backoff
 REFUSED_PROTOCOL = "unsupported protocol version"  # a CONNACK refusing the MQTT version
 DISPATCH_BATCH = 16  # received messages handed to the handlers per turn of the event loop
 INBOUND_LIMIT = 1024  # received messages waiting for their handlers: the socket is not read
+# the longest wait between connection attempts: a refused connect costs nothing, and a broker
+# back from an outage waits no longer than this for the gateway (and its backlog)
+RETRY_MAX_S = 10.0
 _PROTOCOLS = {"3.1.1": MQTTProtocolVersion.MQTTv311, "5": MQTTProtocolVersion.MQTTv5}
 
 
@@ -125,7 +134,7 @@ class MqttConnection:
         will: Will | None = None,
         *,
         retry_min_s: float = 1.0,
-        retry_max_s: float = 60.0,
+        retry_max_s: float = RETRY_MAX_S,
         rng: random.Random | None = None,
     ) -> None:
         self._cfg = cfg
@@ -149,6 +158,7 @@ class MqttConnection:
         self._outbox = Outbox(cfg.queue_limit)
         self._seq = 0
         self._inflight: set[int] = set()
+        self._qos0_acks: set[int] = set()  # QoS 0 messages whose on_ack waits for the write
         # mid -> on_ack; kept across reconnects, as paho sends unacknowledged messages again
         self._acks: dict[int, Callable[[], None]] = {}
         self._acked: deque[int] = deque()  # filled by paho's callbacks, emptied on the loop
@@ -166,10 +176,10 @@ class MqttConnection:
         self._queue_full_logged = False
         self.stats = ConnectionStats()
 
-    def _new_client(self) -> paho.Client:
+    def _new_client(self) -> BatchedClient:
         """A paho client for the protocol in use (``self._protocol``), with every setting."""
         cfg = self._cfg
-        client = paho.Client(
+        client = BatchedClient(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             protocol=_PROTOCOLS[self._protocol],
@@ -265,11 +275,28 @@ class MqttConnection:
         QoS 0: once it was written); never for a message that was dropped or rejected."""
         data = payload.encode("utf-8") if isinstance(payload, str) else payload
         self._seq += 1
-        msg = Outgoing(self._seq, topic, data, qos, retain, correlation_data, on_ack)
-        if self.connected and self._send(msg):
+        if self.connected and self._send(topic, data, qos, retain, correlation_data, on_ack):
             return
         if queue:
-            self._enqueue(msg, droppable)
+            self._enqueue(Outgoing(self._seq, topic, data, qos, retain, correlation_data,
+                                   on_ack), droppable)
+
+    def publish_values(self, messages: Sequence[tuple[str, bytes]], qos: int, retain: bool
+                       ) -> None:
+        """Publish several droppable messages (the register values of one poll): at QoS 0
+        while connected, as one entry of paho's queue; otherwise each as :meth:`publish`."""
+        if qos == 0 and self.connected:
+            try:
+                queued = self._client.publish_qos0_many(messages, retain)
+            except ValueError as exc:  # one bad topic: each on its own, the bad one refused
+                log.error("mqtt_publish_rejected", error=str(exc), messages=len(messages))
+                queued = False
+            if queued:
+                self._seq += len(messages)
+                self.stats.published += len(messages)
+                return
+        for topic, payload in messages:
+            self.publish(topic, payload, qos, retain, droppable=True)
 
     async def run(self) -> None:
         """Connect, and reconnect with backoff whenever the connection fails, until closed.
@@ -399,6 +426,9 @@ class MqttConnection:
         await self._lost.wait()
         self.stats.connected = False
         self._inflight.clear()
+        for mid in self._qos0_acks:  # never written: paho sends only QoS 1 and 2 again
+            self._acks.pop(mid, None)
+        self._qos0_acks.clear()
         self._drained.set()
         await self._stop_network()
         if not self._closing:
@@ -444,7 +474,15 @@ class MqttConnection:
         self._reading_paused = False
 
     def _writable(self) -> None:
-        self._client.loop_write()
+        client = self._client
+        if self._qos0_acks:  # a QoS 0 message waits for its write to be reported
+            client.write()
+            return
+        client.on_publish = None  # only QoS 0 messages report from loop_write: nothing waits
+        try:
+            client.write()
+        finally:
+            client.on_publish = self._paho_publish
 
     def _watch(self, fd: int) -> None:
         self._unwatch()
@@ -499,22 +537,38 @@ class MqttConnection:
 
     # -- outgoing -------------------------------------------------------------------------------
 
-    def _send(self, msg: Outgoing) -> bool:
+    def _send(self, topic: str, payload: bytes, qos: int, retain: bool,
+              correlation_data: bytes | None, on_ack: Callable[[], None] | None) -> bool:
+        """Hand one message to paho; False when it must be queued (the connection is gone).
+        The fields one by one, not an :class:`Outgoing`: this runs for every message."""
+        if qos == 0 and on_ack is None and correlation_data is None:
+            try:  # the common case (register values): no objects paho makes for a message
+                sent = self._client.publish_qos0(topic, payload, retain)
+            except ValueError as exc:
+                log.error("mqtt_publish_rejected", topic=topic, error=str(exc))
+                return True
+            if sent:
+                self.stats.published += 1
+            return sent
         props = None
-        if self._v5 and msg.correlation_data is not None:
+        if self._v5 and correlation_data is not None:
             props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            props.CorrelationData = msg.correlation_data
+            props.CorrelationData = correlation_data
         try:
-            info = self._client.publish(msg.topic, msg.payload, msg.qos, msg.retain, props)
+            info = self._client.publish(topic, payload, qos, retain, props)
         except ValueError as exc:  # an invalid topic or an oversized payload
-            log.error("mqtt_publish_rejected", topic=msg.topic, error=str(exc))
+            log.error("mqtt_publish_rejected", topic=topic, error=str(exc))
             return True
-        if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and msg.qos == 0:
+        if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos == 0:
             return False  # lost the connection a moment ago: queue it
         self.stats.published += 1
+        if qos == 0 and on_ack is None:
+            return True  # nothing waits for it: written in order, before any DISCONNECT
         self._inflight.add(info.mid)
-        if msg.on_ack is not None:
-            self._acks[info.mid] = msg.on_ack
+        if on_ack is not None:
+            self._acks[info.mid] = on_ack
+            if qos == 0:
+                self._qos0_acks.add(info.mid)
         return True
 
     def _enqueue(self, msg: Outgoing, droppable: bool) -> None:
@@ -528,7 +582,8 @@ class MqttConnection:
         pending = self._outbox.drain()
         self.stats.queued = 0
         for msg in pending:
-            if not self._send(msg):
+            if not self._send(msg.topic, msg.payload, msg.qos, msg.retain,
+                              msg.correlation_data, msg.on_ack):
                 self._enqueue(msg, droppable=False)
 
     # -- paho callbacks (network thread) -> the asyncio loop ----------------------------------
@@ -552,9 +607,14 @@ class MqttConnection:
             self._to_loop(func, *args)
 
     def _paho_socket_open(self, _c: paho.Client, _u: Any, sock: Any) -> None:
+        # no Nagle: a QoS 0 message waits for no PUBACK to carry the broker's ACK back, so
+        # small writes would otherwise sit in the kernel up to a delayed ACK (40 ms)
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._on_loop(self._watch, sock.fileno())
 
     def _paho_socket_close(self, _c: paho.Client, _u: Any, _sock: Any) -> None:
+        self._client.forget_unsent()
         self._on_loop(self._unwatch)  # before paho closes it: on the loop, this is at once
 
     def _paho_want_write(self, _c: paho.Client, _u: Any, sock: Any) -> None:
@@ -617,6 +677,7 @@ class MqttConnection:
 
     def _published(self, mid: int) -> None:
         self._inflight.discard(mid)
+        self._qos0_acks.discard(mid)
         ack = self._acks.pop(mid, None)
         if ack is not None:
             try:

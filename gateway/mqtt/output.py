@@ -16,6 +16,10 @@ no longer configured are cleared with empty payloads. For gap-free history
 and publishes backfilled rows on ``<base>/<meter>/history`` with acknowledgement. Slugs
 come from the pinned slugs of :class:`~gateway.mqtt.identities.RegisterIdentities` (the
 app's, shared with its other parts; or an own one, written at ``flush``/``stop``).
+In a worker process (``gateway.workers``) the session's own ``state`` and ``info`` (and its
+will) are ``bridge/<instance>-w<j>/...``: the instance's ``bridge/state``, ``bridge/info`` and
+Home Assistant bridge device belong to the supervisor (:mod:`gateway.mqtt.bridge`), and the
+meters' discovery points at them as in a single process.
 """
 
 from __future__ import annotations
@@ -71,6 +75,8 @@ class MqttOutput:
         self._poll_stats = poll_stats or (lambda _meter: None)
         self._status_url = config.http.status_url if config.http.enabled else None
         self._gateway_id = shard.instance_name(config)
+        self._process = shard.process_name(config)
+        self._worker = config.worker is not None
         self._shutdown_s = config.gateway.shutdown_timeout_s
         self._conn = connection
         self._values = RegisterValues(config.mqtt, connection, clock)
@@ -79,6 +85,7 @@ class MqttOutput:
         self._clock = clock
         self._wall = wall
         self.topics = topics_of(config)
+        self._session = session_topics(config)  # this process's bridge state and info
         self._meters = {m.id: m for m in config.meters}
         self._foreign = frozenset(config.foreign_meters or ())  # other instances poll these
         self._owns_identities = identities is None
@@ -192,7 +199,7 @@ class MqttOutput:
 
     async def stop(self) -> None:
         """Say goodbye: ``bridge/state`` offline, flush, disconnect cleanly."""
-        self._conn.publish(self.topics.bridge_state, OFFLINE, 1, True)
+        self._conn.publish(self._session.bridge_state, OFFLINE, 1, True)
         self.flush()
         if self._owns_identities:
             await self.identities.close()
@@ -224,7 +231,7 @@ class MqttOutput:
                 else:
                     plan.online = old.online
             self._meters = new
-            self._conn.publish(self.topics.bridge_info, self._info_json(), 1, True)
+            self._conn.publish(self._session.bridge_info, self._info_json(), 1, True)
 
         return switch
 
@@ -305,9 +312,16 @@ class MqttOutput:
         current = plan.retained_topics(self._cfg.retain, self._cfg.per_register_topics)
         for topic in sorted(old - current):
             self._conn.publish(topic, b"", 1, True)
+        self._publish_discovery(plan)
+        self._ledger.record(plan.meter.id, current, plan.net)
+
+    def _publish_discovery(self, plan: MeterPlan) -> None:
+        """Publish the plan's discovery payloads, then keep only their topics: the payloads
+        (14 kB a meter, 14 MB at 1000 meters) are built again when they are announced again,
+        from the same plan."""
         for topic, payload in plan.discovery.items():
             self._conn.publish(topic, payload, 1, True)
-        self._ledger.record(plan.meter.id, current, plan.net)
+        plan.discovery = dict.fromkeys(plan.discovery, b"")
 
     def _announce(self) -> None:
         """On every (re)connect: bridge, then each meter's availability, device, discovery
@@ -319,8 +333,8 @@ class MqttOutput:
             log.info("meter_topics_cleared", meter=meter)
         self._to_clear = []
         conn, cfg = self._conn, self._cfg
-        conn.publish(self.topics.bridge_state, ONLINE, 1, True)
-        conn.publish(self.topics.bridge_info, self._info_json(), 1, True)
+        conn.publish(self._session.bridge_state, ONLINE, 1, True)
+        conn.publish(self._session.bridge_info, self._info_json(), 1, True)
         self._announce_discovery()
         for plan in self._plans.values():
             conn.publish(plan.availability_topic, ONLINE if plan.online else OFFLINE, 1, True)
@@ -337,11 +351,13 @@ class MqttOutput:
     def _announce_discovery(self) -> None:
         if not self._cfg.homeassistant.enabled:
             return
-        self._conn.publish(*bridge_config(self.topics, self._gateway_id, self._status_url),
-                           1, True)
+        if not self._worker:  # a worker's supervisor announces the bridge device
+            self._conn.publish(*bridge_config(self.topics, self._gateway_id, self._status_url),
+                               1, True)
         for plan in self._plans.values():
-            for topic, payload in plan.discovery.items():
-                self._conn.publish(topic, payload, 1, True)
+            if plan.identity is not None and plan.registers:
+                discover(plan, self._cfg, self._gateway_id)
+                self._publish_discovery(plan)
 
     def _ha_status(self, message: InboundMessage) -> None:
         if message.payload.strip().lower() == ONLINE:
@@ -357,7 +373,7 @@ class MqttOutput:
 
     def _info_json(self) -> bytes:
         return json.dumps(
-            {"id": self._gateway_id, "version": __version__, "meters": list(self._meters),
+            {"id": self._process, "version": __version__, "meters": list(self._meters),
              "outputs": list(self._outputs()), "started": round(self._started, 3)},
             separators=(",", ":"),
         ).encode("utf-8")
@@ -369,6 +385,13 @@ def topics_of(config: Config) -> Topics:
     return Topics(cfg.base_topic, cfg.homeassistant.prefix, shard.bridge_level(config))
 
 
+def session_topics(config: Config) -> Topics:
+    """The topic table whose ``bridge_state`` and ``bridge_info`` are this process's own (the
+    instance's, but a worker's own in a worker process)."""
+    cfg = config.mqtt
+    return Topics(cfg.base_topic, cfg.homeassistant.prefix, shard.session_bridge_level(config))
+
+
 def create_output(
     config: Config, *, outputs: Callable[[], Sequence[str]] = lambda: ("mqtt",),
     identities: RegisterIdentities | None = None, poll_stats: StatsOf | None = None,
@@ -376,11 +399,10 @@ def create_output(
     """The MQTT output of ``config``: its connection (with the ``bridge/state`` will), its
     ledger in ``gateway.state_dir`` and the slug pins of ``identities``."""
     cfg = config.mqtt
-    topics = topics_of(config)
     connection = MqttConnection(
         cfg,
         client_id=shard.suffixed(config, cfg.client_id or f"egauge-gateway-{config.gateway.id}"),
-        will=Will(topics.bridge_state, OFFLINE, 1, True),
+        will=Will(session_topics(config).bridge_state, OFFLINE, 1, True),
     )
     ledger = RetainedLedger(shard.instance_dir(config) / FILE_NAME)
     return MqttOutput(config, connection, ledger, outputs=outputs, identities=identities,

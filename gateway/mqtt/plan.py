@@ -43,6 +43,8 @@ def unpinned(registers: Sequence[RegisterInfo]) -> Mapping[str, str]:
 
 def number(value: float | None) -> str:
     """A JSON number (``null`` for a missing, infinite or NaN value)."""
+    if type(value) is float:  # the usual case first (called for every value of every poll)
+        return repr(value) if value - value == 0.0 else "null"  # inf - inf, nan - nan: nan
     if value is None or not math.isfinite(value):
         return "null"
     return repr(value) if isinstance(value, float) else str(int(value))
@@ -91,9 +93,11 @@ class MeterPlan:
     part_sent: dict[tuple[str, str], float] = field(default_factory=dict)
     _heads: dict[str, str] = field(default_factory=dict)
     _watch: dict[str, RegisterValue | None] = field(default_factory=dict)
+    _meter_json: str = ""  # the meter id as JSON (the plan is its meter's)
 
     def __post_init__(self) -> None:
         meter = self.meter.id
+        self._meter_json = json.dumps(meter)
         self.availability_topic = self.topics.availability(meter)
         self.state_topic = self.topics.state(meter)
         self.device_topic = self.topics.device(meter)
@@ -177,7 +181,7 @@ class MeterPlan:
                     f'"energy_through":{energy.through}}}')
         age = round(max(0.0, now - reading.ts), 3)
         text = (
-            f'{{"meter":{json.dumps(reading.meter)},"ts":{number(reading.ts)},'
+            f'{{"meter":{self._meter_json},"ts":{number(reading.ts)},'
             f'"age":{number(age)},"registers":{{{",".join(parts)}}},'
             f'"local":{_local_json(reading.local)}}}'
         )

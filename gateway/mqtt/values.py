@@ -6,6 +6,8 @@ A value is sent when it changed -- a rate by at least ``mqtt.deadband`` of its t
 and ``mqtt.min_interval_s`` passed since the topic's last message, or when ``max_silence_s``
 passed (the heartbeat); so a Home Assistant recorder gets at most one row per interval and
 entity, while the state JSON keeps every poll (docs/ENERGY.md, "Precision and volume").
+The values of one poll go to the connection as one batch at ``mqtt.register_qos`` (at QoS 0,
+one entry of paho's queue).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class RegisterValues:
         now = self._clock()
         last_rate, last_sent, topics = plan.last_rate, plan.last_sent, plan.register_topics
         parts = plan.part_topics
+        due: list[tuple[str, bytes]] = []
         for v in reading.registers:
             name = v.name
             rate = quantized(v.type_code, v.rate)
@@ -41,8 +44,7 @@ class RegisterValues:
                 since = now - last_sent.get(name, -1e18)
                 if since >= cfg.max_silence_s or (since >= cfg.min_interval_s and _moved(
                         rate, last_rate.get(name), cfg.deadband_for(v.type_code))):
-                    self._conn.publish(topics[name], number(rate), cfg.qos, cfg.retain,
-                                       droppable=True)
+                    due.append((topics[name], number(rate).encode()))
                     last_rate[name] = rate
                     last_sent[name] = now
             if parts:
@@ -55,25 +57,30 @@ class RegisterValues:
                     since = now - plan.part_sent.get(key, -1e18)
                     if since >= cfg.max_silence_s or (since >= cfg.min_interval_s
                                                       and payload != plan.last_part.get(key)):
-                        self._conn.publish(topic, payload, cfg.qos, cfg.retain, droppable=True)
+                        due.append((topic, payload.encode()))
                         plan.last_part[key] = payload
                         plan.part_sent[key] = now
+        if due:
+            self._conn.publish_values(due, cfg.register_qos, cfg.retain)
 
     def republish(self, plan: MeterPlan) -> None:
         """Every value last sent, again (a reconnect)."""
         if not self._cfg.per_register_topics:
             return
         cfg, now, topics = self._cfg, self._clock(), plan.register_topics
+        due: list[tuple[str, bytes]] = []
         for name, rate in plan.last_rate.items():
             topic = topics.get(name)
             if topic is not None:
-                self._conn.publish(topic, number(rate), cfg.qos, cfg.retain, droppable=True)
+                due.append((topic, number(rate).encode()))
                 plan.last_sent[name] = now
         for key, payload in plan.last_part.items():
             topic = plan.part_topics.get(key)
             if topic is not None:
-                self._conn.publish(topic, payload, cfg.qos, cfg.retain, droppable=True)
+                due.append((topic, payload.encode()))
                 plan.part_sent[key] = now
+        if due:
+            self._conn.publish_values(due, cfg.register_qos, cfg.retain)
 
 
 def _moved(value: float, last: float | None, deadband: float) -> bool:

@@ -2,7 +2,8 @@
 
 Ready means: not shutting down; every enabled output is up (MQTT connected to the broker,
 the Modbus server listening); and at least one meter was polled successfully within three of
-its poll intervals. Otherwise the reasons say what is missing, one line each.
+its poll intervals (an instance or worker left without meters by the split has nothing to
+poll and needs none). Otherwise the reasons say what is missing, one line each.
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ def readiness(view: GatewayView, now: float) -> Readiness:
         reasons.append(f"sparkplug: not connected to {cfg.mqtt.host}:{cfg.mqtt.port}")
     if cfg.modbus.enabled and not view.modbus_listening:
         reasons.append(f"modbus: not listening on {cfg.modbus.host}:{cfg.modbus.port}")
-    fresh = tuple(m.config.id for m in view.meters() if is_fresh(m.state, m.config, now))
-    if not fresh:
+    meters = view.meters()
+    fresh = tuple(m.config.id for m in meters if is_fresh(m.state, m.config, now))
+    if meters and not fresh:
         reasons.append(f"meters: none polled successfully within {FRESH_INTERVALS} poll "
                        "intervals")
     return Readiness(not reasons, tuple(reasons), fresh)

@@ -5,13 +5,16 @@ registered in a :class:`CollectorRegistry` of its own (no global registry, no me
 hot paths): the pollers' counters, the meter clients' login counters, the hub's latest
 readings, the MQTT connection's and the Modbus server's stats, and the command outcomes.
 Labels never carry a secret: meter ids, function and exception codes, action names and
-outcome codes only. This module is the project's only prometheus-client user.
+outcome codes only. :func:`merged_exposition` joins the expositions of several worker
+processes into one, each series labelled with its worker (the supervisor's ``/metrics``).
+This module and the supervisor's endpoint (:mod:`gateway.observe.supervised`) are the
+project's only prometheus-client users.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -20,6 +23,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from gateway import __version__
@@ -38,6 +42,38 @@ def registry_for(view: GatewayView, clock: Callable[[], float] = time.time
 
 def exposition(registry: CollectorRegistry) -> bytes:
     """The Prometheus text format of everything in ``registry``."""
+    return generate_latest(registry)
+
+
+class _Fixed(Collector):
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
+
+
+def merged_exposition(parts: Sequence[tuple[str, bytes]], own: Iterable[Metric] = (),
+                      label: str = "worker") -> bytes:
+    """One exposition of ``own`` and of every ``(value, exposition)`` in ``parts``, each of
+    their samples labelled ``label=value``; families of one name are merged. A part that is
+    not Prometheus text is left out (its worker shows as not answering elsewhere)."""
+    families: dict[str, Metric] = {m.name: m for m in own}
+    for value, text in parts:
+        try:
+            parsed = list(text_string_to_metric_families(text.decode("utf-8")))
+        except (ValueError, UnicodeDecodeError):
+            continue
+        for family in parsed:
+            merged = families.get(family.name)
+            if merged is None:
+                merged = families[family.name] = Metric(family.name, family.documentation,
+                                                        family.type, family.unit)
+            for sample in family.samples:
+                merged.add_sample(sample.name, {**sample.labels, label: value}, sample.value,
+                                  sample.timestamp)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Fixed(families.values()))
     return generate_latest(registry)
 
 

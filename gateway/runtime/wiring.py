@@ -76,8 +76,7 @@ def commands_component(config: Callable[[], Config], fleet: Fleet, mqtt: MqttOut
         router.add_audit(AuditPublisher(mqtt.connection, mqtt.topics))
         binding = RequestBinding(mqtt.connection, router, mqtt.topics,
                                  foreign=lambda: config().foreign_meters or (),
-                                 owns=lambda meter: shard.owner(
-                                     meter, cfg.shard.count) == cfg.shard.index,
+                                 owns=lambda meter: shard.owns(cfg, meter),
                                  inbox=cfg.commands.inbox,
                                  response_topics=cfg.mqtt.response_filters)
         binding.attach()

@@ -1,10 +1,12 @@
-"""What the simulator and the gateway share: HTTP on h11 (:mod:`~gateway.support.http`),
+"""What the simulator and the gateway share: HTTP on h11 (:mod:`~gateway.support.http`; a
+client for loopback peers, :mod:`~gateway.support.http_client`),
 crash-safe state files (:mod:`~gateway.support.statefile`), the pin file format and its
 locks (:mod:`~gateway.support.pins`), the logging setup (:mod:`~gateway.support.logs`) and
 rate-limited log events (:mod:`~gateway.support.throttle`).
 Depends on the kernel only."""
 
 from gateway.support.http import WebServer
+from gateway.support.http_client import Fetched, fetch
 from gateway.support.http_limits import HttpLimits, HttpStats
 from gateway.support.http_message import Answer, Request, Response
 from gateway.support.http_protocol import HttpProtocol
@@ -15,8 +17,8 @@ from gateway.support.statefile import read_json, write_json, write_text
 from gateway.support.throttle import LogThrottle
 
 __all__ = [
-    "FORMATS", "LEVELS", "Answer", "Entry", "HttpLimits", "HttpProtocol", "HttpSite",
+    "FORMATS", "LEVELS", "Answer", "Entry", "Fetched", "HttpLimits", "HttpProtocol", "HttpSite",
     "HttpStats", "LogThrottle", "PinFile", "PinLock", "PinStore", "Request", "Response",
-    "WebServer", "configure_logging", "integer", "mask_tokens", "read_json", "write_json",
+    "WebServer", "configure_logging", "fetch", "integer", "mask_tokens", "read_json", "write_json",
     "write_text",
 ]

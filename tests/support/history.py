@@ -122,14 +122,14 @@ def history_config(broker: Broker, prefix: str, state_dir: Path, url: str, *,
     return replace(config, history=HistoryConfig(**history))
 
 
-def history_rows(rec: Recorder, prefix: str) -> list[dict[str, Any]]:
-    return [row for message in rec.on(f"{prefix}/main/history") for row in message["rows"]]
+def history_rows(rec: Recorder, prefix: str, meter_id: str = "main") -> list[dict[str, Any]]:
+    return [row for message in rec.on(f"{prefix}/{meter_id}/history") for row in message["rows"]]
 
 
-def published_seconds(rec: Recorder, prefix: str) -> set[int]:
+def published_seconds(rec: Recorder, prefix: str, meter_id: str = "main") -> set[int]:
     """Every meter second the subscriber has: live states and history rows."""
-    live = {math.floor(state["ts"]) for state in rec.on(f"{prefix}/main/state")}
-    return live | {row["ts"] for row in history_rows(rec, prefix)}
+    live = {math.floor(state["ts"]) for state in rec.on(f"{prefix}/{meter_id}/state")}
+    return live | {row["ts"] for row in history_rows(rec, prefix, meter_id)}
 
 
 def stored(meter: SimMeter, t: int) -> bool:
@@ -138,9 +138,10 @@ def stored(meter: SimMeter, t: int) -> bool:
                for s in meter.database().spans)
 
 
-def missing(rec: Recorder, prefix: str, meter: SimMeter, start: int, end: int) -> list[int]:
+def missing(rec: Recorder, prefix: str, meter: SimMeter, start: int, end: int,
+            meter_id: str = "main") -> list[int]:
     """The seconds in ``[start, end]`` the meter stores and the subscriber lacks."""
-    have = published_seconds(rec, prefix)
+    have = published_seconds(rec, prefix, meter_id)
     return [t for t in range(start, end + 1) if t not in have and stored(meter, t)]
 
 
@@ -151,14 +152,15 @@ async def first_second(rec: Recorder, prefix: str) -> int:
 
 
 async def wait_covered(rec: Recorder, prefix: str, meter: SimMeter, start: int,
-                       end: int, timeout: float = 30.0) -> None:
+                       end: int, timeout: float = 30.0, meter_id: str = "main") -> None:
     """Wait until nothing in ``[start, end]`` is missing; fail listing what still is."""
     try:
-        await async_wait_until(lambda: not missing(rec, prefix, meter, start, end),
+        await async_wait_until(lambda: not missing(rec, prefix, meter, start, end, meter_id),
                                timeout=timeout, interval=0.1, what="every stored second")
     except pytest.fail.Exception:
-        gaps = missing(rec, prefix, meter, start, end)
-        pytest.fail(f"{len(gaps)} stored seconds never published, e.g. {gaps[:10]}")
+        gaps = missing(rec, prefix, meter, start, end, meter_id)
+        pytest.fail(f"{meter_id}: {len(gaps)} stored seconds never published, e.g. "
+                    f"{gaps[:10]}")
 
 
 def check_history_values(rec: Recorder, prefix: str, meter: SimMeter) -> int:

@@ -34,14 +34,14 @@ def test_the_benchmark_runs_every_subject_and_keeps_the_page_around_its_results(
 
     figures = json.loads(out.read_text())
     phases = {p["subject"]: p for p in figures["phases"]}
-    assert set(phases) == {"gateway", "floor", "peer"}
+    assert set(phases) == {"gateway", "floor", "peer", "workers"}
     for subject, p in phases.items():
         assert p["meters"] == METERS, subject
         assert p["polls"] >= METERS, f"{subject}: every meter polled at least once"
         assert p["registers"] == len(default_registers())
         assert p["peak_rss_mb"] > 0
         assert p["note"] == "", f"{subject} did not stop cleanly: {p['note']}"
-    for subject in ("gateway", "floor"):  # the two that publish to MQTT
+    for subject in ("gateway", "floor", "workers"):  # those that publish to MQTT
         p = phases[subject]
         assert p["on_schedule"] > 0, subject
         p50, p99 = p["latency_ms"]
@@ -63,5 +63,44 @@ def test_the_benchmark_runs_every_subject_and_keeps_the_page_around_its_results(
     assert "\nold\n" not in page
     assert "python bench/fleet.py --smoke" in page
     assert "Machine: cpu " in page
-    for subject in ("gateway", "floor", "peer"):
+    for subject in ("gateway", "floor", "peer", "workers"):
         assert f"| {METERS} | {subject} |" in page
+    assert f"| {METERS} | workers | " in page.split("against the floor and the peer")[1]
+
+    # the workers subject is a supervisor with worker processes, measured as a whole
+    workers = phases["workers"]
+    assert workers["counters"]["egauge_meter_polls"] > 0, "its /metrics merges the workers'"
+    assert workers["counters"]["egauge_meter_poll_errors"] == 0
+    logs = (tmp_path / "work").glob(f"workers-{METERS}.log")
+    log = next(logs).read_text()
+    assert '"worker_started"' in log
+    assert '"worker": 1' in log, "two worker processes ran"
+    assert '"supervisor_stopped"' in log
+
+
+
+def test_the_outage_benchmark_runs_and_finds_every_meter_second(tmp_path: Path) -> None:
+    """A 3 s broker outage at 3 meters, with a queue too small to hold it: the gap comes back
+    as history rows and no meter second is missing (a full run: bench/RESULTS.md)."""
+    require_binary("mosquitto")
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Results\n\n<!-- outage:begin -->\nold\n<!-- outage:end -->\n",
+                       encoding="utf-8")
+    out = tmp_path / "outage.json"
+    done = subprocess.run(
+        [sys.executable, "bench/outage.py", "--smoke", "--gateway",
+         '{"mqtt": {"queue_limit": 5}}', "--json", str(out), "--results", str(results),
+         "--work", str(tmp_path / "work")],
+        cwd=REPO, capture_output=True, text=True, timeout=170, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["meters"] == METERS
+    assert figures["seconds_checked"] > 0
+    assert figures["missing"] == 0
+    assert figures["dropped"] > 0, "the queue overflowed: the outage needed the history"
+    assert figures["history_rows"] > 0
+    assert figures["drain_s"] is not None
+    assert figures["exit"] == 0
+    page = results.read_text(encoding="utf-8")
+    assert "\nold\n" not in page
+    assert "meter-seconds missing from state plus history | 0 |" in page

@@ -1,0 +1,49 @@
+"""The supervisor's /metrics: the expositions of its workers, each series labelled with its
+worker, merged by family, with the supervisor's own families."""
+
+from __future__ import annotations
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.observe import merged_exposition
+
+WORKER = """# HELP egauge_meter_polls_total Successful polls.
+# TYPE egauge_meter_polls_total counter
+egauge_meter_polls_total{meter="%s"} %d.0
+# HELP egauge_meter_poll_duration_seconds Duration of successful polls.
+# TYPE egauge_meter_poll_duration_seconds histogram
+egauge_meter_poll_duration_seconds_bucket{le="0.1",meter="%s"} 1.0
+egauge_meter_poll_duration_seconds_bucket{le="+Inf",meter="%s"} 2.0
+egauge_meter_poll_duration_seconds_count{meter="%s"} 2.0
+egauge_meter_poll_duration_seconds_sum{meter="%s"} 0.3
+"""
+
+
+def samples(text: bytes) -> dict[str, list[tuple[dict[str, str], float]]]:
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text.decode()):
+        for s in family.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out
+
+
+def test_each_workers_series_carry_its_worker_and_families_merge() -> None:
+    own = GaugeMetricFamily("egauge_worker_up", "1 while the worker runs.", labels=["worker"])
+    own.add_metric(["0"], 1)
+    own.add_metric(["1"], 0)
+    text = merged_exposition([("0", (WORKER % (("a", 3) + ("a",) * 4)).encode()),
+                              ("1", (WORKER % (("b", 5) + ("b",) * 4)).encode())], [own])
+    got = samples(text)
+    assert sorted(got["egauge_meter_polls_total"], key=lambda s: s[0]["worker"]) == [
+        ({"meter": "a", "worker": "0"}, 3.0), ({"meter": "b", "worker": "1"}, 5.0)]
+    assert len(got["egauge_meter_poll_duration_seconds_bucket"]) == 4
+    assert {s[0]["worker"] for s in got["egauge_meter_poll_duration_seconds_count"]} == {"0", "1"}
+    assert got["egauge_worker_up"] == [({"worker": "0"}, 1.0), ({"worker": "1"}, 0.0)]
+    assert text.count(b"# TYPE egauge_meter_polls_total counter") == 1
+
+
+def test_a_worker_answering_no_prometheus_text_is_left_out() -> None:
+    text = merged_exposition([("0", b"\xff\xfe not text"), ("1", (WORKER % (("b", 1) + ("b",) * 4)
+                                                                    ).encode())])
+    assert [s[0]["worker"] for s in samples(text)["egauge_meter_polls_total"]] == ["1"]
