@@ -31,8 +31,8 @@ from typing import Any, Final
 
 import structlog
 
-from gateway.errors import GatewayError
 from gateway.modbus.image import TARGET_FAILED
+from gateway.modbus.listener import Listener
 
 log = structlog.get_logger(__name__)
 
@@ -68,54 +68,37 @@ class ModbusRelay:
 
     def __init__(self, host: str, port: int, route: Route, *, answer_unknown: bool = False,
                  max_connections: int = 1000) -> None:
-        self.host = host
-        self._port = port
+        self._listener = Listener[_Client](host, port)
+        self._clients = self._listener.connections
         self.route = route
         self.answer_unknown = answer_unknown
         self.max_connections = max_connections
         self.stats = RelayStats()
-        self._server: asyncio.Server | None = None
-        self._clients: set[_Client] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def host(self) -> str:
+        return self._listener.host
 
     @property
     def port(self) -> int:
-        if self._server is not None and self._server.sockets:
-            return int(self._server.sockets[0].getsockname()[1])
-        return self._port
+        """The bound port (after :meth:`start`)."""
+        return self._listener.port
 
     @property
     def listening(self) -> bool:
-        return self._server is not None and self._server.is_serving()
+        return self._listener.listening
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            self._server = await loop.create_server(lambda: _Client(self), self.host,
-                                                    self._port, reuse_address=True)
-        except OSError as exc:
-            raise GatewayError(f"modbus: cannot listen on {self.host}:{self._port}: "
-                               f"{exc.strerror or exc}") from exc
-        log.info("modbus_listening", host=self.host, port=self.port, relay=True)
+        await self._listener.start(lambda: _Client(self), relay=True)
 
     async def close(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.close()
-        for client in list(self._clients):
-            client.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await server.wait_closed()
-        log.info("modbus_stopped", port=self._port, relay=True)
+        port = self.port
+        if await self._listener.close():
+            log.info("modbus_stopped", port=port, relay=True)
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         """Run ``coro`` as a task of the relay (cancelled by :meth:`close`)."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._listener.spawn(coro, name)
 
 
 @dataclass(slots=True)

@@ -35,9 +35,9 @@ from typing import Any, Final
 
 import structlog
 
-from gateway.errors import GatewayError
 from gateway.modbus.admission import Admission, client_address
 from gateway.modbus.image import TARGET_FAILED, UnitImage
+from gateway.modbus.listener import Listener
 from gateway.support import LogThrottle
 
 log = structlog.get_logger(__name__)
@@ -88,8 +88,8 @@ class ModbusServer:
         the time a frame may take from its first byte to its last; ``allow_from``: the
         client networks (``None``: everyone); ``log_interval_s``: at most one line per
         event and interval for what clients can trigger at will."""
-        self.host = host
-        self._port = port
+        self._listener = Listener[_Connection](host, port)
+        self._connections = self._listener.connections
         self.lookup = lookup
         self.answer_unknown = answer_unknown
         self.max_connections = max_connections
@@ -98,46 +98,29 @@ class ModbusServer:
                                    allow_from=allow_from)
         self.notes = LogThrottle(log, log_interval_s)
         self.stats = ServerStats()
-        self._server: asyncio.Server | None = None
-        self._connections: set[_Connection] = set()
         self.writes = writes
-        self._tasks: set[asyncio.Task[None]] = set()  # writes waiting for their meter
+
+    @property
+    def host(self) -> str:
+        return self._listener.host
 
     @property
     def port(self) -> int:
         """The bound port (after :meth:`start`)."""
-        if self._server is not None and self._server.sockets:
-            return int(self._server.sockets[0].getsockname()[1])
-        return self._port
+        return self._listener.port
 
     @property
     def listening(self) -> bool:
-        return self._server is not None and self._server.is_serving()
+        return self._listener.listening
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            self._server = await loop.create_server(lambda: _Connection(self), self.host,
-                                                    self._port, reuse_address=True)
-        except OSError as exc:
-            raise GatewayError(f"modbus: cannot listen on {self.host}:{self._port}: "
-                               f"{exc.strerror or exc}") from exc
-        log.info("modbus_listening", host=self.host, port=self.port)
+        await self._listener.start(lambda: _Connection(self))
 
     async def close(self) -> None:
-        if self._server is None:
-            return
         port = self.port
-        self._server.close()
-        for conn in list(self._connections):
-            conn.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-        self._server = None
-        self.notes.flush()
-        log.info("modbus_stopped", port=port)
+        if await self._listener.close():
+            self.notes.flush()
+            log.info("modbus_stopped", port=port)
 
     @property
     def idle_evict_s(self) -> float:
@@ -226,11 +209,9 @@ class ModbusServer:
         return self._outcome(fc, outcome)
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        """Run ``coro`` as a task of the server (cancelled by :meth:`close`)."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        """Run ``coro`` as a task of the server (a write waiting for its meter; cancelled by
+        :meth:`close`)."""
+        return self._listener.spawn(coro, name)
 
     def _exception(self, fc: int, code: int) -> bytes:
         self.stats.requests += 1
