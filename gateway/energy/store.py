@@ -22,7 +22,7 @@ from typing import Any, Final
 from gateway.energy.counter import Counter
 from gateway.energy.tally import MeterTally
 from gateway.errors import StateFileError
-from gateway.support import write_text
+from gateway.support import dumps, write_text
 
 STATE_FILE: Final = "energy.json"
 VERSION: Final = 1
@@ -34,7 +34,7 @@ def render(tallies: Iterable[MeterTally], kept: Mapping[str, Entry]) -> str:
     meters: dict[str, Entry] = dict(kept)
     for tally in tallies:
         meters[tally.meter] = entry_of(tally)
-    return json.dumps({"version": VERSION, "meters": meters}, indent=1, sort_keys=True)
+    return dumps({"version": VERSION, "meters": meters}, compact=True)  # written every second
 
 
 def entry_of(tally: MeterTally) -> Entry:

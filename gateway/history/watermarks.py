@@ -71,7 +71,7 @@ class WatermarkFile:
             if generation <= self._written:
                 return False
             data = {"version": VERSION, "meters": {m: _entry(mark) for m, mark in marks.items()}}
-            write_json(self.path, data)
+            write_json(self.path, data, compact=True)  # rewritten every second
             self._written = generation
             self._saved = marks
             self.writes += 1

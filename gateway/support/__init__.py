@@ -13,12 +13,12 @@ from gateway.support.http_protocol import HttpProtocol
 from gateway.support.http_site import HttpSite
 from gateway.support.logs import FORMATS, LEVELS, configure_logging, mask_tokens
 from gateway.support.pins import Entry, PinFile, PinLock, PinStore, integer
-from gateway.support.statefile import read_json, write_json, write_text
+from gateway.support.statefile import dumps, read_json, write_json, write_text
 from gateway.support.throttle import LogThrottle
 
 __all__ = [
     "FORMATS", "LEVELS", "Answer", "Entry", "Fetched", "HttpLimits", "HttpProtocol", "HttpSite",
     "HttpStats", "LogThrottle", "PinFile", "PinLock", "PinStore", "Request", "Response",
-    "WebServer", "configure_logging", "fetch", "integer", "mask_tokens", "read_json", "write_json",
-    "write_text",
+    "WebServer", "configure_logging", "dumps", "fetch", "integer", "mask_tokens", "read_json",
+    "write_json", "write_text",
 ]

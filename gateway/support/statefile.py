@@ -15,9 +15,18 @@ from pathlib import Path
 from typing import Any
 
 
-def write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any, *, compact: bool = False) -> None:
     """Replace ``path`` with ``data`` as JSON, atomically; OSError when it cannot."""
-    write_text(path, json.dumps(data, indent=1, sort_keys=True))
+    write_text(path, dumps(data, compact=compact))
+
+
+def dumps(data: Any, *, compact: bool = False) -> str:
+    """The text of a state file: one key per line (files people read and edit, such as the
+    pins), or ``compact`` for the files rewritten every second (the history watermarks, the
+    energy counters): CPython encodes those in C, ten times faster than indented JSON."""
+    if compact:
+        return json.dumps(data, separators=(",", ":"), sort_keys=True)
+    return json.dumps(data, indent=1, sort_keys=True)
 
 
 def write_text(path: Path, text: str) -> None:
