@@ -21,11 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import structlog
 
 from gateway.errors import AuthError, MeterError, MeterProtocolError, NotAnEgauge
-from gateway.meter.channel import Channel, parse_json
+from gateway.meter.channel import Channel, Reply, parse_json
 from gateway.secret import Secret
 
 log = structlog.get_logger(__name__)
@@ -80,7 +79,7 @@ class Challenge:
         return f"Challenge(realm={self.realm!r})"
 
 
-def parse_challenge(response: httpx.Response) -> Challenge | None:
+def parse_challenge(response: Reply) -> Challenge | None:
     """The ``{rlm, nnc}`` of a 401 reply, or None when it carries none."""
     try:
         body = parse_json(response.content)

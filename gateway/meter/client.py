@@ -22,7 +22,14 @@ import structlog
 from gateway.config import MeterConfig
 from gateway.errors import AuthError, CommandError
 from gateway.meter.auth import LoginBackoff, Session, parse_challenge
-from gateway.meter.channel import MAX_HISTORY_BYTES, MAX_REPLY_BYTES, NO_BODY, Channel, TlsContexts
+from gateway.meter.channel import (
+    MAX_HISTORY_BYTES,
+    MAX_REPLY_BYTES,
+    NO_BODY,
+    Channel,
+    Reply,
+    TlsContexts,
+)
 from gateway.meter.fields import Fields
 from gateway.meter.registers import (
     RegisterKey,
@@ -133,7 +140,7 @@ class WebApiClient:
         headers: dict[str, str] | None = None,
         max_bytes: int = MAX_REPLY_BYTES,
         deadline: bool = True,
-    ) -> httpx.Response:
+    ) -> Reply:
         """Send with the current token; on 401 re-login once (shared) and retry once."""
         token = await self._session.current()
         send = self._channel.send
@@ -163,7 +170,7 @@ class WebApiClient:
         self, method: str, path: str, query: str = "", *, body: Any = NO_BODY,
         headers: dict[str, str] | None = None, max_bytes: int = MAX_REPLY_BYTES,
         deadline: bool = True,
-    ) -> tuple[Any, httpx.Response]:
+    ) -> tuple[Any, Reply]:
         response = await self._request(method, path, query, body=body, headers=headers,
                                        max_bytes=max_bytes, deadline=deadline)
         return self._channel.decode(response, f"{method} {path}"), response
