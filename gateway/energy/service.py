@@ -8,8 +8,9 @@
   include.
 - The **service** fills each meter's gaps from its database (one task per meter, behind live
   polling, at most :data:`MAX_CONCURRENT` requests across the fleet) and writes the counters
-  atomically to ``energy.json`` (:mod:`gateway.energy.store`) after every chunk and at most
-  every :data:`PERSIST_S` otherwise; ``flush`` writes them at once (a crash, a forced stop).
+  atomically to ``energy.json`` (:mod:`gateway.energy.store`) after a chunk and otherwise
+  when they moved, at most once every :data:`PERSIST_S`; ``flush`` writes them at once (a
+  crash, a forced stop).
 - :meth:`Energy.annotate` gives the rows of the history backfill the import and export of
   the seconds each row covers.
 """
@@ -17,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -170,6 +172,7 @@ class Energy:
             self._group = group
             for meter in self._tallies:
                 self._spawn(meter)
+            last = -math.inf
             while True:
                 try:
                     async with asyncio.timeout(self._persist_s):
@@ -177,6 +180,13 @@ class Energy:
                 except TimeoutError:
                     pass
                 self._save_wanted.clear()
+                # at most one write per PERSIST_S, however many chunks came in: each write
+                # renders every meter's counters, and at a fleet's scale one per chunk fed
+                # itself (the busier the loop, the more skipped seconds, the more chunks)
+                delay = last + self._persist_s - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                last = time.monotonic()
                 await self.save()
 
     async def stop(self) -> None:
