@@ -34,7 +34,14 @@ from gateway.energy.store import STATE_FILE, Entry, entry_of, load, newest, rend
 from gateway.energy.tally import EnergyLane, MeterTally, TallyStats
 from gateway.history import HistoryRow
 from gateway.meter import type_code
-from gateway.model import Availability, EnergyCount, Identity, Reading, RegisterInfo
+from gateway.model import (
+    Availability,
+    EnergyCount,
+    Identity,
+    Reading,
+    RegisterInfo,
+    RegisterValue,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -106,11 +113,14 @@ class Energy:
         counts = self._committed.get(reading.meter)
         if not counts:
             return reading
-        values = tuple(
-            replace(v, energy=counts[v.name])
-            if v.name in counts and counted(tally.cfg, v.name, v.type_code) else v
+        cfg = tally.cfg
+        values = tuple(  # built directly: dataclasses.replace costs 4 µs a value (the hot path)
+            RegisterValue(v.name, v.type_code, v.unit, v.rate, v.cumulative, v.cumulative_unit,
+                          v.raw, counts[v.name])
+            if v.name in counts and counted(cfg, v.name, v.type_code) else v
             for v in reading.registers)
-        return replace(reading, registers=values)
+        return Reading(reading.meter, reading.ts, values, reading.local, reading.received,
+                       reading.row)
 
     def annotate(self, meter: str, rows: Sequence[HistoryRow]) -> list[HistoryRow]:
         """History rows with the import and export of the seconds each covers, for the
@@ -148,12 +158,15 @@ class Energy:
             self._commit(meter, tally)
 
     def _entry_for(self, meter: str) -> Entry | None:
-        """The saved counters of ``meter``: this instance's, or -- in a sharded fleet --
-        those of the instance it was served by that counted furthest."""
+        """The saved counters of ``meter``: this process's, or -- in a sharded fleet or
+        with worker processes -- those of the instance or worker it was served by that
+        counted furthest (a meter moves when ``shard.count`` or ``gateway.workers`` changes)."""
         found = [self._loaded[meter]] if meter in self._loaded else []
         if self._shared is not None:
-            files = [self._shared / STATE_FILE, *sorted(self._shared.glob(
-                f"instance-*/{STATE_FILE}"))]
+            files = [self._shared / STATE_FILE,
+                     *sorted(self._shared.glob(f"instance-*/{STATE_FILE}")),
+                     *sorted(self._shared.glob(f"worker-*/{STATE_FILE}")),
+                     *sorted(self._shared.glob(f"instance-*/worker-*/{STATE_FILE}"))]
             for path in files:
                 if path == self.path or not path.is_file():
                     continue

@@ -4,6 +4,7 @@ disk), the file (atomic, checked, read back at start), reloads and the history r
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from gateway.config import EnergyConfig, MeterConfig
 from gateway.energy import STATE_FILE, Energy, EnergyLane
 from gateway.errors import StateFileError
 from gateway.history import HistoryRow
-from gateway.model import RegisterValue
+from gateway.model import LocalValue, RegisterValue
 from gateway.secret import Secret
 from tests.support.meter_database import Database
 
@@ -69,6 +70,43 @@ async def test_a_restart_resumes_from_the_file_and_publishes_it_at_once(tmp_path
     tally = again.tally("main")
     assert tally is not None
     assert tally.counters["Grid"].imported == 25
+
+
+async def test_the_staged_reading_keeps_every_field_and_adds_only_the_counters(
+        tmp_path: Path) -> None:
+    db = Database({"Grid": [100, -40, 25, 7], "Solar": [-3] * 4})
+    energy = service(tmp_path, db)
+    await energy.start()
+    energy.stage(db.reading(db.start + 1))
+    await energy.save()
+    plain = db.reading(db.start + 2)
+    plain = dataclasses.replace(plain, local=(LocalValue("t", "T", "°C", 1.0, 2.0, 3.0),),
+                                received=123.5, row=db.start + 2)
+    staged = energy.stage(plain)
+    counts = [v.energy for v in staged.registers]
+    assert all(c is not None for c in counts)
+    assert staged == dataclasses.replace(plain, registers=tuple(
+        dataclasses.replace(v, energy=c) for v, c in zip(plain.registers, counts, strict=True)))
+
+
+@pytest.mark.parametrize("left", ["instance-2", "worker-1", "instance-1/worker-3"])
+async def test_a_meter_that_moves_to_another_process_resumes_from_the_file_it_left(
+        tmp_path: Path, left: str) -> None:
+    """``shard.count`` or ``gateway.workers`` changed: the meter's counters are in the
+    directory of the instance or worker that counted it, and go on from there."""
+    db = Database({"Grid": [5] * 20, "Solar": [1] * 20})
+    lanes = {"main": EnergyLane(db, asyncio.Lock(), lambda: time.monotonic() + 60.0)}
+    before = Energy((meter(),), lanes.get, tmp_path / left, shared_dir=tmp_path)
+    await before.start()
+    for s in range(1, 6):
+        before.stage(db.reading(db.start + s))
+    before.flush()
+    after = Energy((meter(),), lanes.get, tmp_path / "fresh", shared_dir=tmp_path)
+    await after.start()
+    tally = after.tally("main")
+    assert tally is not None
+    assert (tally.counters["Grid"].imported, tally.counters["Grid"].through) == (
+        20, db.start + 5)  # four seconds of 5 counted after the first
 
 
 @pytest.mark.parametrize("text", [
