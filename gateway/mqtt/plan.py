@@ -19,7 +19,14 @@ from gateway.core import PollStats
 from gateway.energy import counted
 from gateway.history import HistoryRow
 from gateway.meter import quantized, type_code
-from gateway.model import Identity, LocalValue, Reading, RegisterInfo, RegisterValue
+from gateway.model import (
+    EnergyCount,
+    Identity,
+    LocalValue,
+    Reading,
+    RegisterInfo,
+    RegisterValue,
+)
 from gateway.mqtt.discovery import (
     ROLES,
     EntitySlug,
@@ -92,6 +99,9 @@ class MeterPlan:
     last_part: dict[tuple[str, str], str] = field(default_factory=dict)  # payloads sent
     part_sent: dict[tuple[str, str], float] = field(default_factory=dict)
     _heads: dict[str, str] = field(default_factory=dict)
+    # each register's counters as last rendered: they change once per write of the counters
+    # (a second), not with every poll
+    _energy: dict[str, tuple[EnergyCount, str]] = field(default_factory=dict)
     _watch: dict[str, RegisterValue | None] = field(default_factory=dict)
     _meter_json: str = ""  # the meter id as JSON (the plan is its meter's)
 
@@ -122,6 +132,7 @@ class MeterPlan:
                 self.part_topics[(r.name, part)] = self.topics.register_part(
                     meter, self.slugs[r.name], part)
         self._heads.clear()
+        self._energy.clear()
         self.last_rate.clear()
         self.last_sent.clear()
         self.last_part.clear()
@@ -174,11 +185,13 @@ class MeterPlan:
             if energy is None:
                 parts.append(f'{head}{rate},"cumulative":{cumulative}}}')
             else:
-                parts.append(
-                    f'{head}{rate},"cumulative":{cumulative},'
-                    f'"import":{number(quantized(code, energy.import_value, cumulative=True))},'
-                    f'"export":{number(quantized(code, energy.export_value, cumulative=True))},'
-                    f'"energy_through":{energy.through}}}')
+                cached = self._energy.get(v.name)
+                if cached is None or cached[0] is not energy:
+                    cached = self._energy[v.name] = (energy, (
+                        f'"import":{number(quantized(code, energy.import_value, cumulative=True))},'
+                        f'"export":{number(quantized(code, energy.export_value, cumulative=True))},'
+                        f'"energy_through":{energy.through}}}'))
+                parts.append(f'{head}{rate},"cumulative":{cumulative},{cached[1]}')
         age = round(max(0.0, now - reading.ts), 3)
         text = (
             f'{{"meter":{self._meter_json},"ts":{number(reading.ts)},'

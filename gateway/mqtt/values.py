@@ -13,6 +13,7 @@ one entry of paho's queue).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from gateway.config import MqttConfig
 from gateway.meter import quantized
@@ -36,6 +37,7 @@ class RegisterValues:
         now = self._clock()
         last_rate, last_sent, topics = plan.last_rate, plan.last_sent, plan.register_topics
         parts = plan.part_topics
+        soonest = min(cfg.min_interval_s, cfg.max_silence_s)
         due: list[tuple[str, bytes]] = []
         for v in reading.registers:
             name = v.name
@@ -48,15 +50,19 @@ class RegisterValues:
                     last_rate[name] = rate
                     last_sent[name] = now
             if parts:
-                for part, value in _parts(v):
+                for part in PARTS:
                     key = (name, part)
                     topic = parts.get(key)
-                    if topic is None or value is None:
+                    if topic is None:
+                        continue
+                    since = now - plan.part_sent.get(key, -1e18)
+                    if since < soonest:  # not due whatever its value: not rounded either
+                        continue
+                    value = _part(v, part)
+                    if value is None:
                         continue
                     payload = number(value)
-                    since = now - plan.part_sent.get(key, -1e18)
-                    if since >= cfg.max_silence_s or (since >= cfg.min_interval_s
-                                                      and payload != plan.last_part.get(key)):
+                    if since >= cfg.max_silence_s or payload != plan.last_part.get(key):
                         due.append((topic, payload.encode()))
                         plan.last_part[key] = payload
                         plan.part_sent[key] = now
@@ -90,14 +96,17 @@ def _moved(value: float, last: float | None, deadband: float) -> bool:
     return abs(value - last) >= deadband if deadband > 0 else value != last
 
 
-def _parts(v: RegisterValue) -> tuple[tuple[str, float | int | None], ...]:
-    """A register's values below its rate topic: its energy (power registers) and its
-    counters, rounded."""
+PARTS: Final = ("energy", "import", "export")
+
+
+def _part(v: RegisterValue, part: str) -> float | int | None:
+    """One of a register's values below its rate topic, rounded: its energy (power
+    registers) or one of its counters."""
     code = v.type_code
+    if part == "energy":
+        return quantized(code, v.cumulative, cumulative=True)
     energy = v.energy
-    cumulative = quantized(code, v.cumulative, cumulative=True)
     if energy is None:
-        return (("energy", cumulative),)
-    return (("energy", cumulative),
-            ("import", quantized(code, energy.import_value, cumulative=True)),
-            ("export", quantized(code, energy.export_value, cumulative=True)))
+        return None
+    value = energy.import_value if part == "import" else energy.export_value
+    return quantized(code, value, cumulative=True)
