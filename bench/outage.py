@@ -44,6 +44,8 @@ from fleet import free_port, gateway_config
 from processes import REPO, Child, python
 from simulator import PASSWORD
 
+from gateway.mqtt import RETRY_MAX_S
+
 BEGIN, END = "<!-- outage:begin -->", "<!-- outage:end -->"
 
 
@@ -235,7 +237,7 @@ def section(r: dict[str, Any]) -> str:
         f"| backlog drained: every meter-second of the outage at the subscriber, after the "
         f"broker returned | {drain} |",
         f"| of it, until the gateway was connected again (its reconnect backoff, 1 s doubling "
-        f"to 60 s; read every 0.5 s) | {reconnect} |",
+        f"to {RETRY_MAX_S:g} s; read every 0.5 s) | {reconnect} |",
         f"| the gateway's own view: no history gap and nothing queued, after the broker "
         f"returned | {settled} |",
         f"| history rows published after the outage | {r['history_rows']:,.0f} |",
