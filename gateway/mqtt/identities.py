@@ -52,6 +52,7 @@ class RegisterIdentities:
         self._counts: dict[str, int] = {}
         self._recent: dict[str, deque[RegisterChange]] = {}
         self._dirty: set[str] = set()
+        self._unlogged: dict[str, dict[str, str]] = {}  # pinned since the meter's last write
         self._wake = asyncio.Event()
         self._running = False
 
@@ -72,8 +73,8 @@ class RegisterIdentities:
         """The slug of every name of ``registers``; new names are pinned, drift reported."""
         done = self.meter(meter).assign(registers, self._wall())
         if done.added:
-            log.info("slugs_pinned", meter=meter,
-                     slugs={name: done.slugs[name] for name in done.added})
+            self._unlogged.setdefault(meter, {}).update(
+                {name: done.slugs[name] for name in done.added})
         for change in done.changes:
             self._report(change)
         if done.changed:
@@ -84,7 +85,7 @@ class RegisterIdentities:
         """The pinned slug of the entity ``key`` of ``meter`` (:meth:`MeterSlugs.entity`)."""
         value, added = self.meter(meter).entity(key, wanted)
         if added:
-            log.info("slugs_pinned", meter=meter, slugs={key: value})
+            self._unlogged.setdefault(meter, {})[key] = value
             self._mark(meter)
         return value
 
@@ -170,6 +171,7 @@ class RegisterIdentities:
                 pins = self._meters.get(meter)
                 if pins is None:
                     continue
+                self._log_pinned(meter)
                 text = pins.to_file().render()
                 try:
                     await asyncio.to_thread(self._files.write, meter, text)
@@ -197,10 +199,19 @@ class RegisterIdentities:
         if pins is None or meter not in self._dirty:
             return
         self._dirty.discard(meter)
+        self._log_pinned(meter)
         try:
             self._files.save(pins.to_file())
         except OSError as exc:
             self._failed(meter, exc)
+
+    def _log_pinned(self, meter: str) -> None:
+        """One ``slugs_pinned`` event for what a meter's next write holds that is new (a
+        meter's registers, counters and diagnostics are pinned one by one as its discovery
+        is built: one line, not one per entity)."""
+        pinned = self._unlogged.pop(meter, None)
+        if pinned:
+            log.info("slugs_pinned", meter=meter, slugs=pinned)
 
     def _failed(self, meter: str, exc: OSError) -> None:
         self._dirty.add(meter)

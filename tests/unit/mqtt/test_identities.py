@@ -74,6 +74,21 @@ async def test_changed_pins_are_written_by_the_service(tmp_path: Path) -> None:
     assert free(tmp_path, "main")
 
 
+def test_what_a_write_pins_is_logged_once_per_meter(tmp_path: Path) -> None:
+    ids = RegisterIdentities(tmp_path, ["main"])
+    with capture_logs() as logs:
+        ids.on_registers("main", BEFORE)
+        ids.entity_slug("main", "import:Grid", "grid_import")
+        ids.entity_slug("main", "export:Grid", "grid_export")
+        ids.entity_slug("main", "import:Grid", "grid_import")  # pinned already
+        ids.flush()
+        ids.flush()  # nothing new
+    pinned = [e for e in logs if e["event"] == "slugs_pinned"]
+    assert [(e["meter"], e["slugs"]) for e in pinned] == [("main", {
+        "Grid": "grid", "Panel A/B": "panel_a_b", "Volts": "volts",
+        "import:Grid": "grid_import", "export:Grid": "grid_export"})]
+
+
 def test_a_damaged_file_stops_the_start(tmp_path: Path) -> None:
     (tmp_path / "slugs").mkdir()
     (tmp_path / "slugs" / "main.json").write_text('{"version": 2, "pins": {"a": {"slug": 1}}}')
