@@ -46,8 +46,12 @@ from gateway.runtime import App, Component
 MODE = os.environ["LOOP_TEST_MODE"]
 
 
-async def block_the_loop() -> None:
-    await asyncio.sleep(1.0)  # started and polling first
+async def block_the_loop(app: App) -> None:
+    deadline = time.monotonic() + 20
+    while app.hub.meter("main").reading is None:  # started and polling first
+        if time.monotonic() > deadline:
+            raise RuntimeError("the meter was never polled")
+        await asyncio.sleep(0.05)
     time.sleep(120)  # a blocking call in a coroutine: the loop stands still
 
 
@@ -57,7 +61,7 @@ async def slow_stop() -> None:
 
 def add_component(app: App) -> None:
     if MODE == "block":
-        app.add(Component("blocker", serve=block_the_loop))
+        app.add(Component("blocker", serve=lambda: block_the_loop(app)))
     else:
         app.add(Component("slow-stop", stop=slow_stop))
 
