@@ -24,21 +24,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from gateway.config import Config, load_or_report
+from gateway.config import Config
 from gateway.errors import (
-    EXIT_CONFIG,
     EXIT_OK,
     EXIT_STARTUP,
     ConfigError,
     MeterError,
-    StateFileError,
 )
 from gateway.meter import WebApiClient
 from gateway.modbus import Pins, load_mapping
 from gateway.modbus import PinStore as ModbusPins
 from gateway.mqtt import SLUG_KIND, MeterSlugs
+from gateway.runtime.offline import offline
 from gateway.runtime.plantext import table
-from gateway.support import PinLock, PinStore, configure_logging
+from gateway.support import PinLock, PinStore
 
 EXIT_REFUSED: Final = 1
 KINDS: Final = ("slug", "modbus")
@@ -64,21 +63,11 @@ class MeterPins:
 
 
 def main(args: argparse.Namespace) -> int:
-    configure_logging("error", "console")
-    config = load_or_report(args.config)
-    if config is None:
-        return EXIT_CONFIG
-    try:
+    def command(config: Config) -> int:
         if args.action == "list":
             return list_pins(config, args.meter, args.json)
         return release(config, args.meter, args.names, set(args.only or KINDS), args.force)
-    except StateFileError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_STARTUP
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(line, file=sys.stderr)
-        return EXIT_CONFIG
+    return offline(args.config, command)
 
 
 def load(config: Config, meter: str) -> MeterPins:

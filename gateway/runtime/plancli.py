@@ -22,19 +22,18 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Final
 
-from gateway.config import Config, MeterConfig, load_or_report
+from gateway.config import Config, MeterConfig
 from gateway.core import registers_of
 from gateway.errors import (
-    EXIT_CONFIG,
     EXIT_OK,
     EXIT_STARTUP,
     ConfigError,
     MeterError,
-    StateFileError,
 )
 from gateway.meter import WebApiClient
 from gateway.modbus import PinStore as ModbusPins
 from gateway.mqtt import SLUG_KIND, MeterSlugs
+from gateway.runtime.offline import offline
 from gateway.runtime.plan import (
     InstanceReport,
     MeterReport,
@@ -45,7 +44,7 @@ from gateway.runtime.plan import (
     plan_meter,
 )
 from gateway.runtime.plantext import diff_text, plan_text
-from gateway.support import PinStore, configure_logging
+from gateway.support import PinStore
 
 EXIT_CHANGES: Final = 1  # plan --diff: something differs from the pins
 PARALLEL: Final = 16  # meters read at a time
@@ -53,20 +52,11 @@ READ_TIMEOUTS: Final = 6  # a meter's reading may take this many of its timeout_
 
 
 def main(args: argparse.Namespace) -> int:
-    configure_logging("error", "console")
-    config = load_or_report(args.config)
-    if config is None:
-        return EXIT_CONFIG
-    try:
-        meters = selected(config, args.meter)
-        reports = asyncio.run(plan_all(config, meters))
-    except StateFileError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_STARTUP
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(line, file=sys.stderr)
-        return EXIT_CONFIG
+    return offline(args.config, lambda config: report(args, config))
+
+
+def report(args: argparse.Namespace, config: Config) -> int:
+    reports = asyncio.run(plan_all(config, selected(config, args.meter)))
     instances = [plan_instance(config, i) for i in sorted({r.instance for r in reports})]
     if args.json:
         data = diff_json(reports) if args.diff else plan_json(config, instances, reports)
