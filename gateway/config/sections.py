@@ -7,7 +7,7 @@ import math
 import re
 import socket
 from dataclasses import replace
-from typing import Final, Literal
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from gateway.config.addresses import host_name_ok
@@ -244,20 +244,7 @@ def _registers(s: Section) -> tuple[str, ...] | None:
     if not isinstance(value, list) or not value:
         message = "must be 'all' or a non-empty list of register names"
         return s.fail("registers", message, value, None)
-    names: dict[str, int] = {}
-    for index, item in enumerate(value):
-        path = join(s.at("registers"), index)
-        name = s.ctx.expand(path, item) if isinstance(item, str) else item
-        if name is MISSING:
-            continue
-        if not isinstance(name, str) or not name:
-            s.ctx.problem(path, "must be a non-empty string (quote names that look like numbers)",
-                          name)
-        elif name in names:
-            s.ctx.problem(path, f"duplicate register {name!r} (also registers[{names[name]}])")
-        else:
-            names[str(name)] = index
-    return tuple(names)
+    return _distinct(s, "registers", value)
 
 
 def _names(s: Section, key: str, word: str | None = None) -> tuple[str, ...] | None:
@@ -268,6 +255,11 @@ def _names(s: Section, key: str, word: str | None = None) -> tuple[str, ...] | N
     if not isinstance(value, list):
         alternative = f"{word!r} or " if word is not None else ""
         return s.fail(key, f"must be {alternative}a list of register names", value, None)
+    return _distinct(s, key, value)
+
+
+def _distinct(s: Section, key: str, value: list[Any]) -> tuple[str, ...]:
+    """The register names of the list ``key`` (each a non-empty string, none twice)."""
     names: dict[str, int] = {}
     for index, item in enumerate(value):
         path = join(s.at(key), index)
