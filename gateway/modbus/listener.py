@@ -22,7 +22,8 @@ C = TypeVar("C", bound=Closable)
 
 
 class Listener(Generic[C]):
-    """Listens on ``host:port`` (port 0: any free port, see :attr:`port`) once started."""
+    """Listens on ``host:port`` (port 0: any free port, see :attr:`port`) once
+    :meth:`listen` ran: the base of the server and the relay."""
 
     def __init__(self, host: str, port: int) -> None:
         self.host = host
@@ -33,7 +34,7 @@ class Listener(Generic[C]):
 
     @property
     def port(self) -> int:
-        """The bound port (after :meth:`start`), else the one asked for."""
+        """The bound port (once listening), else the one asked for."""
         if self._server is not None and self._server.sockets:
             return int(self._server.sockets[0].getsockname()[1])
         return self._port
@@ -42,7 +43,7 @@ class Listener(Generic[C]):
     def listening(self) -> bool:
         return self._server is not None and self._server.is_serving()
 
-    async def start(self, factory: Callable[[], asyncio.Protocol], **fields: Any) -> None:
+    async def listen(self, factory: Callable[[], asyncio.Protocol], **fields: Any) -> None:
         """Listen, each accepted connection served by ``factory()``; ``fields`` go into the
         ``modbus_listening`` event."""
         loop = asyncio.get_running_loop()
@@ -55,13 +56,13 @@ class Listener(Generic[C]):
         log.info("modbus_listening", host=self.host, port=self.port, **fields)
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        """Run ``coro`` as a task of the listener (cancelled by :meth:`close`)."""
+        """Run ``coro`` as a task of the listener (cancelled by :meth:`shut`)."""
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def close(self) -> bool:
+    async def shut(self) -> bool:
         """Stop listening, close every connection, cancel and await the tasks; False when
         it was not listening."""
         server, self._server = self._server, None

@@ -25,9 +25,9 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import structlog
 
@@ -63,42 +63,25 @@ class RelayStats:
     refused: int = 0
 
 
-class ModbusRelay:
+class ModbusRelay(Listener["_Client"]):
     """Listens on ``host:port`` and relays each request by its unit id (``route``)."""
 
     def __init__(self, host: str, port: int, route: Route, *, answer_unknown: bool = False,
                  max_connections: int = 1000) -> None:
-        self._listener = Listener[_Client](host, port)
-        self._clients = self._listener.connections
+        super().__init__(host, port)
+        self._clients = self.connections
         self.route = route
         self.answer_unknown = answer_unknown
         self.max_connections = max_connections
         self.stats = RelayStats()
 
-    @property
-    def host(self) -> str:
-        return self._listener.host
-
-    @property
-    def port(self) -> int:
-        """The bound port (after :meth:`start`)."""
-        return self._listener.port
-
-    @property
-    def listening(self) -> bool:
-        return self._listener.listening
-
     async def start(self) -> None:
-        await self._listener.start(lambda: _Client(self), relay=True)
+        await self.listen(lambda: _Client(self), relay=True)
 
     async def close(self) -> None:
         port = self.port
-        if await self._listener.close():
+        if await self.shut():
             log.info("modbus_stopped", port=port, relay=True)
-
-    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        """Run ``coro`` as a task of the relay (cancelled by :meth:`close`)."""
-        self._listener.spawn(coro, name)
 
 
 @dataclass(slots=True)

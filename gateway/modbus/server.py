@@ -76,7 +76,7 @@ class ServerStats:
     frames_invalid: int = 0  # connections closed for a bad protocol id or length
 
 
-class ModbusServer:
+class ModbusServer(Listener["_Connection"]):
     """Listens on ``host:port`` (port 0: any free port, see :attr:`port`)."""
 
     def __init__(self, host: str, port: int, lookup: Lookup, *, answer_unknown: bool = False,
@@ -88,8 +88,8 @@ class ModbusServer:
         the time a frame may take from its first byte to its last; ``allow_from``: the
         client networks (``None``: everyone); ``log_interval_s``: at most one line per
         event and interval for what clients can trigger at will."""
-        self._listener = Listener[_Connection](host, port)
-        self._connections = self._listener.connections
+        super().__init__(host, port)
+        self._connections = self.connections
         self.lookup = lookup
         self.answer_unknown = answer_unknown
         self.max_connections = max_connections
@@ -100,25 +100,12 @@ class ModbusServer:
         self.stats = ServerStats()
         self.writes = writes
 
-    @property
-    def host(self) -> str:
-        return self._listener.host
-
-    @property
-    def port(self) -> int:
-        """The bound port (after :meth:`start`)."""
-        return self._listener.port
-
-    @property
-    def listening(self) -> bool:
-        return self._listener.listening
-
     async def start(self) -> None:
-        await self._listener.start(lambda: _Connection(self))
+        await self.listen(lambda: _Connection(self))
 
     async def close(self) -> None:
         port = self.port
-        if await self._listener.close():
+        if await self.shut():
             self.notes.flush()
             log.info("modbus_stopped", port=port)
 
@@ -207,11 +194,6 @@ class ModbusServer:
             log.exception("modbus_write_failed", function=fc)
             outcome = SERVER_FAILURE
         return self._outcome(fc, outcome)
-
-    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        """Run ``coro`` as a task of the server (a write waiting for its meter; cancelled by
-        :meth:`close`)."""
-        return self._listener.spawn(coro, name)
 
     def _exception(self, fc: int, code: int) -> bytes:
         self.stats.requests += 1
