@@ -31,6 +31,7 @@ from gateway.meter.channel import (
     TlsContexts,
 )
 from gateway.meter.fields import Fields
+from gateway.meter.recent import RecentRows
 from gateway.meter.registers import (
     RegisterKey,
     RegisterPlan,
@@ -81,6 +82,7 @@ class WebApiClient:
         self._known_keys: tuple[RegisterKey, ...] | None = None
         self._selection: tuple[tuple[str, ...], str] | None = None  # names -> reg= query
         self._plan: RegisterPlan | None = None
+        self._recent = RecentRows()
         self.register_set_changed = 0
         # (token generation, requests the meter refused even with that fresh token)
         self._denied: tuple[int, set[tuple[str, str]]] = (0, set())
@@ -277,13 +279,22 @@ class WebApiClient:
         """Stored rows between ``start`` and ``end``, oldest first, as ``(ts, {name: raw})``.
         The reply may be larger than others (:data:`MAX_HISTORY_BYTES`); its time limit is
         the caller's (the backfill's slot before the next poll), each phase within
-        ``timeout_s``."""
+        ``timeout_s``. Rows of 1-second requests that another part read a moment ago are
+        answered from :class:`~gateway.meter.recent.RecentRows` (treat rows as read-only)."""
+        fine = step == 1
+        if fine:
+            kept = self._recent.lookup(start, end, max_rows, self._session.logins)
+            if kept is not None:
+                return kept
         query = f"time={_num(start)}:{_num(step)}:{_num(end)}&virtual=value"
         if max_rows is not None:
             query += f"&max-rows={int(max_rows)}"
         reply = await self._object("GET", "/register", query, max_bytes=MAX_HISTORY_BYTES,
                                    deadline=False)
-        return history_rows(self._f, reply)
+        rows = history_rows(self._f, reply)
+        if fine:
+            self._recent.remember(rows, self._session.logins)
+        return rows
 
     # -- configuration, commands, control --------------------------------------------------
 

@@ -7,6 +7,7 @@ exactly, in the meter's raw counts -- for every second they include."""
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,37 @@ async def test_exact_with_a_ten_second_poll_interval(
     assert all(9 <= step <= 11 for step in steps), steps
     check_exact(meter, series, SWING)
     check_exact(meter, published(sub, p, GRID_SLUG), GRID)
+
+
+async def test_a_skipped_second_is_read_from_the_meter_once_for_counters_and_history(
+        broker: Broker, tmp_path: Path, topic_prefix: str) -> None:
+    """Polled every 2 s, each poll leaves a second that the energy counters count and the
+    history backfill publishes: one database request serves both."""
+    p = topic_prefix
+    meter = swinging_meter("SIM1404")
+    async with SimServer([meter]) as server:
+        config = gateway_config(broker, p, tmp_path / "state",
+                                [("main", server.url_for(meter))], poll_interval_s=2.0)
+        with subscriber(broker, f"{p}/main/+") as sub:
+            async with running_app(config):
+                first = await counted_past(sub, p, 0)
+                last = (await counted_past(sub, p, first.through + 12, timeout=60)).through
+
+                def history_seconds() -> set[int]:
+                    return {row["ts"] for m in sub.on(f"{p}/main/history")
+                            for row in m.json()["rows"]}
+
+                live = {math.floor(m.json()["ts"]) for m in sub.on(f"{p}/main/state")}
+                skipped = set(range(first.through, last)) - live
+                await async_wait_until(lambda: skipped <= history_seconds(),
+                                       what="the skipped seconds on the history topic")
+                calls = meter.calls_to("/register")
+    polls = [c for c in calls if c.params.get("time") == "now"]
+    reads = [c for c in calls if ":" in c.params.get("time", "")]
+    assert len(skipped) >= 5
+    # one read per skipped second at most (two, one for each part, without sharing)
+    assert len(reads) <= len(polls), (len(reads), len(polls))
+    check_exact(meter, published(sub, p), SWING)
 
 
 async def test_a_reboot_that_resets_the_counters_never_makes_them_go_backwards(

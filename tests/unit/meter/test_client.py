@@ -349,3 +349,25 @@ async def test_a_closed_client_refuses_requests() -> None:
     await client.aclose()  # closing twice is harmless
     with pytest.raises(MeterUnavailable, match="closed"):
         await client.read()
+
+
+def database_reply(request: httpx.Request) -> httpx.Response:
+    """A meter's database: one row a second, cumulative ``10 * ts``, newest first."""
+    start, _step, end = (int(float(x)) for x in query_of(request)["time"][0].split(":"))
+    rows = [[str(10 * ts)] for ts in range(end, start - 1, -1)]
+    return reply({"ts": str(end), "registers": [{"name": "Grid", "type": "P", "idx": 0}],
+                  "ranges": [{"ts": str(end), "delta": 1, "rows": rows}]})
+
+
+async def test_second_reader_of_seconds_just_read_is_answered_without_a_request() -> None:
+    fake = FakeMeter()
+    fake.route("GET", "/api/register", database_reply)
+    async with fake.client() as client:
+        first = await client.history(100, 1, 103, max_rows=600)  # the energy counters
+        again = await client.history(101, 1, 102, max_rows=2)  # the history backfill
+        assert len(fake.requests_to("/api/register")) == 1
+        assert again == [(101.0, {"Grid": 1010}), (102.0, {"Grid": 1020})]
+        assert again == first[1:3]
+        await client.history(102, 1, 104, max_rows=3)  # reaches past it: asked
+        await client.history(100, 2, 102)  # another step: asked
+        assert len(fake.requests_to("/api/register")) == 3

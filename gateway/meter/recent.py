@@ -1,0 +1,81 @@
+"""The newest stored 1-second rows a meter sent, kept a few seconds for a second reader.
+
+When a busy loop polls a meter a little late, the poll skips one of the meter's seconds, and
+two parts read that second back from the meter's database: the energy counters (to count
+it) and the history backfill (to publish it). Without this memo each asks the meter on its
+own, one request more per skipped second for each -- and the busier the loop, the more
+seconds it skips. :class:`RecentRows` keeps one dense run of rows (one row every second from
+its first to its last, at most :data:`MAX_ROWS` of the newest) for :data:`KEEP_S` seconds,
+and answers a request that lies inside it as the meter would: its rows from ``start`` to
+``end``, the newest ``max_rows`` of them.
+
+Only dense runs are kept, so an answer is never missing a row the meter holds; stored rows
+do not change once written, except over a reboot or a database reset -- a new login (the
+client logs in again after either) forgets them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Final
+
+Row = tuple[float, dict[str, int]]
+
+KEEP_S: Final = 5.0
+MAX_ROWS: Final = 64
+
+
+class RecentRows:
+    """One meter's newest dense run of 1-second rows (``remember``, ``lookup``)."""
+
+    def __init__(self, *, keep_s: float = KEEP_S, max_rows: int = MAX_ROWS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._keep_s = keep_s
+        self._max_rows = max_rows
+        self._clock = clock
+        self._rows: list[Row] = []
+        self._at = -math.inf
+        self._generation = -1
+        self.hits = 0
+
+    def remember(self, rows: Sequence[Row], generation: int) -> None:
+        """Keep ``rows`` (oldest first, a reply to a 1-second request) when they are dense;
+        joined to the run kept when they touch it."""
+        if not _dense(rows):
+            return
+        kept = self._rows
+        fresh = (generation == self._generation and self._clock() - self._at <= self._keep_s)
+        if fresh and kept and rows[0][0] <= kept[-1][0] + 1 and rows[-1][0] >= kept[0][0] - 1:
+            by_ts = {ts: raws for ts, raws in kept}
+            by_ts.update(rows)
+            run = sorted(by_ts.items())
+        else:
+            run = list(rows)
+        self._rows = run[-self._max_rows:]
+        self._at = self._clock()
+        self._generation = generation
+
+    def lookup(self, start: float, end: float, max_rows: int | None, generation: int
+               ) -> list[Row] | None:
+        """The rows of ``time=start:1:end`` (the newest ``max_rows``) when the run kept holds
+        all of them; None otherwise."""
+        rows = self._rows
+        if (not rows or generation != self._generation
+                or self._clock() - self._at > self._keep_s
+                or start < rows[0][0] or end > rows[-1][0] or end < start):
+            return None
+        found = [row for row in rows if start <= row[0] <= end]
+        if max_rows is not None:
+            found = found[-max_rows:] if max_rows > 0 else []
+        self.hits += 1
+        return found
+
+
+def _dense(rows: Sequence[Row]) -> bool:
+    """One row every second, oldest first, at whole seconds."""
+    if not rows or rows[0][0] != math.floor(rows[0][0]):
+        return False
+    return all(b[0] - a[0] == 1 for a, b in itertools.pairwise(rows))
