@@ -8,10 +8,10 @@ registers are counted), ``tally`` (one meter's counters and their gap filling), 
 
 from gateway.energy.counter import FLOOR, MARGIN, Counter, Step, change, limit, split
 from gateway.energy.selection import counted
-from gateway.energy.service import PERSIST_S, Energy
+from gateway.energy.service import PERSIST_S, Energy, persist_interval
 from gateway.energy.store import STATE_FILE
 from gateway.energy.tally import EnergyLane, EnergySource, MeterTally, TallyStats
 
 __all__ = ["FLOOR", "MARGIN", "PERSIST_S", "STATE_FILE", "Counter", "Energy", "EnergyLane",
            "EnergySource", "MeterTally", "Step", "TallyStats", "change", "counted", "limit",
-           "split"]
+           "persist_interval", "split"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import EnergyConfig, MeterConfig
-from gateway.energy import STATE_FILE, Energy, EnergyLane
+from gateway.energy import STATE_FILE, Energy, EnergyLane, persist_interval
 from gateway.errors import StateFileError
 from gateway.history import HistoryRow
 from gateway.model import LocalValue, RegisterValue
@@ -164,3 +164,21 @@ async def test_history_rows_get_the_import_and_export_of_their_seconds(tmp_path:
     assert [dict(r.split) for r in out] == [{}, {"Grid": (0, 700)}, {"Grid": (90_000, 0)},
                                            {"Grid": (0, 0)}]
     assert energy.annotate("other", rows) == rows
+
+
+@pytest.mark.parametrize(("meters", "seconds"), [
+    (1, 1.0), (100, 1.0), (250, 2.5), (500, 5.0), (1000, 10.0), (5000, 10.0)])
+def test_the_writes_grow_apart_with_the_fleet_up_to_ten_seconds(meters: int,
+                                                                 seconds: float) -> None:
+    # the documented rule (docs/ENERGY.md): 1 s up to 100 meters, a second more per 100
+    assert persist_interval(meters) == seconds
+
+
+def test_a_reload_sets_the_interval_for_the_new_fleet(tmp_path: Path) -> None:
+    few = [meter(f"m{i}") for i in range(50)]
+    many = [meter(f"m{i}") for i in range(400)]
+    energy = Energy(few, lambda _m: None, tmp_path)
+    assert energy.persist_s == 1.0
+    energy.prepare_meters(many)()
+    assert energy.persist_s == 4.0
+    assert Energy(many, lambda _m: None, tmp_path, persist_s=0.5).persist_s == 0.5
