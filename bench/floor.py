@@ -3,8 +3,9 @@
     python bench/floor.py --urls FILE --port P --topic-base B --out FILE [--interval 1]
 
 Per meter one connection pool and one digest login at start; then per poll one
-authenticated GET of ``/api/register?rate&time=now&virtual=value`` (the gateway's query, so
-both read the same registers), ``json.loads`` of the reply, and one MQTT publish of the reply
+authenticated GET of ``/api/register?rate&time=now&virtual=value`` (the registers and rates
+the gateway reads; the gateway also asks for the stored row before the newest, which is its
+own cost), ``json.loads`` of the reply, and one MQTT publish of the reply
 as it came (``<base>/<meter>/state``, QoS 1, retained, like the gateway's state). Same
 schedule as the gateway (see schedule.py). No checks, no conversion, no logging.
 

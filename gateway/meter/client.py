@@ -41,12 +41,14 @@ from gateway.meter.registers import (
     register_keys,
 )
 from gateway.meter.sysinfo import parse_identity, parse_local
-from gateway.model import Identity, LocalValue, Reading, RegisterInfo
+from gateway.model import Identity, LocalValue, Reading, RegisterInfo, RegisterValue
 from gateway.secret import Secret
 
 log = structlog.get_logger(__name__)
 
-_READ_QUERY = "rate&time=now&virtual=value"
+# the newest stored row and the one before it: a poll that comes a little late (and skips a
+# meter second) still brings that second's row, for the energy counters and the history
+_READ_QUERY = "rate&time=now-1:1:now&virtual=value"
 _IDENTITY_FILTER = quote("{sn,model,version,uptime}", safe="")
 
 
@@ -212,8 +214,24 @@ class WebApiClient:
         ts = self._f.stamp(reply.get("ts"), "ts")
         row_ts, row = first_row(self._f, reply)
         values = plan.values(self._f, entries, row, "ranges[0].rows[0]")
-        return Reading(self.meter_id, ts, values, received=self._clock(),
-                       row=math.floor(row_ts) if math.isfinite(row_ts) else None)
+        second = math.floor(row_ts) if math.isfinite(row_ts) else None
+        if selection is None and second is not None:
+            self._remember_poll_rows(reply, plan, second, values)
+        return Reading(self.meter_id, ts, values, received=self._clock(), row=second)
+
+    def _remember_poll_rows(self, reply: dict[str, Any], plan: RegisterPlan, second: int,
+                            values: Sequence[RegisterValue]) -> None:
+        """The poll's stored rows (the newest and, when the meter sent it, the one before)
+        for :class:`RecentRows` -- only for a poll of every register, so that an answer
+        from them holds what the meter's own would."""
+        newest = {v.name: v.raw for v in values if v.raw is not None}
+        rows: list[tuple[float, dict[str, int]]] = [(float(second), newest)]
+        first = reply["ranges"][0]
+        older = first.get("rows")
+        if first.get("delta") == 1 and type(older) is list and len(older) > 1:
+            rows.insert(0, (float(second - 1),
+                            plan.raws(self._f, older[1], "ranges[0].rows[1]")))
+        self._recent.remember(rows, self._session.logins)
 
     async def _fetch(
         self, names: tuple[str, ...] | None, *, recheck: bool

@@ -1,13 +1,14 @@
 """The newest stored 1-second rows a meter sent, kept a few seconds for a second reader.
 
 When a busy loop polls a meter a little late, the poll skips one of the meter's seconds, and
-two parts read that second back from the meter's database: the energy counters (to count
-it) and the history backfill (to publish it). Without this memo each asks the meter on its
-own, one request more per skipped second for each -- and the busier the loop, the more
-seconds it skips. :class:`RecentRows` keeps one dense run of rows (one row every second from
-its first to its last, at most :data:`MAX_ROWS` of the newest) for :data:`KEEP_S` seconds,
-and answers a request that lies inside it as the meter would: its rows from ``start`` to
-``end``, the newest ``max_rows`` of them.
+two parts need that second's row: the energy counters (to count it) and the history backfill
+(to publish it). Each poll reads the newest row *and the one before it*, and
+:class:`RecentRows` keeps those rows -- and the rows of 1-second database requests -- as one
+dense run (one row every second from its first to its last, at most :data:`MAX_ROWS` of the
+newest) for :data:`KEEP_S` seconds. A request that lies inside the run is answered as the
+meter would answer it (its rows from ``start`` to ``end``, the newest ``max_rows`` of them),
+so a skipped second costs no request at all, and a longer gap one, not one for each part --
+otherwise the busier the loop, the more seconds it skips, and the more it asks the meters.
 
 Only dense runs are kept, so an answer is never missing a row the meter holds; stored rows
 do not change once written, except over a reboot or a database reset -- a new login (the
@@ -25,7 +26,7 @@ from typing import Final
 Row = tuple[float, dict[str, int]]
 
 KEEP_S: Final = 5.0
-MAX_ROWS: Final = 64
+MAX_ROWS: Final = 8  # a few seconds of rows: some 6 kB a meter
 
 
 class RecentRows:
@@ -48,12 +49,16 @@ class RecentRows:
             return
         kept = self._rows
         fresh = (generation == self._generation and self._clock() - self._at <= self._keep_s)
-        if fresh and kept and rows[0][0] <= kept[-1][0] + 1 and rows[-1][0] >= kept[0][0] - 1:
-            by_ts = {ts: raws for ts, raws in kept}
+        if not (fresh and kept and rows[0][0] <= kept[-1][0] + 1
+                and rows[-1][0] >= kept[0][0] - 1):
+            run = list(rows)
+        elif rows[0][0] > kept[0][0] and rows[-1][0] >= kept[-1][0]:  # the usual: newer rows
+            run = [row for row in kept if row[0] < rows[0][0]]
+            run += rows
+        else:
+            by_ts = dict(kept)
             by_ts.update(rows)
             run = sorted(by_ts.items())
-        else:
-            run = list(rows)
         self._rows = run[-self._max_rows:]
         self._at = self._clock()
         self._generation = generation

@@ -131,6 +131,13 @@ class RegisterPlan:
             )
         return tuple(out)
 
+    def raws(self, f: Fields, row: Any, row_field: str) -> dict[str, int]:
+        """The raw value of each register in one more row of the same reply."""
+        columns = self._columns
+        if type(row) is not list or len(row) != len(columns):
+            raise f.error(row_field, f"expected an array of {len(columns)} decimal strings")
+        return {c.name: f.decimal(row[j], f"{row_field}[{j}]") for j, c in enumerate(columns)}
+
 
 def first_row(f: Fields, reply: dict[str, Any]) -> tuple[float, Any]:
     """The timestamp and the row of the single ``time=now`` range."""

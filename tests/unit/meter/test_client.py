@@ -82,7 +82,7 @@ async def test_read_asks_for_rates_now_and_virtual_values() -> None:
     async with fake.client() as client:
         await client.read()
     q = query_of(fake.requests_to("/api/register")[0])
-    assert q["time"] == ["now"]
+    assert q["time"] == ["now-1:1:now"]  # the newest row and the one before it
     assert q["virtual"] == ["value"]
     assert "rate" in q
     assert "reg" not in q
@@ -371,3 +371,45 @@ async def test_second_reader_of_seconds_just_read_is_answered_without_a_request(
         await client.history(102, 1, 104, max_rows=3)  # reaches past it: asked
         await client.history(100, 2, 102)  # another step: asked
         assert len(fake.requests_to("/api/register")) == 3
+
+
+async def test_the_rows_of_polls_answer_the_request_for_a_skipped_second() -> None:
+    fake = FakeMeter()
+    second = [100]
+
+    def poll_reply(request: httpx.Request) -> httpx.Response:
+        if query_of(request)["time"] != ["now-1:1:now"]:
+            return database_reply(request)
+        ts = second[0]  # the newest row and the one before it, newest first
+        rows = [[str(10 * ts)], [str(10 * (ts - 1))]]
+        return reply({"ts": f"{ts}.5", "registers": [
+            {"name": "Grid", "type": "P", "idx": 0, "did": 0, "rate": 10.0}],
+            "ranges": [{"ts": str(ts), "delta": 1, "rows": rows}]})
+
+    fake.route("GET", "/api/register", poll_reply)
+    async with fake.client() as client:
+        first = await client.read()
+        second[0] = 102  # a late poll: the meter's second 101 was not polled
+        late = await client.read()
+        assert (first.row, late.row) == (100, 102)
+        # what the energy counters ask (the seconds from the last counted to the newest)
+        # and then the history backfill (the stored row before the gap and the gap)
+        counted = await client.history(100, 1, 102, max_rows=600)
+        published = await client.history(100, 1, 101, max_rows=2)
+        assert len(fake.requests_to("/api/register")) == 2  # the two polls, nothing more
+    assert counted == [(float(ts), {"Grid": 10 * ts}) for ts in (100, 101, 102)]
+    assert published == counted[:2]
+
+
+async def test_a_poll_of_some_registers_leaves_database_requests_to_the_meter() -> None:
+    fake = FakeMeter()
+    fake.route("GET", "/api/register", lambda r: database_reply(r) if ":" in query_of(r).get(
+        "time", [""])[0] and "rate" not in query_of(r) else reply(register_reply()))
+    async with fake.client() as client:
+        await client.read(["use", "Grid"])  # its rows hold two registers, not every one
+        reading = await client.read(["use", "Grid"])
+        assert reading.row is not None
+        await client.history(reading.row - 1, 1, reading.row)
+        asked = [r for r in fake.requests_to("/api/register") if "rate" not in query_of(r)
+                 and ":" in query_of(r).get("time", [""])[0]]
+        assert len(asked) == 1  # the meter was asked: the polls' rows were not kept

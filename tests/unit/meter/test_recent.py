@@ -28,7 +28,7 @@ class Clock:
 ])
 def test_a_window_inside_the_run_gets_the_meters_rows(start: int, end: int,
                                                       max_rows: int | None) -> None:
-    memo = RecentRows()
+    memo = RecentRows(max_rows=64)
     memo.remember(run(10, 20), generation=1)
     wanted = [row(ts) for ts in range(start, end + 1)]  # what time=start:1:end holds
     if max_rows is not None:  # the meter keeps the newest max_rows of them
@@ -39,14 +39,14 @@ def test_a_window_inside_the_run_gets_the_meters_rows(start: int, end: int,
 
 @pytest.mark.parametrize(("start", "end"), [(9, 12), (12, 21), (5, 25), (14, 13)])
 def test_a_window_reaching_outside_the_run_is_asked_of_the_meter(start: int, end: int) -> None:
-    memo = RecentRows()
+    memo = RecentRows(max_rows=64)
     memo.remember(run(10, 20), generation=1)
     assert memo.lookup(start, end, None, generation=1) is None
     assert memo.hits == 0
 
 
 def test_rows_with_a_hole_or_coarser_spacing_are_not_kept() -> None:
-    memo = RecentRows()
+    memo = RecentRows(max_rows=64)
     memo.remember([row(10), row(11), row(13)], generation=1)
     assert memo.lookup(10, 11, None, generation=1) is None
     memo.remember([row(60), row(120), row(180)], generation=1)
@@ -57,7 +57,7 @@ def test_rows_with_a_hole_or_coarser_spacing_are_not_kept() -> None:
 
 def test_rows_are_forgotten_after_keep_s_and_after_a_new_login() -> None:
     clock = Clock()
-    memo = RecentRows(keep_s=5.0, clock=clock)
+    memo = RecentRows(keep_s=5.0, max_rows=64, clock=clock)
     memo.remember(run(10, 20), generation=1)
     clock.now += 5.0
     assert memo.lookup(12, 14, None, generation=1) is not None
@@ -67,7 +67,7 @@ def test_rows_are_forgotten_after_keep_s_and_after_a_new_login() -> None:
 
 
 def test_touching_replies_join_and_a_distant_one_replaces_them() -> None:
-    memo = RecentRows()
+    memo = RecentRows(max_rows=64)
     memo.remember(run(10, 12), generation=1)
     memo.remember(run(13, 15), generation=1)  # the next seconds: one run 10..15
     memo.remember(run(14, 16), generation=1)  # overlapping: 10..16
@@ -78,7 +78,7 @@ def test_touching_replies_join_and_a_distant_one_replaces_them() -> None:
 
 
 def test_a_reply_of_another_login_is_not_joined_to_the_run() -> None:
-    memo = RecentRows()
+    memo = RecentRows(max_rows=64)
     memo.remember(run(10, 12), generation=1)
     memo.remember(run(13, 14), generation=2)
     assert memo.lookup(10, 14, None, generation=2) is None
