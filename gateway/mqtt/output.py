@@ -7,7 +7,10 @@ published when the value changed -- by at least ``mqtt.deadband`` for the rate's
 and ``mqtt.min_interval_s`` passed since the last message, or when ``max_silence_s`` passed
 (the heartbeat). Every number is rounded to the digits its type's quantum supports. Each
 meter's ``diagnostics`` (online, data age, failed polls, poll latency, from the poller's
-counters) go out every ``max(1 s, min_interval_s)`` and at every availability change.
+counters) go out every ``max(1 s, min_interval_s)``, with a reading of the meter once that
+interval has passed (so each meter at the moment of its own poll, not the whole fleet in one
+turn of the loop; a meter that is not polled meanwhile by a check every second), and at
+every availability change.
 Availability, device info, discovery and ``bridge/*`` are retained QoS 1. On every
 (re)connect it re-announces all of it; when Home Assistant announces itself
 (``homeassistant/status`` = ``online``) discovery is sent again. Retained topics of meters
@@ -84,6 +87,8 @@ class MqttOutput:
         self._outputs = outputs
         self._clock = clock
         self._wall = wall
+        self._diagnostics_s = max(1.0, config.mqtt.min_interval_s)
+        self._begun = clock()  # a meter never polled gets its first diagnostics from here on
         self.topics = topics_of(config)
         self._session = session_topics(config)  # this process's bridge state and info
         self._meters = {m.id: m for m in config.meters}
@@ -184,16 +189,21 @@ class MqttOutput:
             group.create_task(self._diagnostics_loop(), name="mqtt:diagnostics")
 
     async def _diagnostics_loop(self) -> None:
-        interval = max(1.0, self._cfg.min_interval_s)
+        """The diagnostics of the meters no reading brought them for: not polled (offline,
+        or polled less often than the interval)."""
+        late = self._diagnostics_s + 1.0  # a meter polled at least that often: its reading's
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(1.0)
+            now = self._clock()
             for plan in tuple(self._plans.values()):
-                self._publish_diagnostics(plan)
+                if now - max(plan.diagnostics_at, self._begun) >= late:
+                    self._publish_diagnostics(plan)
 
     def _publish_diagnostics(self, plan: MeterPlan) -> None:
         stats = self._poll_stats(plan.meter.id)
         reading = plan.reading
         plan.diagnostics = plan.diagnostics_json(reading, self._wall(), stats)
+        plan.diagnostics_at = self._clock()
         self._conn.publish(plan.diagnostics_topic, plan.diagnostics, self._cfg.qos,
                            self._cfg.retain, droppable=True)
 
@@ -264,7 +274,6 @@ class MqttOutput:
             plan.adopt_reading_names(reading)
             self._refresh_discovery(plan)
         cfg = self._cfg
-        first = plan.reading is None
         plan.reading = reading
         plan.state = plan.state_json(reading, self._wall())
         confirm = functools.partial(self._state_confirmed, reading.meter, reading.ts) \
@@ -273,8 +282,8 @@ class MqttOutput:
                            on_ack=confirm)
         if cfg.per_register_topics:
             self._values.publish(plan, reading)
-        if first:
-            self._publish_diagnostics(plan)
+        if self._clock() - plan.diagnostics_at >= self._diagnostics_s:
+            self._publish_diagnostics(plan)  # due: with this reading, at this meter's moment
         turned = plan.newly_net(reading)
         if turned:
             log.info("register_runs_backwards", meter=reading.meter, registers=turned)

@@ -93,6 +93,7 @@ class MeterPlan:
     state: bytes | None = None
     reading: Reading | None = None  # the latest
     diagnostics: bytes | None = None
+    diagnostics_at: float = -math.inf  # clock() when the diagnostics were last published
     online: bool | None = None
     last_rate: dict[str, float] = field(default_factory=dict)
     last_sent: dict[str, float] = field(default_factory=dict)

@@ -4,6 +4,7 @@ paho subscriber: what lands on MQTT, and that it matches the simulator."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 
@@ -233,3 +234,41 @@ async def test_register_topics_keep_a_minimum_interval_and_a_deadband(
     assert [m.payload for m in sub.on(f"{p}/main/register/grid/energy")] == [
         b"1.0", b"1.0002", b"1.0004", b"1.0004"]
     assert len(sub.on(f"{p}/main/state")) == len(polls)
+
+
+async def test_diagnostics_leave_with_a_reading_once_their_interval_passed(
+        broker: Broker, topic_prefix: str, tmp_path: Path) -> None:
+    """A polled meter's diagnostics go out with one of its readings once
+    ``max(1 s, min_interval_s)`` passed since the last (each meter at its own moment: never
+    the whole fleet in one turn of the loop); a meter nobody polls gets them from the check
+    every second."""
+    p = topic_prefix
+    now = [100.0]
+    meters = [("main", "http://127.0.0.1:9"), ("quiet", "http://127.0.0.1:9")]
+    config = gateway_config(broker, p, tmp_path / "state", meters, min_interval_s=10.0)
+    conn = MqttConnection(config.mqtt, client_id=f"{p}-gw")
+    output = MqttOutput(config, conn, RetainedLedger(tmp_path / "ledger.json"),
+                        clock=lambda: now[0])
+    await output.start()
+    reading = Reading("main", 1.7e9, (RegisterValue("Grid", "P", "W", 5.0, 1.0, "kWh"),))
+    with subscriber(broker, f"{p}/+/diagnostics") as sub:
+        task = asyncio.create_task(output.serve(), name="mqtt-output")
+        try:
+            await async_wait_until(lambda: conn.connected, what="connected")
+            output.on_registers("main", (RegisterInfo("Grid", "P", 3, 0),))
+            for at in (0.0, 5.0, 10.0, 12.0, 21.0):  # sent at 0, 10 and 21
+                now[0] = 100.0 + at
+                output.on_reading(reading)
+            conn.publish(f"{p}/marker/diagnostics", b"end", 1)  # same connection: last
+            await sub.await_for(f"{p}/marker/diagnostics")
+            assert len(sub.on(f"{p}/main/diagnostics")) == 3
+            quiet = await sub.await_for(f"{p}/quiet/diagnostics", timeout=5)  # never polled
+            assert quiet.json()["online"] is False
+            now[0] += 11.0  # main: last polled 11 s ago; the check sends them
+            await async_wait_until(lambda: len(sub.on(f"{p}/main/diagnostics")) == 4,
+                                   timeout=5, what="main's diagnostics from the check")
+        finally:
+            await conn.close(grace_s=2.0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
