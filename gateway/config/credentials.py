@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from gateway.config.files import read_regular
 from gateway.config.schema import MISSING, Expanded, Section
 from gateway.secret import Secret
 
@@ -59,16 +60,17 @@ def password(section: Section, required: bool) -> Secret | None:
 
 
 def _read(section: Section, key: str, value: str, path: str) -> Secret | None:
+    most = 4 * MAX_PASSWORD_FILE  # bytes: UTF-8 takes at most four a character
     try:
-        with open(path, encoding="utf-8", newline="") as f:
-            text = f.read(MAX_PASSWORD_FILE + 1)
+        raw = read_regular(path, most + 1)
+        text = "" if len(raw) > most else raw.decode("utf-8")
     except UnicodeDecodeError:
         return section.fail(key, f"{path} is not UTF-8 text", value, None)
     except ValueError:  # a NUL in the name (from the environment)
         return section.fail(key, "not a usable file name", value, None)
     except OSError as exc:
         return section.fail(key, f"cannot read {path}: {exc.strerror or exc}", value, None)
-    if len(text) > MAX_PASSWORD_FILE:
+    if len(raw) > most or len(text) > MAX_PASSWORD_FILE:
         return section.fail(key, f"{path} is larger than {MAX_PASSWORD_FILE} characters",
                             value, None)
     for ending in ("\r\n", "\n"):

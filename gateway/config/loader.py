@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from gateway.config.bounds import MAX_FILE_BYTES, MAX_VALUES, tree_problem
+from gateway.config.files import read_regular
 from gateway.config.schema import Context
 from gateway.config.sections import build
 from gateway.config.types import Config
@@ -58,8 +59,7 @@ def load_yaml(path: str | Path, error: type[ConfigError] = ConfigError) -> objec
     line:column)."""
     name = str(path)
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
+        raw = read_regular(path, MAX_FILE_BYTES + 1)
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise error([f"{name}: cannot read: {reason}"], name) from exc

@@ -6,6 +6,7 @@ another exception -- and none takes long."""
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +102,29 @@ def test_hostile_files_get_precise_problem_lines(tmp_path: Path, text: str | byt
 def test_a_password_file_that_never_ends_is_refused(tmp_path: Path) -> None:
     got = problems(tmp_path, "meters: [{id: a, url: 'http://a', username: u, "
                              "password_file: /dev/zero}]")
-    assert got == ["meters[0].password_file: /dev/zero is larger than 65536 characters "
-                   "(got '/dev/zero')"]
+    assert got == ["meters[0].password_file: cannot read /dev/zero: not a regular file (a "
+                   "FIFO, a device or a directory) (got '/dev/zero')"]
+    (tmp_path / "long.txt").write_text("x" * 70_000)
+    got = problems(tmp_path, "meters: [{id: a, url: 'http://a', username: u, "
+                             "password_file: long.txt}]")
+    assert got == [f"meters[0].password_file: {tmp_path / 'long.txt'} is larger than 65536 "
+                   "characters (got 'long.txt')"]
+
+
+def test_a_fifo_as_config_or_password_file_is_refused_without_waiting(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)  # opened for reading, it would wait for a writer: the start would hang
+    with pytest.raises(ConfigError) as info:
+        load_config(fifo, env=ENV)
+    assert info.value.problems == (
+        f"{fifo}: cannot read: not a regular file (a FIFO, a device or a directory)",)
+    got = problems(tmp_path, "meters: [{id: a, url: 'http://a', username: u, "
+                             f"password_file: {fifo}}}]")
+    assert got == [f"meters[0].password_file: cannot read {fifo}: not a regular file (a FIFO, "
+                   f"a device or a directory) (got '{fifo}')"]
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path, env=ENV)  # a directory
+    assert "not a regular file" in info.value.problems[0]
 
 
 def test_an_environment_value_that_is_not_text_is_refused(tmp_path: Path) -> None:
