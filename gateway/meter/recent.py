@@ -49,16 +49,12 @@ class RecentRows:
             return
         kept = self._rows
         fresh = (generation == self._generation and self._clock() - self._at <= self._keep_s)
-        if not (fresh and kept and rows[0][0] <= kept[-1][0] + 1
-                and rows[-1][0] >= kept[0][0] - 1):
-            run = list(rows)
-        elif rows[0][0] > kept[0][0] and rows[-1][0] >= kept[-1][0]:  # the usual: newer rows
-            run = [row for row in kept if row[0] < rows[0][0]]
-            run += rows
-        else:
-            by_ts = dict(kept)
+        if fresh and kept and rows[0][0] <= kept[-1][0] + 1 and rows[-1][0] >= kept[0][0] - 1:
+            by_ts = dict(kept)  # touching or overlapping: one dense run
             by_ts.update(rows)
             run = sorted(by_ts.items())
+        else:
+            run = list(rows)
         self._rows = run[-self._max_rows:]
         self._at = self._clock()
         self._generation = generation

@@ -6,8 +6,10 @@ exactly, in the meter's raw counts -- for every second they include."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,20 @@ async def counted_past(sub: Subscriber, prefix: str, second: int, slug: str = SW
     sample = await async_wait_until(found, timeout=timeout, what=f"counters through {second}")
     assert isinstance(sample, Sample)
     return sample
+
+
+@contextlib.asynccontextmanager
+async def counting(broker: Broker, tmp_path: Path, prefix: str, meter: SimMeter, topics: str,
+                   *, poll_interval_s: float) -> AsyncIterator[Subscriber]:
+    """The gateway in this process polling ``meter`` (served over HTTP) as ``main``, and a
+    subscriber to ``<prefix>/main/<topics>``."""
+    async with SimServer([meter]) as server:
+        config = gateway_config(broker, prefix, tmp_path / "state",
+                                [("main", server.url_for(meter))],
+                                poll_interval_s=poll_interval_s)
+        with subscriber(broker, f"{prefix}/main/{topics}") as sub:
+            async with running_app(config):
+                yield sub
 
 
 def check_exact(meter: SimMeter, series: list[Sample], name: str) -> None:
@@ -120,13 +136,9 @@ async def test_exact_with_a_ten_second_poll_interval(
     """Every poll leaves nine seconds unseen: the database fills them after each poll."""
     p = topic_prefix
     meter = swinging_meter("SIM1402")
-    async with SimServer([meter]) as server:
-        config = gateway_config(broker, p, tmp_path / "state",
-                                [("main", server.url_for(meter))], poll_interval_s=10.0)
-        with subscriber(broker, f"{p}/main/state") as sub:
-            async with running_app(config):
-                first = await counted_past(sub, p, 0)
-                await counted_past(sub, p, first.through + 20, timeout=60)
+    async with counting(broker, tmp_path, p, meter, "state", poll_interval_s=10.0) as sub:
+        first = await counted_past(sub, p, 0)
+        await counted_past(sub, p, first.through + 20, timeout=60)
     series = published(sub, p)
     assert series[-1].through - series[0].through >= 20
     steps = {b.through - a.through for a, b in itertools.pairwise(series)} - {0}
@@ -144,23 +156,18 @@ async def test_a_skipped_second_comes_with_the_next_poll_for_counters_and_histor
     history backfill publishes: the row came with the next poll, no request is needed."""
     p = topic_prefix
     meter = swinging_meter("SIM1404")
-    async with SimServer([meter]) as server:
-        config = gateway_config(broker, p, tmp_path / "state",
-                                [("main", server.url_for(meter))], poll_interval_s=2.0)
-        with subscriber(broker, f"{p}/main/+") as sub:
-            async with running_app(config):
-                first = await counted_past(sub, p, 0)
-                last = (await counted_past(sub, p, first.through + 12, timeout=60)).through
+    async with counting(broker, tmp_path, p, meter, "+", poll_interval_s=2.0) as sub:
+        first = await counted_past(sub, p, 0)
+        last = (await counted_past(sub, p, first.through + 12, timeout=60)).through
 
-                def history_seconds() -> set[int]:
-                    return {row["ts"] for m in sub.on(f"{p}/main/history")
-                            for row in m.json()["rows"]}
+        def history_seconds() -> set[int]:
+            return {row["ts"] for m in sub.on(f"{p}/main/history") for row in m.json()["rows"]}
 
-                live = {math.floor(m.json()["ts"]) for m in sub.on(f"{p}/main/state")}
-                skipped = set(range(first.through, last)) - live
-                await async_wait_until(lambda: skipped <= history_seconds(),
-                                       what="the skipped seconds on the history topic")
-                calls = meter.calls_to("/register")
+        live = {math.floor(m.json()["ts"]) for m in sub.on(f"{p}/main/state")}
+        skipped = set(range(first.through, last)) - live
+        await async_wait_until(lambda: skipped <= history_seconds(),
+                               what="the skipped seconds on the history topic")
+        calls = meter.calls_to("/register")
     polls = [c for c in calls if "rate" in c.params]
     reads = [c for c in calls if "rate" not in c.params and ":" in c.params.get("time", "")]
     assert len(skipped) >= 5
