@@ -24,11 +24,11 @@ from gateway.meter.client import WebApiClient
 from gateway.meter.invert import InvertedRegisters, inverted
 from gateway.meter.logs import MeterAlert, parse_alerts, parse_entries
 from gateway.meter.protocol import MeterClient
-from gateway.meter.units import TypeCode, decimals, quantized, rounded, type_code
+from gateway.meter.units import TypeCode, decimals, quantized, rounded, to_digits, type_code
 
 __all__ = [
     "CaptureChannel", "CaptureProgress", "InvertedRegisters", "MeterAlert", "MeterClient",
     "TlsContexts", "Trace", "TypeCode", "Waveform", "WebApiClient", "decimals", "inverted",
     "parse_alerts", "parse_channels", "parse_cookie", "parse_entries", "parse_progress",
-    "parse_waveform", "quantized", "rounded", "type_code",
+    "parse_waveform", "quantized", "rounded", "to_digits", "type_code",
 ]

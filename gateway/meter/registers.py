@@ -64,7 +64,7 @@ class _Column:
 class RegisterPlan:
     """The precomputed conversion for replies whose ``registers`` list looks like one seen."""
 
-    __slots__ = ("_columns", "infos", "keys")
+    __slots__ = ("_columns", "infos", "keys", "names")
 
     def __init__(self, f: Fields, entries: Sequence[Any]) -> None:
         self.infos = parse_infos(f, entries)
@@ -80,6 +80,7 @@ class RegisterPlan:
             )
         self._columns = tuple(columns)
         self.keys = register_keys(self.infos)
+        self.names = tuple(c.name for c in self._columns)  # in the order of the rows' cells
 
     def matches(self, entries: Sequence[Any]) -> bool:
         """Whether ``entries`` lists the same registers (name, type, idx) at the same places."""
@@ -104,31 +105,15 @@ class RegisterPlan:
         if type(row) is not list or len(row) != len(columns):
             raise f.error(row_field, f"expected an array of {len(columns)} decimal strings")
         out = []
-        for j, c in enumerate(columns):
+        for c, cell in zip(columns, _raws(f, row, row_field), strict=True):
             rate = entries[c.pos].get("rate")
             if type(rate) is float:
                 if rate - rate != 0.0:  # infinite (or NaN): let the check name it
                     f.number(rate, f"registers[{c.pos}].rate")
             elif rate is not None:
                 rate = f.number(rate, f"registers[{c.pos}].rate")
-            cell = row[j]
-            try:
-                raw = int(cell) if type(cell) is str else f.decimal(cell, f"{row_field}[{j}]")
-            except ValueError:
-                raw = f.decimal(cell, f"{row_field}[{j}]")
-            if not INT64_MIN <= raw <= INT64_MAX:
-                raw = f.decimal(cell, f"{row_field}[{j}]")  # raises, naming the field
-            out.append(
-                RegisterValue(
-                    c.name,
-                    c.code,
-                    c.unit,
-                    rate,
-                    raw * c.factor,
-                    c.cumulative_unit,
-                    raw,
-                )
-            )
+            out.append(RegisterValue(c.name, c.code, c.unit, rate, cell * c.factor,
+                                     c.cumulative_unit, cell))
         return tuple(out)
 
     def raws(self, f: Fields, row: Any, row_field: str) -> dict[str, int]:
@@ -136,7 +121,21 @@ class RegisterPlan:
         columns = self._columns
         if type(row) is not list or len(row) != len(columns):
             raise f.error(row_field, f"expected an array of {len(columns)} decimal strings")
-        return {c.name: f.decimal(row[j], f"{row_field}[{j}]") for j, c in enumerate(columns)}
+        return dict(zip(self.names, _raws(f, row, row_field), strict=True))
+
+
+def _raws(f: Fields, row: list[Any], row_field: str) -> list[int]:
+    """Each cell of a row as the exact int64 its decimal string spells (the checks name the
+    first bad cell)."""
+    if all(type(cell) is str for cell in row):
+        try:
+            raws = list(map(int, row))
+        except ValueError:
+            pass
+        else:
+            if raws and min(raws) >= INT64_MIN and max(raws) <= INT64_MAX:
+                return raws
+    return [f.decimal(cell, f"{row_field}[{j}]") for j, cell in enumerate(row)]
 
 
 def first_row(f: Fields, reply: dict[str, Any]) -> tuple[float, Any]:

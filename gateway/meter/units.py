@@ -17,7 +17,7 @@ For display (:func:`decimals`, :func:`rounded`; the status page) a cumulative en
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,20 +32,21 @@ class TypeCode:
     cumulative_factor: float  # raw count -> cumulative_unit
     known: bool = True
     integrable: bool = False  # the time integral means something (energy, volume, ...)
+    # decimals a rate / a cumulative value (kWh, V·s, ...) of this code has (None: an
+    # unknown code, not rounded); derived from the quanta once, as every published value
+    # of every poll is rounded with them
+    rate_digits: int | None = field(init=False, compare=False, repr=False)
+    cumulative_digits: int | None = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        known = self.known
+        object.__setattr__(self, "rate_digits", _digits(self.quantum) if known else None)
+        object.__setattr__(self, "cumulative_digits",
+                           _digits(self.cumulative_factor) if known else None)
 
     def cumulative(self, raw: int) -> float:
         """The physical cumulative value of a raw int64 accumulator."""
         return raw * self.cumulative_factor
-
-    @property
-    def rate_digits(self) -> int | None:
-        """Decimals a rate of this code has (None: an unknown code, not rounded)."""
-        return _digits(self.quantum) if self.known else None
-
-    @property
-    def cumulative_digits(self) -> int | None:
-        """Decimals a cumulative value (kWh, V·s, ...) of this code has."""
-        return _digits(self.cumulative_factor) if self.known else None
 
     def decimals(self, *, cumulative: bool = False) -> int | None:
         """The decimals a value of this type is shown with (None: unknown code, do not
@@ -122,11 +123,16 @@ def quantized(code: str, value: float | None, *, cumulative: bool = False
     ``code`` rounded to the decimals its quantum supports, without float noise: an ``int``
     where the quantum is whole, else the shortest float with those decimals. Unknown codes,
     None, NaN and infinities come back as they are."""
-    if value is None or not math.isfinite(value):
+    tc = _TABLE.get(code)
+    if tc is None:
         return value
-    tc = type_code(code)
-    digits = tc.cumulative_digits if cumulative else tc.rate_digits
-    if digits is None:
+    return to_digits(value, tc.cumulative_digits if cumulative else tc.rate_digits)
+
+
+def to_digits(value: float | None, digits: int | None) -> float | int | None:
+    """``value`` rounded to ``digits`` decimals (:func:`quantized` with the digits looked
+    up): an ``int`` for 0; None (an unknown code), None, NaN and infinities: as it is."""
+    if digits is None or value is None or value - value != 0.0:  # inf - inf, nan - nan: nan
         return value
     return round(value) if digits == 0 else round(value, digits)
 

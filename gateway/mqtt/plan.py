@@ -18,7 +18,7 @@ from gateway.config import MeterConfig, MqttConfig
 from gateway.core import PollStats
 from gateway.energy import counted
 from gateway.history import HistoryRow
-from gateway.meter import quantized, type_code
+from gateway.meter import quantized, to_digits, type_code
 from gateway.model import (
     EnergyCount,
     Identity,
@@ -57,6 +57,16 @@ def number(value: float | None) -> str:
     return repr(value) if isinstance(value, float) else str(int(value))
 
 
+def fixed(value: float | None, digits: int | None) -> str:
+    """The JSON number of ``value`` rounded to ``digits`` decimals (None: as it is), as
+    ``number(to_digits(value, digits))`` says it, for the numbers of every poll."""
+    if type(value) is float and digits is not None:
+        if value - value != 0.0:  # inf - inf, nan - nan: nan
+            return "null"
+        return repr(round(value, digits)) if digits else str(round(value))
+    return number(to_digits(value, digits))
+
+
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
@@ -87,6 +97,9 @@ class MeterPlan:
     register_topics: dict[str, str] = field(default_factory=dict)
     # (register name, part) -> topic: "energy" (cumulative), "import", "export"
     part_topics: dict[tuple[str, str], str] = field(default_factory=dict)
+    # register name -> its parts as (part, key of part_topics, topic), in PARTS order
+    parts_of: dict[str, tuple[tuple[str, tuple[str, str], str], ...]] = field(
+        default_factory=dict)
     counted: frozenset[str] = frozenset()  # the registers with energy counters
     discovery: dict[str, bytes] = field(default_factory=dict)
     net: set[str] = field(default_factory=set)
@@ -99,7 +112,9 @@ class MeterPlan:
     last_sent: dict[str, float] = field(default_factory=dict)
     last_part: dict[tuple[str, str], str] = field(default_factory=dict)  # payloads sent
     part_sent: dict[tuple[str, str], float] = field(default_factory=dict)
-    _heads: dict[str, str] = field(default_factory=dict)
+    # register name -> the constant start of its state-JSON entry, and the decimals of its
+    # rate and of its cumulative value
+    _columns: dict[str, tuple[str, int | None, int | None]] = field(default_factory=dict)
     # each register's counters as last rendered: they change once per write of the counters
     # (a second), not with every poll
     _energy: dict[str, tuple[EnergyCount, str]] = field(default_factory=dict)
@@ -126,13 +141,17 @@ class MeterPlan:
         self.counted = frozenset(r.name for r in registers
                                  if counted(cfg, r.name, r.type_code))
         self.part_topics = {}
+        self.parts_of = {}
         for r in registers:
             parts = (("energy",) if has_energy(r) else ()) + (
                 ROLES if r.name in self.counted else ())
             for part in parts:
                 self.part_topics[(r.name, part)] = self.topics.register_part(
                     meter, self.slugs[r.name], part)
-        self._heads.clear()
+            if parts:
+                self.parts_of[r.name] = tuple(
+                    (part, (r.name, part), self.part_topics[(r.name, part)]) for part in parts)
+        self._columns.clear()
         self._energy.clear()
         self.last_rate.clear()
         self.last_sent.clear()
@@ -173,15 +192,15 @@ class MeterPlan:
 
     def state_json(self, reading: Reading, now: float) -> bytes:
         """The state payload of one reading (``now``: gateway wall clock, for ``age``)."""
-        heads = self._heads
+        columns = self._columns
         parts = []
         for v in reading.registers:
-            head = heads.get(v.name)
-            if head is None:
-                head = heads[v.name] = self._head(v)
-            code = v.type_code
-            rate = number(quantized(code, v.rate))
-            cumulative = number(quantized(code, v.cumulative, cumulative=True))
+            column = columns.get(v.name)
+            if column is None:
+                column = columns[v.name] = self._column(v)
+            head, rate_digits, cumulative_digits = column
+            rate = fixed(v.rate, rate_digits)
+            cumulative = fixed(v.cumulative, cumulative_digits)
             energy = v.energy
             if energy is None:
                 parts.append(f'{head}{rate},"cumulative":{cumulative}}}')
@@ -189,8 +208,8 @@ class MeterPlan:
                 cached = self._energy.get(v.name)
                 if cached is None or cached[0] is not energy:
                     cached = self._energy[v.name] = (energy, (
-                        f'"import":{number(quantized(code, energy.import_value, cumulative=True))},'
-                        f'"export":{number(quantized(code, energy.export_value, cumulative=True))},'
+                        f'"import":{fixed(energy.import_value, cumulative_digits)},'
+                        f'"export":{fixed(energy.export_value, cumulative_digits)},'
                         f'"energy_through":{energy.through}}}'))
                 parts.append(f'{head}{rate},"cumulative":{cumulative},{cached[1]}')
         age = round(max(0.0, now - reading.ts), 3)
@@ -233,13 +252,15 @@ class MeterPlan:
             separators=(",", ":"), allow_nan=False,
         ).encode("utf-8")
 
-    def _head(self, v: RegisterValue) -> str:
+    def _column(self, v: RegisterValue) -> tuple[str, int | None, int | None]:
         dump = json.dumps
-        return (
+        head = (
             f'{dump(self.slugs[v.name])}:{{"name":{dump(v.name, ensure_ascii=False)},'
             f'"type":{dump(v.type_code)},"unit":{dump(v.unit, ensure_ascii=False)},'
             f'"cumulative_unit":{dump(v.cumulative_unit, ensure_ascii=False)},"rate":'
         )
+        meaning = type_code(v.type_code)
+        return head, meaning.rate_digits, meaning.cumulative_digits
 
     def newly_net(self, reading: Reading) -> list[str]:
         """Registers that this reading shows running backwards for the first time."""

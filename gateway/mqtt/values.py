@@ -36,26 +36,24 @@ class RegisterValues:
         cfg = self._cfg
         now = self._clock()
         last_rate, last_sent, topics = plan.last_rate, plan.last_sent, plan.register_topics
-        parts = plan.part_topics
+        parts = plan.parts_of
         soonest = min(cfg.min_interval_s, cfg.max_silence_s)
         due: list[tuple[str, bytes]] = []
+        part_sent = plan.part_sent
         for v in reading.registers:
             name = v.name
-            rate = quantized(v.type_code, v.rate)
-            if rate is not None and name in topics:
-                since = now - last_sent.get(name, -1e18)
-                if since >= cfg.max_silence_s or (since >= cfg.min_interval_s and _moved(
-                        rate, last_rate.get(name), cfg.deadband_for(v.type_code))):
+            since = now - last_sent.get(name, -1e18)
+            if since >= soonest and name in topics:  # else not due whatever its value
+                rate = quantized(v.type_code, v.rate)
+                if rate is not None and (since >= cfg.max_silence_s or (
+                        since >= cfg.min_interval_s and _moved(
+                            rate, last_rate.get(name), cfg.deadband_for(v.type_code)))):
                     due.append((topics[name], number(rate).encode()))
                     last_rate[name] = rate
                     last_sent[name] = now
             if parts:
-                for part in PARTS:
-                    key = (name, part)
-                    topic = parts.get(key)
-                    if topic is None:
-                        continue
-                    since = now - plan.part_sent.get(key, -1e18)
+                for part, key, topic in parts.get(name, ()):
+                    since = now - part_sent.get(key, -1e18)
                     if since < soonest:  # not due whatever its value: not rounded either
                         continue
                     value = _part(v, part)
@@ -65,7 +63,7 @@ class RegisterValues:
                     if since >= cfg.max_silence_s or payload != plan.last_part.get(key):
                         due.append((topic, payload.encode()))
                         plan.last_part[key] = payload
-                        plan.part_sent[key] = now
+                        part_sent[key] = now
         if due:
             self._conn.publish_values(due, cfg.register_qos, cfg.retain)
 
