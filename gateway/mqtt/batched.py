@@ -35,15 +35,19 @@ _MAX_REMAINING = 268_435_455  # what the remaining-length field can say
 
 
 class _Written:
-    """The message info of a :meth:`BatchedClient.publish_qos0` packet: nobody waits on it."""
+    """The message info of the packets :meth:`BatchedClient.publish_qos0_many` queues as one
+    entry: nobody waits on them. paho marks it published once the entry was written, or sets
+    its ``rc`` when the connection went before (``reconnect``, for every QoS 0 entry still
+    queued), so it is one object per entry with that attribute."""
 
-    __slots__ = ()
+    __slots__ = ("rc",)
+
+    def __init__(self) -> None:
+        self.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _set_as_published(self) -> None:
         pass
 
-
-_WRITTEN = _Written()
 
 
 def _remaining_length(length: int) -> bytes:
@@ -96,7 +100,7 @@ class BatchedClient(paho.Client):
         if packet:
             self._out_packet.append({"command": _PUBLISH, "mid": 0, "qos": 0, "pos": 0,
                                      "to_process": len(packet), "packet": packet,
-                                     "info": _WRITTEN})  # type: ignore[typeddict-item]
+                                     "info": _Written()})  # type: ignore[typeddict-item]
             self._call_socket_register_write()
         return True
 

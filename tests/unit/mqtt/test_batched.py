@@ -4,6 +4,7 @@ what the socket does not take is sent first, in order, when it is writable again
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -117,3 +118,21 @@ def test_a_polls_values_queued_together_are_the_packets_paho_writes_one_by_one()
     with pytest.raises(ValueError, match="topic"):
         ours.publish_qos0_many([("ok", b"1"), ("bad/#", b"2")], True)
     assert not ours._out_packet, "nothing queued when one topic is refused"
+
+
+def test_a_reconnect_with_values_still_queued_drops_them_and_goes_on() -> None:
+    """paho's ``reconnect`` marks every QoS 0 entry still queued as lost (it sets the entry's
+    ``rc``): the entries ``publish_qos0_many`` queued must take that, or the reconnect after a
+    broker outage raises and ends the connection's task."""
+    client = attached(BatchedClient(CallbackAPIVersion.VERSION2), Wire())
+    assert isinstance(client, BatchedClient)
+    assert client.publish_qos0_many([("egauge/m/register/grid", b"1"),
+                                     ("egauge/m/register/solar", b"2")], True)
+    assert client.publish_qos0("egauge/m/register/use", b"3", True)
+    assert len(client._out_packet) == 2  # never written: the connection went first
+    with socket.socket() as probe:  # a port nobody listens on once it is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ConnectionRefusedError):
+        client.connect("127.0.0.1", port)
+    assert not client._out_packet
