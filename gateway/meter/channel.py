@@ -29,6 +29,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import httpx
+import structlog
 
 from gateway.errors import (
     CallPending,
@@ -41,6 +42,8 @@ from gateway.errors import (
     MeterUnavailable,
 )
 from gateway.secret import Secret
+
+log = structlog.get_logger(__name__)
 
 NO_BODY: Any = object()  # "send no request body" (``None`` would be the JSON value null)
 
@@ -152,10 +155,29 @@ class Channel:
             verify = tls.get(meter, verify_tls)
         else:
             verify = tls_verify(meter, verify_tls)
-        self._transport = transport or httpx.AsyncHTTPTransport(
-            verify=verify, limits=httpx.Limits(max_connections=4, max_keepalive_connections=2))
+        self._verify = verify
+        self._own = transport is None  # a transport of our own is renewed after a cancel
+        self._transport = transport or self._new_transport()
+        self._retired: list[httpx.AsyncBaseTransport] = []  # to close before the next send
+        self.renewals = 0  # pools replaced after a request was cancelled
         self._timeout = httpx.Timeout(timeout_s, pool=None).as_dict()
         self._closed = False
+
+    def _new_transport(self) -> httpx.AsyncBaseTransport:
+        return httpx.AsyncHTTPTransport(
+            verify=self._verify,
+            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2))
+
+    def _renew(self) -> None:
+        """Replace the connection pool after a request was cancelled in it (a deadline, or a
+        caller's time limit): httpcore 1.0's pool can keep the slots of cancelled requests
+        for good, and then every later request waits for a slot until its deadline
+        (encode/httpcore#1093) -- a meter that answers would stay offline until a restart.
+        The old pool is closed before the next request."""
+        if self._own and not self._closed:
+            self._retired.append(self._transport)
+            self._transport = self._new_transport()
+            self.renewals += 1
 
     async def send(
         self,
@@ -174,6 +196,8 @@ class Channel:
         ``timeout_s`` (off: each phase within it, for a caller with a time limit of its own)."""
         if self._closed:
             raise MeterUnavailable(self.meter, f"{method} {path}: the client is closed")
+        if self._retired:
+            await self._close_retired()
         url = self.api + path + ("?" + query if query else "")
         hdrs = {**_ACCEPT, **headers} if headers else dict(_ACCEPT)
         if bearer is not None:
@@ -187,7 +211,11 @@ class Channel:
                                     extensions={"timeout": self._timeout})
             async with asyncio.timeout(self.timeout_s if deadline else None):
                 return await self._exchange(request, max_bytes, f"{method} {path}")
+        except asyncio.CancelledError:
+            self._renew()  # cancelled from outside (a caller's time limit): not swallowed
+            raise
         except (httpx.TimeoutException, TimeoutError) as exc:
+            self._renew()
             raise MeterTimeout(
                 self.meter, f"no answer within {self.timeout_s:g} s ({method} {path})"
             ) from exc
@@ -252,9 +280,20 @@ class Channel:
             )
         return value
 
+    async def _close_retired(self) -> None:
+        retired, self._retired = self._retired, []
+        for transport in retired:
+            try:
+                await transport.aclose()
+            except Exception as exc:  # a pool given up on: nothing of it is needed any more
+                log.debug("meter_pool_close_failed", meter=self.meter, error=repr(exc))
+
     async def aclose(self) -> None:
         self._closed = True
-        await self._transport.aclose()
+        try:
+            await self._close_retired()
+        finally:
+            await self._transport.aclose()
 
 
 _ACCEPT: Final = {"Accept": "application/json"}

@@ -107,6 +107,11 @@ class WebApiClient:
         return self._session.logins
 
     @property
+    def channel_renewals(self) -> int:
+        """How many times the connection pool was replaced after a cancelled request."""
+        return self._channel.renewals
+
+    @property
     def login_failures(self) -> int:
         """How many logins the meter refused."""
         return self._session.login_failures
