@@ -60,6 +60,9 @@ class GoodClient:
                 try:
                     rr = await client.read_input_registers(0, count=8, device_id=UNIT)
                 except Exception as exc:  # a timeout or a lost connection: the failure named
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():  # pymodbus may turn the
+                        raise asyncio.CancelledError from exc  # cancellation into an error
                     self.failures.append(repr(exc))
                     if not client.connected:
                         assert await client.connect()
@@ -117,7 +120,7 @@ async def gateway(tmp_path: Path, sim_meter: SimMeter, sim_server: SimServer
     finally:
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await reader
+            await asyncio.wait_for(reader, 10)  # never a hung teardown
         app.request_stop()
         assert await asyncio.wait_for(task, 15) == 0
 
