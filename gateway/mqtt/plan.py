@@ -97,7 +97,7 @@ class MeterPlan:
     register_topics: dict[str, str] = field(default_factory=dict)
     # (register name, part) -> topic: "energy" (cumulative), "import", "export"
     part_topics: dict[tuple[str, str], str] = field(default_factory=dict)
-    # register name -> its parts as (part, key of part_topics, topic), in PARTS order
+    # register name -> its parts as (part, key of part_topics, topic): energy, import, export
     parts_of: dict[str, tuple[tuple[str, tuple[str, str], str], ...]] = field(
         default_factory=dict)
     counted: frozenset[str] = frozenset()  # the registers with energy counters

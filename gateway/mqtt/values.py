@@ -13,7 +13,6 @@ one entry of paho's queue).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
 
 from gateway.config import MqttConfig
 from gateway.meter import quantized
@@ -92,9 +91,6 @@ def _moved(value: float, last: float | None, deadband: float) -> bool:
     if last is None:
         return True
     return abs(value - last) >= deadband if deadband > 0 else value != last
-
-
-PARTS: Final = ("energy", "import", "export")
 
 
 def _part(v: RegisterValue, part: str) -> float | int | None:
