@@ -71,7 +71,7 @@ _MODBUS_KEYS: Final = ("enabled", "host", "port", "mapping", "unknown_unit", "wr
 MAX_MODBUS_CONNECTIONS: Final = 1000  # the server's limit (gateway.modbus.server)
 _HTTP_KEYS: Final = ("enabled", "host", "port", "url")
 _SHARD_KEYS: Final = ("index", "count", "port_offset")
-_HISTORY_KEYS: Final = ("enabled", "max_lookback_s", "step_s", "max_rows")
+_HISTORY_KEYS: Final = ("enabled", "max_lookback_s", "step_s", "max_rows", "replay_s")
 _LIMIT_KEYS: Final = ("queue", "rate", "rate_window_s", "dedup_window_s", "inbox")
 _PORT: Final = "must be a port 1-65535"
 _POLL_S: Final = 1.0
@@ -512,7 +512,8 @@ def _limits(s: Section | None) -> CommandLimits:
 
 
 def _history(s: Section | None) -> HistoryConfig:
-    """``history: {enabled, max_lookback_s, step_s, max_rows}``; the step fits the look-back."""
+    """``history: {enabled, max_lookback_s, step_s, max_rows, replay_s}``; the step fits the
+    look-back."""
     d = HistoryConfig()
     if s is None:
         return d
@@ -525,4 +526,5 @@ def _history(s: Section | None) -> HistoryConfig:
         max_lookback_s=lookback,
         step_s=step,
         max_rows=s.integer("max_rows", d.max_rows, 2, 100_000),
+        replay_s=s.integer("replay_s", d.replay_s, 0, 3600),
     )

@@ -201,6 +201,9 @@ class HistoryConfig:
     max_lookback_s: int = 86_400  # older parts of a gap are given up
     step_s: int = 1  # row spacing asked for; the meter answers coarser rows beyond its fine level
     max_rows: int = 600  # rows per /register request (max-rows)
+    # after a lost broker connection, the seconds the broker acknowledged this long before it
+    # are sent again (a broker that dies loses what it took since its last save); 0: off
+    replay_s: int = 5
 
 
 @dataclass(frozen=True, slots=True)

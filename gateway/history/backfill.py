@@ -61,6 +61,11 @@ class HistoryOutput(Protocol):
     @property
     def connected(self) -> bool: ...
 
+    @property
+    def connects(self) -> int:
+        """Sessions the broker granted so far (a change: the connection was lost)."""
+        ...
+
     def publish_history(self, meter: str, rows: Sequence[HistoryRow]) -> asyncio.Future[None]:
         """Publish rows; the future resolves once the broker acknowledged them."""
         ...
@@ -101,6 +106,7 @@ class Backfill:
     paused_until: float = 0.0  # clock() before which no request is made
     published_rows: int = 0
     given_up_s: int = 0
+    epoch: int = 0  # coverage replaced (a replay after a lost connection): acks of before void
 
     def __post_init__(self) -> None:
         self.rows = self.rows or self.cfg.max_rows
@@ -150,7 +156,10 @@ class Backfill:
         rows = history_rows(raw, self.columns, after, end)
         if annotate is not None:
             rows = annotate(self.meter, rows)
+        epoch = self.epoch
         acked = await self._publish(output, rows, ack_timeout_s)
+        if epoch != self.epoch:  # the coverage went back meanwhile: these rows come again
+            return True
         if acked < len(rows):
             if acked:
                 self.coverage.filled(rows[acked - 1].ts)

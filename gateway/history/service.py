@@ -19,6 +19,13 @@ in while one runs share the next write, so a fleet-wide backfill costs one write
 not one per meter. A restart resumes right after the watermark. Delivery is at least once:
 after a crash the rows of one backfill request (``history.max_rows``) and about
 :data:`PERSIST_S` of live seconds may be published again; subscribers deduplicate by ``ts``.
+
+A broker acknowledges a message before it has saved it: one that dies (Mosquitto saves every
+``autosave_interval``) loses what it took since its last save, although the gateway holds its
+acknowledgement. So after every lost broker connection the coverage of every meter goes back to
+what it was ``history.replay_s`` before the loss (snapshots of the watermarks, kept about every
+half second), and the seconds since then are published again as history once the broker is
+back. A backfill request in flight across the rewind does not move the watermark.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import asyncio
 import contextlib
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -53,6 +61,7 @@ __all__ = ["STATE_FILE", "History", "HistoryOutput", "HistorySource", "Lane"]
 log = structlog.get_logger(__name__)
 
 PERSIST_S = 1.0
+SNAPSHOT_S = 0.5  # the watermarks kept for a replay after a lost connection, at most this often
 
 
 class History:
@@ -94,6 +103,10 @@ class History:
         # at most this many meters read history at once, so that backfill after a fleet-wide
         # gap (a broker outage) never crowds out the live polls of a large fleet
         self._gate = asyncio.Semaphore(max_concurrent)
+        # (clock, watermarks) of the last history.replay_s and a bit, oldest first
+        self._past: deque[tuple[float, Marks]] = deque()
+        self._session = (False, 0)  # (connected, connects) as the last turn saw them
+        self.replays = 0  # lost connections after which coverage went back
 
     def _backfill(self, meter: str, mark: Mark | None) -> Backfill:
         if mark is None:
@@ -145,6 +158,7 @@ class History:
                 self._meters[meter] = self._backfill(meter, mark)
             else:
                 self._kept[meter] = mark
+        self._past.append((self._clock(), self._marks()))
         self._output.on_state_confirmed(self._confirmed)
 
     async def serve(self) -> None:
@@ -160,12 +174,50 @@ class History:
                         await self._wake.wait()
                 self._wake.clear()
                 wanted = self._wanted
-                snapshot = self._file.snapshot(self._marks())
+                marks = self._marks()
+                if self.cfg.replay_s:
+                    marks = self._keep(marks)
+                snapshot = self._file.snapshot(marks)
                 if snapshot is not None:
                     await self._write_in_thread(*snapshot)
                 self._done = wanted
                 async with self._written:
                     self._written.notify_all()
+
+    def _keep(self, marks: Marks) -> Marks:
+        """Remember ``marks``; after a lost connection, go back to those of ``replay_s``
+        before it and return the watermarks as they are then."""
+        now = self._clock()
+        past = self._past
+        connected, connects = self._output.connected, self._output.connects
+        was_connected, seen = self._session
+        self._session = (connected, connects)
+        if was_connected and (not connected or connects != seen):
+            # lost since the last turn, at which it was still up: that turn less replay_s
+            before = past[-1][0] - self.cfg.replay_s if past else now
+            older = [m for t, m in past if t <= before]
+            back = older[-1] if older else (past[0][1] if past else marks)
+            self._rewind(back)
+            marks = self._marks()
+            past.clear()
+        if not past or now - past[-1][0] >= SNAPSHOT_S:
+            past.append((now, marks))
+        horizon = now - self.cfg.replay_s - 2 * PERSIST_S
+        while len(past) > 1 and past[1][0] <= horizon:
+            past.popleft()
+        return marks
+
+    def _rewind(self, marks: Marks) -> None:
+        """Forget what each meter confirmed since ``marks`` (it is published again)."""
+        for meter, state in self._meters.items():
+            mark = marks.get(meter)
+            if mark is None:
+                continue  # first confirmed within the window: kept
+            state.coverage = Coverage(self.cfg.step_s, mark.until, mark.ranges)
+            state.epoch += 1
+            state.polled.set()
+        self.replays += 1
+        log.info("history_replay", meters=len(self._meters), replay_s=self.cfg.replay_s)
 
     async def checkpoint(self) -> None:
         """Return once the watermarks as they are now have been written (or the write

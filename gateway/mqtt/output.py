@@ -112,6 +112,10 @@ class MqttOutput:
         return self._conn.connected
 
     @property
+    def connects(self) -> int:
+        return self._conn.stats.connects
+
+    @property
     def stats(self) -> ConnectionStats:
         """The broker connection's counters."""
         return self._conn.stats

@@ -25,7 +25,9 @@ WATTS = 1000  # the fake meter's Grid register draws this much, always
 class FakeOutput:
     def __init__(self) -> None:
         self.connected = True
-        self.hold = False  # True: publications are never acknowledged
+        self.connects = 1  # sessions so far
+        self.hold = False  # True: publications are acknowledged only by ``release``
+        self.held: list[asyncio.Future[None]] = []
         self.acks_left: int | None = None  # acknowledge only this many more messages
         self.published: list[tuple[str, list[HistoryRow]]] = []
         self._listeners: list[Callable[[str, float], None]] = []
@@ -44,9 +46,19 @@ class FakeOutput:
         if self.acks_left is not None:
             self.hold = self.acks_left <= 0
             self.acks_left -= 1
-        if not self.hold:
+        if self.hold:
+            self.held.append(done)
+        else:
             done.set_result(None)
         return done
+
+    def release(self) -> None:
+        """Acknowledge the held publications (a late PUBACK)."""
+        self.hold = False
+        for done in self.held:
+            if not done.done():
+                done.set_result(None)
+        self.held.clear()
 
     def seconds(self) -> list[int]:
         return [r.ts for _, rows in self.published for r in rows]
@@ -103,6 +115,7 @@ def reading(t: float) -> Reading:
 async def running(history: History) -> AsyncIterator[History]:
     await history.start()
     task = asyncio.create_task(history.serve(), name="history-under-test")
+    await asyncio.sleep(0)  # serving: checkpoints go to its writer
     try:
         yield history
     finally:
@@ -430,3 +443,89 @@ async def test_a_reply_too_large_halves_the_rows_asked_for_next(tmp_path: Path) 
         await async_wait_until(lambda: out.published, what="rows published")
     assert [c[3] for c in db.calls[:3]] == [40, 20, 10]  # then small enough
     assert out.seconds()[:9] == list(range(101, 110))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def live(h: History, out: FakeOutput, clock: Clock, first: int, last: int) -> None:
+    """One live second acknowledged per clock second, each followed by a turn of the writer."""
+    for t in range(first, last + 1):
+        clock.now += 1.0
+        out.confirm("m", t)
+        await h.checkpoint()
+
+
+@pytest.mark.parametrize("loss", ["seen_down", "back_within_a_turn"])
+async def test_after_a_lost_connection_the_seconds_of_replay_s_before_it_come_again(
+        tmp_path: Path, loss: str) -> None:
+    """The broker may have lost what it acknowledged since its last save: the coverage goes
+    back replay_s before the loss, whether a turn saw the connection down or only a new
+    session number."""
+    out, db, clock = FakeOutput(), FakeDatabase(), Clock()
+    async with running(make(tmp_path, out, db, clock=clock, replay_s=5)) as h:
+        h.on_availability(Availability("m", True, 0.0))
+        await live(h, out, clock, 100, 120)
+        assert h.watermark("m") == 120
+        assert not out.published
+        out.connected = loss == "back_within_a_turn"
+        out.connects = 2
+        clock.now += 1.0
+        with structlog.testing.capture_logs() as logs:
+            await h.checkpoint()
+        assert [e["replay_s"] for e in logs if e["event"] == "history_replay"] == [5]
+        assert h.watermark("m") == 115  # what was on the broker 5 s before the last good turn
+        assert saved(tmp_path) == {"m": 115}
+        out.connected = True
+        out.confirm("m", 125)
+        await poll(h, 125.0)
+        await async_wait_until(lambda: h.watermark("m") == 125, what="the replay published")
+    assert out.seconds() == list(range(116, 125))
+
+
+async def test_without_replay_a_lost_connection_keeps_the_coverage(tmp_path: Path) -> None:
+    out, db, clock = FakeOutput(), FakeDatabase(), Clock()
+    async with running(make(tmp_path, out, db, clock=clock, replay_s=0)) as h:
+        h.on_availability(Availability("m", True, 0.0))
+        await live(h, out, clock, 100, 120)
+        out.connected, out.connects = False, 2
+        clock.now += 1.0
+        await h.checkpoint()
+        assert h.watermark("m") == 120
+        out.connected = True
+        out.confirm("m", 125)
+        await poll(h, 125.0)
+        await async_wait_until(lambda: h.watermark("m") == 125, what="the gap filled")
+    assert out.seconds() == list(range(121, 125))
+    assert h.replays == 0
+
+
+async def test_an_acknowledgement_that_arrives_after_a_replay_does_not_move_the_watermark(
+        tmp_path: Path) -> None:
+    """Rows in flight when the connection went: their late PUBACK must not cover the seconds
+    the replay reopened; they are published again with the rest."""
+    out, db, clock = FakeOutput(), FakeDatabase(), Clock()
+    async with running(make(tmp_path, out, db, clock=clock, replay_s=5)) as h:
+        h.on_availability(Availability("m", True, 0.0))
+        await live(h, out, clock, 100, 110)
+        out.confirm("m", 200)  # a gap of 111 .. 199, filled in flight
+        out.hold = True
+        await poll(h, 200.0)
+        await async_wait_until(lambda: out.held, what="the backfill's rows in flight")
+        out.connected, out.connects = False, 2
+        clock.now += 1.0
+        await h.checkpoint()
+        assert h.watermark("m") == 105
+        out.connected = True
+        out.release()
+        out.confirm("m", 201)  # the next live state after the reconnect
+        await poll(h, 201.0)
+        await async_wait_until(lambda: h.watermark("m") == 201, what="the gap filled again")
+    seconds = out.seconds()
+    assert seconds[:89] == list(range(111, 200))  # the request in flight when it went
+    assert seconds[89:] == list(range(106, 201))  # and from the replay's watermark again
