@@ -109,9 +109,12 @@ class History:
         self.replays = 0  # lost connections after which coverage went back
 
     def _backfill(self, meter: str, mark: Mark | None) -> Backfill:
+        return Backfill(meter, self.cfg, self._coverage(mark))
+
+    def _coverage(self, mark: Mark | None) -> Coverage:
         if mark is None:
-            return Backfill(meter, self.cfg, Coverage(self.cfg.step_s))
-        return Backfill(meter, self.cfg, Coverage(self.cfg.step_s, mark.until, mark.ranges))
+            return Coverage(self.cfg.step_s)
+        return Coverage(self.cfg.step_s, mark.until, mark.ranges)
 
     def backfill(self, meter: str) -> Backfill | None:
         """The backfill state of one meter (for status pages and tests)."""
@@ -194,10 +197,9 @@ class History:
         self._session = (connected, connects)
         if was_connected and (not connected or connects != seen):
             # lost since the last turn, at which it was still up: that turn less replay_s
-            before = past[-1][0] - self.cfg.replay_s if past else now
-            older = [m for t, m in past if t <= before]
-            back = older[-1] if older else (past[0][1] if past else marks)
-            self._rewind(back)
+            # (``start`` put the first snapshot in)
+            before = past[-1][0] - self.cfg.replay_s
+            self._rewind(next((m for t, m in reversed(past) if t <= before), past[0][1]))
             marks = self._marks()
             past.clear()
         if not past or now - past[-1][0] >= SNAPSHOT_S:
@@ -213,9 +215,8 @@ class History:
             mark = marks.get(meter)
             if mark is None:
                 continue  # first confirmed within the window: kept
-            state.coverage = Coverage(self.cfg.step_s, mark.until, mark.ranges)
+            state.coverage = self._coverage(mark)
             state.epoch += 1
-            state.polled.set()
         self.replays += 1
         log.info("history_replay", meters=len(self._meters), replay_s=self.cfg.replay_s)
 
