@@ -16,7 +16,8 @@ and whenever a reading shows another register set (then ``on_registers`` is publ
 
 Every poll holds the meter's *lane* (an ``asyncio.Lock`` shared with the command router and
 the history backfill), so a command never races a poll; ``next_due`` tells the backfill how
-long the lane stays free.
+long the lane stays free. ``lapses`` counts the polls lost while the meter was not known
+offline (failed, or skipped); the catch-up budget (:mod:`gateway.core.budget`) reads it.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class PollStats:
     polls_ok: int = 0
     polls_failed: int = 0
     polls_skipped: int = 0
+    lapses: int = 0  # polls lost while the meter was not known offline: failed or skipped
     consecutive_failures: int = 0
     last_latency_s: float | None = None
     last_error: str = ""
@@ -149,6 +151,7 @@ class Poller:
                 if finished > due:
                     missed = math.ceil((finished - due) / interval)
                     self.stats.polls_skipped += missed
+                    self.stats.lapses += missed
                     due += missed * interval
             else:
                 failures = self.stats.consecutive_failures
@@ -228,6 +231,8 @@ class Poller:
     def _failed(self, reason: str) -> None:
         stats = self.stats
         stats.polls_failed += 1
+        if stats.online is not False:
+            stats.lapses += 1
         stats.consecutive_failures += 1
         stats.last_error = reason
         failed = stats.consecutive_failures

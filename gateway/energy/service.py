@@ -7,7 +7,8 @@
   (after a crash the counters never go backwards). Their ``through`` says which second they
   include.
 - The **service** fills each meter's gaps from its database (one task per meter, behind live
-  polling, at most :data:`MAX_CONCURRENT` requests across the fleet) and writes the counters
+  polling, at most :data:`MAX_CONCURRENT` requests across the fleet, fewer while live polls
+  lapse: :attr:`Energy.budget`, :mod:`gateway.core.budget`) and writes the counters
   atomically to ``energy.json`` (:mod:`gateway.energy.store`) after a chunk and otherwise
   when they moved, at most once per :func:`persist_interval` (1 s up to 100 meters, longer
   for larger fleets); ``flush`` writes them at once (a crash, a forced stop).
@@ -28,6 +29,7 @@ from typing import Final
 import structlog
 
 from gateway.config import EnergyConfig, MeterConfig
+from gateway.core import Budget
 from gateway.energy.counter import limit, split
 from gateway.energy.selection import counted
 from gateway.energy.store import STATE_FILE, Entry, entry_of, load, newest, render, restore, write
@@ -96,7 +98,7 @@ class Energy:
         self._committed: dict[str, dict[str, EnergyCount]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
-        self._gate = asyncio.Semaphore(max_concurrent)
+        self.budget = Budget(max_concurrent)  # fewer while live polling lapses
         self._save_wanted = asyncio.Event()
         self._writing = False
 
@@ -256,7 +258,7 @@ class Energy:
 
     def _spawn(self, meter: str) -> None:
         assert self._group is not None
-        run = self._tallies[meter].run(self._lanes, self._clock, self._gate,
+        run = self._tallies[meter].run(self._lanes, self._clock, self.budget,
                                        self._save_wanted.set)
         self._tasks[meter] = self._group.create_task(run, name=f"energy:{meter}")
 

@@ -30,6 +30,7 @@ from typing import Any, Final, Protocol
 import structlog
 
 from gateway.config import EnergyConfig
+from gateway.core import Budget
 from gateway.energy.counter import Counter, Step
 from gateway.energy.selection import counted
 from gateway.errors import MeterReportedError, MeterTimeout
@@ -178,7 +179,7 @@ class MeterTally:
                 if c.through < target and counted(self.cfg, n, self.types.get(n, ""))}
 
     async def run(self, lanes: Callable[[str], EnergyLane | None], clock: Callable[[], float],
-                  gate: asyncio.Semaphore | None = None,
+                  gate: Budget | None = None,
                   chunk_done: Callable[[], None] = lambda: None) -> None:
         """Fill gaps after the polls that open them, until cancelled."""
         while True:
@@ -188,7 +189,7 @@ class MeterTally:
                 chunk_done()
 
     async def fill_once(self, lane: EnergyLane | None, clock: Callable[[], float],
-                        gate: asyncio.Semaphore | None = None) -> bool:
+                        gate: Budget | None = None) -> bool:
         """One request and what it brings; True when another may follow at once."""
         if not self.online or lane is None or clock() < self.paused_until:
             return False

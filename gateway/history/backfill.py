@@ -30,6 +30,7 @@ from typing import Protocol, runtime_checkable
 import structlog
 
 from gateway.config import HistoryConfig
+from gateway.core import Budget
 from gateway.errors import MeterReplyTooLarge, MeterReportedError, MeterTimeout
 from gateway.history.coverage import Coverage
 from gateway.history.rows import HistoryRow, history_rows
@@ -39,7 +40,7 @@ log = structlog.get_logger(__name__)
 ROWS_PER_MESSAGE = 60
 ACK_TIMEOUT_S = 30.0
 MIN_SLOT_S = 0.05  # a slot shorter than this before the next poll is left alone
-MAX_CONCURRENT = 8  # backfill requests in flight across the whole fleet (History's gate)
+MAX_CONCURRENT = 8  # backfill requests in flight across the fleet at most (History's budget)
 MAX_PAUSE_S = 300.0  # the longest wait after failed requests
 MAX_ROWS_STRIKES = 3  # requests in a row failed with max-rows and fine without: it is refused
 
@@ -113,7 +114,7 @@ class Backfill:
 
     async def run(self, output: HistoryOutput, lanes: Callable[[str], Lane | None],
                   clock: Callable[[], float], ack_timeout_s: float = ACK_TIMEOUT_S,
-                  gate: asyncio.Semaphore | None = None,
+                  gate: Budget | None = None,
                   checkpoint: Checkpoint | None = None, annotate: Annotate | None = None
                   ) -> None:
         """Fill the gaps, oldest first, in the slots after the polls; until cancelled."""
@@ -126,7 +127,7 @@ class Backfill:
 
     async def fill_once(self, output: HistoryOutput, lane: Lane | None,
                         clock: Callable[[], float], ack_timeout_s: float = ACK_TIMEOUT_S,
-                        gate: asyncio.Semaphore | None = None,
+                        gate: Budget | None = None,
                         checkpoint: Checkpoint | None = None,
                         annotate: Annotate | None = None) -> bool:
         """One request and its publication, then (with ``checkpoint``) the saved watermark;

@@ -42,6 +42,7 @@ from typing import Any
 import structlog
 
 from gateway.config import HistoryConfig
+from gateway.core import Budget
 from gateway.history.backfill import (
     ACK_TIMEOUT_S,
     MAX_CONCURRENT,
@@ -101,8 +102,9 @@ class History:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
         # at most this many meters read history at once, so that backfill after a fleet-wide
-        # gap (a broker outage) never crowds out the live polls of a large fleet
-        self._gate = asyncio.Semaphore(max_concurrent)
+        # gap (a broker outage) never crowds out the live polls of a large fleet; fewer while
+        # live polling lapses (gateway.core.budget)
+        self.budget = Budget(max_concurrent)
         # (clock, watermarks) of the last history.replay_s and a bit, oldest first
         self._past: deque[tuple[float, Marks]] = deque()
         self._session = (False, 0)  # (connected, connects) as the last turn saw them
@@ -283,7 +285,7 @@ class History:
     def _spawn(self, meter: str) -> None:
         assert self._group is not None
         run = self._meters[meter].run(self._output, self._lanes, self._clock,
-                                      self._ack_timeout_s, self._gate, self.checkpoint,
+                                      self._ack_timeout_s, self.budget, self.checkpoint,
                                       self._annotate)
         self._tasks[meter] = self._group.create_task(run, name=f"history:{meter}")
 

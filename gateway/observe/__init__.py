@@ -21,6 +21,7 @@ from gateway.observe.supervised import (
 )
 from gateway.observe.trend import PowerTrend
 from gateway.observe.view import (
+    BudgetStatus,
     Chart,
     EnergyStatus,
     GatewayView,
@@ -34,8 +35,8 @@ from gateway.observe.view import (
 )
 
 __all__ = [
-    "Chart", "EnergyStatus", "GatewayView", "HistoryStatus", "HttpEndpoint", "MeterStatus",
-    "ModbusStats", "MqttStats", "OutputStatus", "PowerTrend", "Readiness", "RelayCounters",
-    "Series", "SparkplugStats", "SupervisorEndpoint", "SupervisorView", "WorkerStatus",
-    "exposition", "merged_exposition", "readiness", "registry_for", "render_status",
+    "BudgetStatus", "Chart", "EnergyStatus", "GatewayView", "HistoryStatus", "HttpEndpoint",
+    "MeterStatus", "ModbusStats", "MqttStats", "OutputStatus", "PowerTrend", "Readiness",
+    "RelayCounters", "Series", "SparkplugStats", "SupervisorEndpoint", "SupervisorView",
+    "WorkerStatus", "exposition", "merged_exposition", "readiness", "registry_for", "render_status",
 ]

@@ -95,6 +95,7 @@ class GatewayCollector(Collector):
         yield from self._commands()
         yield from self._history()
         yield from self._energy()
+        yield from self._budgets()
         yield from self._http()
         yield from self._sparkplug()
 
@@ -253,6 +254,28 @@ class GatewayCollector(Collector):
         for status in sorted(energy, key=lambda s: s.meter):
             for family, key in families:
                 family.add_metric([status.meter], getattr(status, key))
+        yield from (family for family, _ in families)
+
+    def _budgets(self) -> Iterable[Metric]:
+        budgets = self._view.budgets()
+        if not budgets:
+            return
+        families = (
+            (GaugeMetricFamily("egauge_catchup_limit", "Reads of the meters' databases "
+                               "(history backfill, energy gap reads) a service may run at "
+                               "once at most.", labels=["service"]), "limit"),
+            (GaugeMetricFamily("egauge_catchup_allowed", "Of those, allowed now: halved in "
+                               "each second in which live polls lapsed or the event loop ran "
+                               "late, one more in each calm second.", labels=["service"]),
+             "allowed"),
+            (GaugeMetricFamily("egauge_catchup_in_use", "Reads of the meters' databases "
+                               "running now.", labels=["service"]), "in_use"),
+            (CounterMetricFamily("egauge_catchup_cuts", "Seconds that halved the budget.",
+                                 labels=["service"]), "cuts"),
+        )
+        for status in budgets:
+            for family, key in families:
+                family.add_metric([status.service], getattr(status, key))
         yield from (family for family, _ in families)
 
     def _sparkplug(self) -> Iterable[Metric]:

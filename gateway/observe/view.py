@@ -89,6 +89,17 @@ class EnergyStatus:
     lag_s: int  # how far the counters stand behind the newest reading (0: up to date)
 
 
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """One service's catch-up budget for ``/metrics`` (:mod:`gateway.core.budget`)."""
+
+    service: str  # "history" or "energy"
+    limit: int
+    allowed: int  # reads allowed at once now (halved in each second live polling lapsed)
+    in_use: int
+    cuts: int  # seconds that halved it
+
+
 class MqttStats(Protocol):
     """The broker connection's counters."""
 
@@ -201,4 +212,8 @@ class GatewayView(Protocol):
 
     def energy(self) -> Sequence[EnergyStatus] | None:
         """Per meter energy counter statistics (None: no energy service)."""
+        ...
+
+    def budgets(self) -> Sequence[BudgetStatus]:
+        """The catch-up budgets of the services reading the meters' databases."""
         ...

@@ -39,7 +39,7 @@ from gateway import __version__
 from gateway.alerts import AlertWatch
 from gateway.commands import CommandRouter, CommandTally
 from gateway.config import Config, load_or_report, shard
-from gateway.core import Hub, Poller
+from gateway.core import Hub, Pace, Poller
 from gateway.energy import Energy
 from gateway.errors import (
     EXIT_CONFIG,
@@ -126,9 +126,10 @@ class App:
         self.command_tally: CommandTally | None = None  # set with the router
         self.notifier = Notifier.from_env() if notifier is None else notifier
         self.watchdog: Watchdog | None = None  # set by start() when systemd asks for one
+        self.pace: Pace | None = None  # set by start(): the catch-up budgets' pace
         self.stopping = False
         self._serve_tasks: list[asyncio.Task[None]] = []
-        self._own_tasks: list[asyncio.Task[None]] = []  # watchdog and reloads
+        self._own_tasks: list[asyncio.Task[None]] = []  # watchdog, reloads, pace
         self._started: list[Component] = []
         self._stop = asyncio.Event()
         self._reload_wanted = asyncio.Event()
@@ -232,6 +233,10 @@ class App:
             if c.serve is not None:
                 self._serve_tasks.append(tg.create_task(c.serve(), name=f"{c.name}:serve"))
         self.fleet.start(tg)
+        budgets = [s.budget for s in (self.energy, self.history) if s is not None]
+        if budgets:
+            self.pace = Pace(budgets, self.fleet.lapses)
+            self._own_tasks.append(tg.create_task(self.pace.run(), name="catch-up-pace"))
         self._own_tasks.append(tg.create_task(self._reloads(), name="config-reload"))
         interval = watchdog_interval()
         if interval is not None and self.notifier.enabled:

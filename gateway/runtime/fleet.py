@@ -94,6 +94,11 @@ class Fleet:
         return [m for m, p in self.pollers.items()
                 if (t := self._tasks.get(m)) is None or t.done() or p.stalled()]
 
+    def lapses(self) -> tuple[int, int]:
+        """The polls lost so far while their meters were not known offline, and the meters
+        polled (what sets the catch-up budgets, :class:`gateway.core.Pace`)."""
+        return sum(p.stats.lapses for p in self.pollers.values()), len(self.pollers)
+
     def online(self) -> int:
         return sum(1 for p in self.pollers.values() if p.stats.online)
 

@@ -14,6 +14,7 @@ from gateway.history import History
 from gateway.modbus import ModbusOutput
 from gateway.mqtt import MqttOutput, RegisterIdentities
 from gateway.observe import (
+    BudgetStatus,
     EnergyStatus,
     HistoryStatus,
     HttpEndpoint,
@@ -191,6 +192,12 @@ class AppView:
             out.append(EnergyStatus(meter, st.coarse_rows, st.coarse_seconds,
                                     st.discontinuities, st.requests, st.failed_requests, lag))
         return out
+
+    def budgets(self) -> Sequence[BudgetStatus]:
+        app = self._app
+        return [BudgetStatus(name, b.limit, b.allowed, b.in_use, b.cuts)
+                for name, service in (("energy", app.energy), ("history", app.history))
+                if service is not None and (b := service.budget) is not None]
 
     def history(self) -> Sequence[HistoryStatus] | None:
         history = self._app.history

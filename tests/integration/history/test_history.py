@@ -5,8 +5,10 @@ values; a restart resumes right after the saved watermark."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -18,6 +20,7 @@ from gateway.runtime.view import AppView
 from gateway.simulator import SimMeter, SimServer
 from tests.support.broker import Broker
 from tests.support.history import (
+    Recorder,
     check_history_values,
     first_second,
     history_config,
@@ -30,13 +33,37 @@ from tests.support.mqtt import running_app
 from tests.support.waiting import async_wait_until
 
 
-def history_metric(app: App) -> float:
+def samples(app: App, prefix: str) -> dict[tuple[str, tuple[str, ...]], float]:
+    """The /metrics samples whose name begins with ``prefix``: (name, label values) -> value."""
     text = exposition(registry_for(AppView(app))).decode()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "egauge_history_rows_published_total":
-                return sample.value
-    raise AssertionError("egauge_history_rows_published is not in /metrics")
+    return {(s.name, tuple(s.labels.values())): s.value
+            for family in text_string_to_metric_families(text)
+            if family.name.startswith(prefix) for s in family.samples}
+
+
+def history_metric(app: App) -> float:
+    value = samples(app, "egauge_history_rows").get(
+        ("egauge_history_rows_published_total", ("main",)))
+    assert value is not None, "egauge_history_rows_published is not in /metrics"
+    return value
+
+
+@contextlib.asynccontextmanager
+async def one_meter(tmp_path: Path, prefix: str, serial: str, **history: int
+                    ) -> AsyncIterator[tuple[SimMeter, App, Recorder, int]]:
+    """A broker with persistence, one simulated meter, a recording subscriber and the gateway
+    with history: (meter, app, recorder, first second the subscriber had)."""
+    broker = persistent_broker(tmp_path / "mq")
+    meter = SimMeter(serial)
+    try:
+        async with SimServer([meter]) as server:
+            config = history_config(broker, prefix, tmp_path / "state",
+                                    server.url_for(meter), **history)
+            with recorder(broker, f"{prefix}/#") as rec:
+                async with running_app(config) as app:
+                    yield meter, app, rec, await first_second(rec, prefix)
+    finally:
+        broker.stop()
 
 
 def history_requests(meter: SimMeter) -> list[dict[str, str]]:
@@ -47,31 +74,21 @@ def history_requests(meter: SimMeter) -> list[dict[str, str]]:
 
 async def test_a_meter_outage_is_backfilled_in_max_rows_chunks_with_the_meters_values(
         tmp_path: Path, topic_prefix: str) -> None:
-    broker = persistent_broker(tmp_path / "mq")
     p = topic_prefix
-    meter = SimMeter("SIM0501")
-    try:
-        async with SimServer([meter]) as server:
-            config = history_config(broker, p, tmp_path / "state", server.url_for(meter),
-                                    max_rows=2, energy=False)
-            with recorder(broker, f"{p}/#") as rec:
-                async with running_app(config) as app:
-                    start = await first_second(rec, p)
-                    meter.go_down(3.0)
-                    await async_wait_until(lambda: app.pollers["main"].stats.online is False,
-                                           what="the meter offline")
-                    skipped = app.pollers["main"].stats.polls_skipped
-                    await async_wait_until(lambda: app.pollers["main"].stats.online,
-                                           what="the meter back")
-                    end = meter.latest() + 1
-                    await wait_covered(rec, p, meter, start, end)
-                    assert app.pollers["main"].stats.polls_skipped == skipped
-                    # /metrics counts the rows the subscriber received
-                    await async_wait_until(
-                        lambda: history_metric(app) == len(history_rows(rec, p)) > 0,
-                        what="egauge_history_rows_published matching the rows received")
-    finally:
-        broker.stop()
+    async with one_meter(tmp_path, p, "SIM0501", max_rows=2, energy=False) as scene:
+        meter, app, rec, start = scene
+        meter.go_down(3.0)
+        await async_wait_until(lambda: app.pollers["main"].stats.online is False,
+                               what="the meter offline")
+        skipped = app.pollers["main"].stats.polls_skipped
+        await async_wait_until(lambda: app.pollers["main"].stats.online, what="the meter back")
+        end = meter.latest() + 1
+        await wait_covered(rec, p, meter, start, end)
+        assert app.pollers["main"].stats.polls_skipped == skipped
+        # /metrics counts the rows the subscriber received
+        await async_wait_until(
+            lambda: history_metric(app) == len(history_rows(rec, p)) > 0,
+            what="egauge_history_rows_published matching the rows received")
     rows = history_rows(rec, p)
     assert len(rows) >= 2  # three seconds away: at least two seconds between good polls
     assert [r["ts"] for r in rows] == sorted(r["ts"] for r in rows)  # oldest first
@@ -142,3 +159,33 @@ async def test_without_history_nothing_is_backfilled(
     assert history_requests(meter) == []
     assert rec.on(f"{p}/main/history") == []
     assert not (tmp_path / "state" / STATE_FILE).exists()
+
+
+
+def catchup(app: App) -> dict[tuple[str, str], float]:
+    """The catch-up budgets in /metrics: (sample name, service) -> value."""
+    return {(name, labels[0]): v for (name, labels), v in samples(app, "egauge_catchup_").items()}
+
+
+async def test_failed_polls_cut_the_catch_up_budget_and_the_gap_still_fills(
+        tmp_path: Path, topic_prefix: str) -> None:
+    p = topic_prefix
+    async with one_meter(tmp_path, p, "SIM0503") as (meter, app, rec, start):
+        before = catchup(app)
+        assert before[("egauge_catchup_allowed", "history")] == \
+            before[("egauge_catchup_limit", "history")] > 1
+        assert before[("egauge_catchup_cuts_total", "energy")] == 0
+        meter.go_down(2.0)
+        await async_wait_until(lambda: catchup(app)[("egauge_catchup_cuts_total", "history")] > 0,
+                               what="the budget cut while polls fail")
+        cut = catchup(app)
+        assert cut[("egauge_catchup_allowed", "history")] < \
+            cut[("egauge_catchup_limit", "history")]
+        assert cut[("egauge_catchup_cuts_total", "energy")] > 0  # both services
+        await async_wait_until(lambda: app.pollers["main"].stats.online, what="the meter back")
+        await wait_covered(rec, p, meter, start, meter.latest() + 1)
+        await async_wait_until(
+            lambda: (c := catchup(app))[("egauge_catchup_allowed", "history")]
+            == c[("egauge_catchup_limit", "history")],
+            timeout=30, what="the budget back at its limit in calm seconds")
+    assert check_history_values(rec, p, meter) == len(history_rows(rec, p)) > 0

@@ -245,3 +245,20 @@ async def test_a_hanging_meter_times_out() -> None:
     assert await poller.poll_once() is False
     assert poller.stats.last_error.startswith("MeterTimeout")
     assert [a.online for a in rec.availability] == [False]
+
+
+async def test_lapses_count_failed_and_skipped_polls_until_the_meter_is_offline() -> None:
+    # one good poll; a slow one that skips two slots; five failures, offline after three
+    script: list[float | Exception] = [0.1, 2.5, *[unavailable()] * 5, 0.0]
+    poller, meter, _, _ = make(script, offline_after=3)
+    await run_script(poller, meter)
+    stats = poller.stats
+    assert (stats.polls_skipped, stats.polls_failed) == (2, 5)
+    assert stats.lapses == 2 + 3  # the failures once it was offline are not lapses
+
+
+async def test_failures_of_a_meter_never_seen_count_until_it_is_offline() -> None:
+    poller, meter, _, _ = make([unavailable()] * 6, offline_after=2)
+    await run_script(poller, meter)
+    assert poller.stats.polls_failed == 6
+    assert poller.stats.lapses == 2
