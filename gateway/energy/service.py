@@ -129,7 +129,9 @@ class Energy:
         tally = self._tallies.get(reading.meter)
         if tally is None:
             return reading
-        tally.take(reading)
+        # while the budget is used up a woken task could only give up: the polls after it
+        # frees up wake it (a wake-up of every meter with a gap at every poll costs CPU)
+        tally.take(reading, wake=not self.budget.locked())
         counts = self._committed.get(reading.meter)
         if not counts:
             return reading

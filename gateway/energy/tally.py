@@ -107,8 +107,9 @@ class MeterTally:
 
     # -- live readings ------------------------------------------------------------------
 
-    def take(self, reading: Reading) -> None:
-        """Advance by one reading; open (or extend) a gap where it does not follow on."""
+    def take(self, reading: Reading, wake: bool = True) -> None:
+        """Advance by one reading; open (or extend) a gap where it does not follow on (and,
+        with ``wake``, wake the task that fills it)."""
         second = reading.row if reading.row is not None else math.floor(reading.ts)
         gap = False
         for v in reading.registers:
@@ -130,7 +131,7 @@ class MeterTally:
             self.live[v.name] = (second, v.raw)
             self.target = second if self.target is None else max(self.target, second)
             gap = True
-        if gap:
+        if gap and wake:
             self.wake.set()
 
     def _begin(self, name: str, second: int, raw: int) -> Counter | None:

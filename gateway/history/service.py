@@ -306,8 +306,10 @@ class History:
                 c[0] != v.name or c[1] != v.type_code
                 for c, v in zip(columns, reading.registers, strict=True)):
             state.columns = tuple((v.name, v.type_code) for v in reading.registers)
-        if state.coverage.gap() is not None:  # wake the backfill only when it has work: a
-            state.polled.set()  # wake-up of every meter's task at every poll costs CPU
+        # wake the backfill only when it has work and may start it: a wake-up of every
+        # meter's task at every poll costs CPU
+        if state.coverage.gap() is not None and not self.budget.locked():
+            state.polled.set()
 
     def on_availability(self, availability: Availability) -> None:
         state = self._meters.get(availability.meter)

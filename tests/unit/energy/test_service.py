@@ -182,3 +182,22 @@ def test_a_reload_sets_the_interval_for_the_new_fleet(tmp_path: Path) -> None:
     energy.prepare_meters(many)()
     assert energy.persist_s == 4.0
     assert Energy(many, lambda _m: None, tmp_path, persist_s=0.5).persist_s == 0.5
+
+
+async def test_a_gap_wakes_its_filling_task_only_while_the_budget_allows_a_read(
+        tmp_path: Path) -> None:
+    db = Database({"Grid": [5] * 20, "Solar": [1] * 20})
+    lane = EnergyLane(db, asyncio.Lock(), lambda: time.monotonic() + 60.0)
+    energy = Energy((meter(),), lambda _: lane, tmp_path, max_concurrent=1)
+    await energy.start()
+    energy.stage(db.reading(db.start + 1))
+    tally = energy.tally("main")
+    assert tally is not None
+    tally.wake.clear()
+    async with energy.budget:  # the fleet's reads are all taken
+        assert energy.budget.locked()
+        energy.stage(db.reading(db.start + 5))  # three seconds missed: a gap
+        assert tally.target == db.start + 5
+        assert not tally.wake.is_set()
+    energy.stage(db.reading(db.start + 6))  # the gap is still open, and a read may start
+    assert tally.wake.is_set()

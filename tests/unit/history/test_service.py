@@ -529,3 +529,19 @@ async def test_an_acknowledgement_that_arrives_after_a_replay_does_not_move_the_
     seconds = out.seconds()
     assert seconds[:89] == list(range(111, 200))  # the request in flight when it went
     assert seconds[89:] == list(range(106, 201))  # and from the replay's watermark again
+
+
+async def test_a_poll_wakes_the_backfill_only_while_the_budget_allows_a_request(
+        tmp_path: Path) -> None:
+    out, db = FakeOutput(), FakeDatabase()
+    h = make(tmp_path, out, db, max_concurrent=1)
+    await h.start()
+    gap(h, out, 100, 110)
+    state = h.backfill("m")
+    assert state is not None
+    async with h.budget:  # the fleet's one request is taken
+        h.on_reading(reading(110.0))
+        assert not state.polled.is_set()
+    h.on_reading(reading(111.0))
+    assert state.polled.is_set()
+    await h.stop()
