@@ -3,7 +3,8 @@
 - ``GET /healthz``: 200 while the process runs (its event loop answers);
 - ``GET /readyz``: 200 when ready, 503 otherwise, with a JSON reason
   (:mod:`gateway.observe.health`);
-- ``GET /metrics``: Prometheus text format (:mod:`gateway.observe.metrics`);
+- ``GET /metrics``: Prometheus text format (:mod:`gateway.observe.metrics`); with
+  ``?name[]=<family>`` (repeated) only those families, as Prometheus' client libraries do;
 - ``GET /``: the status page (:mod:`gateway.observe.status`).
 
 ``HEAD`` works wherever ``GET`` does; other methods get 405, unknown paths 404.
@@ -20,7 +21,7 @@ import structlog
 
 from gateway.config import HttpConfig
 from gateway.observe.health import readiness
-from gateway.observe.metrics import CONTENT_TYPE, exposition, registry_for
+from gateway.observe.metrics import CONTENT_TYPE, exposition, registry_for, wanted_names
 from gateway.observe.status import render_status
 from gateway.observe.view import GatewayView
 from gateway.support import HttpLimits, HttpStats, Request, Response, WebServer
@@ -46,7 +47,7 @@ class HttpEndpoint:
         self._clock = clock
         self.registry = registry_for(view, clock)
         self._server = WebServer(self.handle, cfg.host, cfg.port, limits=limits)
-        self._routes: dict[str, Callable[[], Response]] = {
+        self._routes: dict[str, Callable[[Request], Response]] = {
             "/": self._status, "/healthz": self._health, "/readyz": self._ready,
             "/metrics": self._metrics,
         }
@@ -84,18 +85,20 @@ class HttpEndpoint:
             return Response(404, b"not found\n")
         if req.method not in ("GET", "HEAD"):
             return Response(405, b"method not allowed\n", headers=(("Allow", "GET, HEAD"),))
-        return route()
+        return route(req)
 
-    def _health(self) -> Response:
+    def _health(self, _req: Request) -> Response:
         return json_response({"status": "ok"})
 
-    def _ready(self) -> Response:
+    def _ready(self, _req: Request) -> Response:
         ready = readiness(self._view, self._clock())
         return json_response(ready.as_json(), 200 if ready.ready else 503)
 
-    def _metrics(self) -> Response:
-        return Response(200, exposition(self.registry), CONTENT_TYPE, _NO_CACHE)
+    def _metrics(self, req: Request) -> Response:
+        names = wanted_names(req.query)
+        registry = registry_for(self._view, self._clock, names) if names else self.registry
+        return Response(200, exposition(registry), CONTENT_TYPE, _NO_CACHE)
 
-    def _status(self) -> Response:
+    def _status(self, _req: Request) -> Response:
         body = render_status(self._view, self._clock())
         return Response(200, body, "text/html; charset=utf-8", _NO_CACHE)

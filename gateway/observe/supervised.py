@@ -23,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -30,7 +31,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from gateway import __version__
 from gateway.config import Config, HttpConfig
 from gateway.errors import UpstreamError
-from gateway.observe.metrics import CONTENT_TYPE, merged_exposition
+from gateway.observe.metrics import CONTENT_TYPE, merged_exposition, wanted_names
 from gateway.observe.view import MqttStats, OutputStatus
 from gateway.support import Fetched, HttpLimits, HttpStats, Request, Response, WebServer, fetch
 
@@ -134,7 +135,7 @@ class SupervisorEndpoint:
         if path == "/readyz":
             return self._ready()
         if path == "/metrics":
-            return self._metrics()
+            return self._metrics(req)
         if path == "/":
             return self._status()
         if path.startswith("/workers/"):
@@ -189,10 +190,16 @@ class SupervisorEndpoint:
         ready, body = await self.readiness()
         return _json(body, 200 if ready else 503)
 
-    async def _metrics(self) -> Response:
-        parts = [(str(w.index), a.body) for w, a in await self._ask_all("/metrics")
+    async def _metrics(self, req: Request) -> Response:
+        """Every worker's families and the supervisor's own; ``name[]`` is passed on to the
+        workers and picks the supervisor's own families as well."""
+        names = wanted_names(req.query)
+        query = "&".join(f"name%5B%5D={quote(n)}" for n in sorted(names))
+        parts = [(str(w.index), a.body)
+                 for w, a in await self._ask_all(f"/metrics?{query}" if query else "/metrics")
                  if a is not None and a.status == 200]
-        body = merged_exposition(parts, self._own_metrics())
+        own = [f for f in self._own_metrics() if not names or f.name in names]
+        body = merged_exposition(parts, own)
         return Response(200, body, CONTENT_TYPE, _NO_CACHE)
 
     def _own_metrics(self) -> Iterable[Metric]:

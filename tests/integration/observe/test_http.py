@@ -102,6 +102,25 @@ async def test_metrics_parse_and_move_with_the_polls(gateway: App, sim_meter: Si
                  version=__version__) == 1
 
 
+async def test_name_parameters_pick_the_families_of_a_scrape(gateway: App) -> None:
+    app = gateway
+    await async_wait_until(lambda: app.pollers["main"].stats.polls_ok, what="a poll")
+    _, everything = await scrape(app)
+    async with httpx.AsyncClient() as client:
+        reply = await client.get(url(app, "/metrics"), params=[
+            ("name[]", "egauge_meter_polls_total"), ("name[]", "egauge_mqtt_connected"),
+            ("name[]", "egauge_meter_poll_duration_seconds_bucket"), ("name[]", "egauge_nope")])
+        none = await client.get(url(app, "/metrics?name[]=egauge_nope"))
+    assert reply.status_code == 200
+    families = {f.name: f for f in text_string_to_metric_families(reply.text)}
+    assert set(families) == {"egauge_meter_polls", "egauge_mqtt_connected",
+                             "egauge_meter_poll_duration_seconds"}
+    assert len(families) < len({name for name, _ in everything})
+    assert families["egauge_mqtt_connected"].samples[0].value == 1
+    assert none.status_code == 200
+    assert list(text_string_to_metric_families(none.text)) == []
+
+
 async def test_modbus_requests_and_exceptions_by_function_code(gateway: App) -> None:
     app = gateway
     assert app.modbus is not None

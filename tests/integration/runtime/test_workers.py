@@ -221,6 +221,12 @@ async def test_a_killed_worker_comes_back_with_its_gap_filled_and_sigterm_stops_
                 for f in text_string_to_metric_families(body.decode())
                 if f.name == "egauge_worker_restarts" for s in f.samples}
     assert restarts == {"0": 0.0, "1": 1.0}
+    # name[] picks families from the workers and from the supervisor alike
+    _status, body = get(duo, "/metrics?name[]=egauge_worker_restarts"
+                             "&name%5B%5D=egauge_meter_polls_total")
+    picked = {f.name: {s.labels["worker"] for s in f.samples}
+              for f in text_string_to_metric_families(body.decode())}
+    assert picked == {"egauge_worker_restarts": {"0", "1"}, "egauge_meter_polls": {"0", "1"}}
 
     pids = [e["pid"] for e in workers_started(duo)]
     duo.proc.send_signal(signal.SIGTERM)
