@@ -52,7 +52,7 @@ def render_status(view: GatewayView, now: float) -> bytes:
         f"<p>version {e(__version__)} &middot; ",
         "<span class=on>ready</span>" if ready.ready else
         "<span class=off>not ready</span>: " + e("; ".join(ready.reasons)),
-        " &middot; ", fleet_summary(meters := view.meters(), now),
+        " &middot; ", fleet_summary(meters := view.meters(charts=True), now),
         "</p>", _outputs(view.outputs()),
     ]
     unit_ids = view.config.modbus.enabled

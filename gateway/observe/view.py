@@ -170,8 +170,10 @@ class GatewayView(Protocol):
     @property
     def stopping(self) -> bool: ...
 
-    def meters(self) -> Sequence[MeterStatus]:
-        """Every meter of this instance, in configuration order."""
+    def meters(self, charts: bool = False) -> Sequence[MeterStatus]:
+        """Every meter of this instance, in configuration order; with ``charts`` their power
+        trend and last capture as charts too (the status page: building them for every meter
+        is most of what a scrape of ``/metrics`` or ``/readyz`` would otherwise cost)."""
         ...
 
     def outputs(self) -> Sequence[OutputStatus]:

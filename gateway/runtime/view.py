@@ -109,12 +109,12 @@ class AppView:
     def stopping(self) -> bool:
         return self._app.stopping
 
-    def meters(self) -> Sequence[MeterStatus]:
+    def meters(self, charts: bool = False) -> Sequence[MeterStatus]:
         app = self._app
         fleet, identities = app.fleet, app.identities
         counts = identities.change_counts if identities is not None else {}
         out = []
-        trend, captures = app.trend, app.captures
+        trend, captures = (app.trend, app.captures) if charts else (None, None)
         for m in app.config.meters:
             poller, client = fleet.pollers.get(m.id), fleet.clients.get(m.id)
             chart = None if trend is None else trend_chart(
