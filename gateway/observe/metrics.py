@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import cast
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -25,11 +26,14 @@ from prometheus_client.core import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from gateway import __version__
 from gateway.observe.view import GatewayView
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_number = cast(Callable[[float], str], floatToGoString)  # the format's numbers (untyped there)
 
 
 def registry_for(view: GatewayView, clock: Callable[[], float] = time.time,
@@ -57,8 +61,45 @@ def wanted_names(query: Iterable[tuple[str, str]]) -> frozenset[str]:
 
 
 def exposition(registry: CollectorRegistry) -> bytes:
-    """The Prometheus text format of everything in ``registry``."""
-    return generate_latest(registry)
+    """The Prometheus text format of everything in ``registry``, as prometheus-client's
+    ``generate_latest`` writes it (byte for byte: a test compares the two).
+
+    Written here because ``generate_latest`` measurably fails a large fleet: it checks and
+    escapes every metric and label name of every sample (about 8 µs a sample), so one scrape
+    of 500 meters (15,000 samples) took the event loop 125 ms of its 164 ms on the slow 2-core
+    machine. The names here are the gateway's own, checked once by the tests; label values
+    are escaped as the format says (backslash, newline, double quote)."""
+    out: list[str] = []
+    add = out.append
+    for family in registry.collect():
+        name, kind = family.name, family.type
+        if kind == "counter":
+            name += "_total"
+        elif kind == "unknown":
+            kind = "untyped"
+        elif kind not in ("gauge", "histogram"):
+            return generate_latest(registry)  # a type the gateway does not use
+        doc = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        add(f"# HELP {name} {doc}\n# TYPE {name} {kind}\n")
+        for s in family.samples:
+            if s.timestamp is not None or s.name == family.name + "_created":
+                return generate_latest(registry)  # samples the gateway does not make
+            labels, value = s.labels, _number(s.value)
+            if not labels:
+                add(f"{s.name} {value}\n")
+            elif len(labels) == 1:  # most of them: a meter
+                ((key, text),) = labels.items()
+                add(f'{s.name}{{{key}="{_label_value(text)}"}} {value}\n')
+            else:
+                pairs = ",".join(f'{k}="{_label_value(v)}"' for k, v in sorted(labels.items()))
+                add(f"{s.name}{{{pairs}}} {value}\n")
+    return "".join(out).encode("utf-8")
+
+
+def _label_value(value: str) -> str:
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+    return value
 
 
 class _Fixed(Collector):
@@ -90,7 +131,7 @@ def merged_exposition(parts: Sequence[tuple[str, bytes]], own: Iterable[Metric] 
                                   sample.timestamp)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Fixed(families.values()))
-    return generate_latest(registry)
+    return exposition(registry)
 
 
 class GatewayCollector(Collector):

@@ -13,17 +13,20 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pymodbus.client import AsyncModbusTcpClient
 
 from gateway import __version__
 from gateway.config import Config, HttpConfig, ModbusConfig, MqttConfig
+from gateway.observe import exposition
 from gateway.runtime import App
 from gateway.secret import Secret
 from gateway.simulator import SimMeter, SimServer, Wave
 from tests.support.broker import Broker, free_port
 from tests.support.lifecycle import registers_read
 from tests.support.mqtt import gateway_config, running_app
+from tests.support.prometheus import registry
 from tests.support.simulator import SIM_PASSWORD
 from tests.support.waiting import async_wait_until
 
@@ -100,6 +103,17 @@ async def test_metrics_parse_and_move_with_the_polls(gateway: App, sim_meter: Si
     assert value(samples, "egauge_modbus_listening") == 1
     assert value(samples, "egauge_gateway_info", gateway=app.config.gateway.id,
                  version=__version__) == 1
+
+
+async def test_the_scrape_is_what_generate_latest_writes_of_the_same_families(
+        gateway: App) -> None:
+    app = gateway
+    await async_wait_until(lambda: app.pollers["main"].stats.polls_ok, what="a poll")
+    assert app.http is not None
+    families = list(app.http.registry.collect())  # one moment of the live state, written twice
+    assert {f.type for f in families} >= {"counter", "gauge", "histogram"}
+    frozen = registry(*families)
+    assert exposition(frozen) == generate_latest(frozen)
 
 
 async def test_name_parameters_pick_the_families_of_a_scrape(gateway: App) -> None:
