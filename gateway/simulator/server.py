@@ -10,6 +10,7 @@ per meter); :attr:`SimServer.stats` counts for all meters.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import ssl as ssl_
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from gateway.support import HttpLimits, HttpSite, HttpStats, LogThrottle
 
 log = structlog.get_logger(__name__)
 _REOPEN_ATTEMPTS = 50
+PORT_ATTEMPTS = 5  # fleet addresses on an ephemeral port: tries of another one when taken
 # a meter's bodies (config writes) may be larger, and its clients keep connections longer
 SIM_LIMITS = HttpLimits(max_body_bytes=4 * 1024 * 1024, idle_timeout_s=75.0,
                         max_connections=1024)
@@ -80,6 +82,20 @@ class SimServer:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                await self._start()
+            except OSError as exc:
+                # an ephemeral port free on the first address may be taken on another one
+                if (exc.errno != errno.EADDRINUSE or not self.fleet_addresses or self.port
+                        or attempt == PORT_ATTEMPTS):
+                    raise
+                self._endpoints.clear()
+                continue
+            break
+        log.info("sim_server_started", meters=len(self.meters), first=self.urls[0])
+
+    async def _start(self) -> None:
         base = ipaddress.ip_address(self.host) if self.fleet_addresses else None
         port = self.port
         try:
@@ -95,7 +111,6 @@ class SimServer:
         except BaseException:
             await self.close()
             raise
-        log.info("sim_server_started", meters=len(self.meters), first=self.urls[0])
 
     async def _listen(self, ep: Endpoint) -> None:
         tls = self.ssl is not None

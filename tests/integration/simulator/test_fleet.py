@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from gateway.simulator import SimServer, fleet
+from gateway.simulator.connection import Endpoint
 from tests.support.broker import free_port
 from tests.support.simulator import sim_login
 from tests.support.waiting import wait_until
@@ -55,6 +57,26 @@ async def test_fleet_one_address_each_on_a_common_port() -> None:
                 await client.get(server.urls[1] + "/api/auth/unauthorized")
             assert (await client.get(server.urls[2] + "/api/auth/unauthorized")
                     ).status_code == 401  # its neighbours stay up
+
+
+async def test_fleet_addresses_try_another_port_when_one_address_has_it_taken() -> None:
+    class Crowded(SimServer):
+        """The second address's port is taken at the first attempt (another process)."""
+
+        taken = 0
+
+        async def _listen(self, ep: Endpoint) -> None:
+            if ep.host == "127.0.0.2" and not self.taken:
+                self.taken = ep.port
+                raise OSError(errno.EADDRINUSE, "address already in use")
+            await super()._listen(ep)
+
+    meters = fleet(3, password="pw")
+    async with Crowded(meters, host="127.0.0.1", fleet_addresses=True) as server:
+        ports = {urlsplit(u).port for u in server.urls}
+        assert len(ports) == 1
+        assert server.taken  # the first attempt met the taken port, the second served
+        assert await serials(server.urls, "pw") == ["SIM0001", "SIM0002", "SIM0003"]
 
 
 def test_simulate_command_serves_until_sigterm() -> None:
