@@ -44,6 +44,10 @@ class InvertedRegisters:
     def login_failures(self) -> int:
         return self.client.login_failures
 
+    @property
+    def channel_renewals(self) -> int:
+        return self.client.channel_renewals
+
     async def identity(self) -> Identity:
         return await self.client.identity()
 

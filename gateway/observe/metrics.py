@@ -186,6 +186,10 @@ class GatewayCollector(Collector):
                                      labels=["meter"])
         refused = CounterMetricFamily("egauge_meter_login_failures",
                                       "Logins the meter refused.", labels=["meter"])
+        renewals = CounterMetricFamily("egauge_meter_channel_renewals",
+                                       "Connection pools replaced after a cancelled request "
+                                       "(a timeout, or the end of a backfill's slot).",
+                                       labels=["meter"])
         online = GaugeMetricFamily("egauge_meter_online",
                                    "1 while the meter answers, 0 while offline or not yet "
                                    "polled.", labels=["meter"])
@@ -211,7 +215,10 @@ class GatewayCollector(Collector):
             if meter.logins is not None:
                 logins.add_metric(label, meter.logins)
                 refused.add_metric(label, meter.login_failures or 0)
-        yield from (polls, errors, skipped, latency, logins, refused, online, age, changes)
+            if meter.channel_renewals is not None:
+                renewals.add_metric(label, meter.channel_renewals)
+        yield from (polls, errors, skipped, latency, logins, refused, renewals, online, age,
+                    changes)
 
     def _mqtt(self) -> Iterable[Metric]:
         stats = self._view.mqtt

@@ -54,6 +54,7 @@ class MeterStatus:
     recent_changes: tuple[RegisterChange, ...] = ()
     trend: Chart | None = None
     capture: Chart | None = None
+    channel_renewals: int | None = None  # connection pools replaced after a cancelled request
 
 
 @dataclass(frozen=True, slots=True)

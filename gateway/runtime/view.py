@@ -124,7 +124,8 @@ class AppView:
                 client.logins if client else None, client.login_failures if client else None,
                 counts.get(m.id, 0),
                 identities.recent_changes(m.id) if identities is not None else (),
-                trend=chart, capture=None if captures is None else captures.chart(m.id)))
+                trend=chart, capture=None if captures is None else captures.chart(m.id),
+                channel_renewals=client.channel_renewals if client else None))
         return out
 
     def outputs(self) -> Sequence[OutputStatus]:

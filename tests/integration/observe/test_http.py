@@ -105,6 +105,25 @@ async def test_metrics_parse_and_move_with_the_polls(gateway: App, sim_meter: Si
                  version=__version__) == 1
 
 
+async def test_a_request_cut_off_by_its_timeout_renews_the_pool_and_metrics_count_it(
+        gateway: App, sim_meter: SimMeter) -> None:
+    app = gateway
+    await async_wait_until(lambda: app.pollers["main"].stats.polls_ok, what="a poll")
+    _, before = await scrape(app)
+    assert value(before, "egauge_meter_channel_renewals_total", meter="main") == 0
+    sim_meter.faults.hang = 1  # the next request is taken and never answered
+    await async_wait_until(lambda: app.pollers["main"].stats.polls_failed, what="a failed poll")
+
+    async def renewed() -> float:
+        _, samples = await scrape(app)
+        return value(samples, "egauge_meter_channel_renewals_total", meter="main")
+
+    assert await async_wait_until(renewed, what="the renewal in /metrics") == 1
+    polled = app.pollers["main"].stats.polls_ok
+    await async_wait_until(lambda: app.pollers["main"].stats.polls_ok > polled,
+                           what="polls going on through the new pool")
+
+
 async def test_the_scrape_is_what_generate_latest_writes_of_the_same_families(
         gateway: App) -> None:
     app = gateway
