@@ -262,26 +262,3 @@ async def test_failures_of_a_meter_never_seen_count_until_it_is_offline() -> Non
     await run_script(poller, meter)
     assert poller.stats.polls_failed == 6
     assert poller.stats.lapses == 2
-
-
-async def test_full_polls_wait_for_the_fleets_admission_and_the_others_do_not() -> None:
-    poller, meter, time, _ = make([0.1] * 4)
-    admission = asyncio.Semaphore(1)
-    assert meter.lane is not None
-    admitted = Poller(poller.cfg, meter, Hub(["main"]), meter.lane, clock=time.clock,
-                      sleep=time.sleep, admission=admission)
-    await admission.acquire()  # another meter's full poll holds the only place
-    task = asyncio.create_task(admitted.run(), name="poll:admitted")
-    for _ in range(20):
-        await asyncio.sleep(0)
-    assert meter.read_starts == []  # the first poll logs in: it waits
-    admission.release()
-    while len(meter.read_starts) < 2:
-        await asyncio.sleep(0)
-    await admission.acquire()  # taken again: the polls after the first do not need it
-    await asyncio.wait_for(meter.done.wait(), 10)
-    assert len(meter.read_starts) == 4
-    assert meter.identity_calls == 1
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
