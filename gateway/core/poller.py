@@ -18,12 +18,6 @@ Every poll holds the meter's *lane* (an ``asyncio.Lock`` shared with the command
 the history backfill), so a command never races a poll; ``next_due`` tells the backfill how
 long the lane stays free. ``lapses`` counts the polls lost while the meter was not known
 offline (failed, or skipped); the catch-up budget (:mod:`gateway.core.budget`) reads it.
-
-A *full* poll (the first, and the first after an offline period: login, ``/sys`` and the
-register metadata besides the reading) waits for the fleet's ``admission`` (at most
-:data:`gateway.runtime.fleet.FULL_POLLS` at once), so that a large fleet starting, or coming
-back after a network outage, logs in in waves instead of all within one interval; the wait
-counts as skipped slots.
 """
 
 from __future__ import annotations
@@ -124,14 +118,9 @@ class Poller:
         wall: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         phase_s: float = 0.0,
-        admission: asyncio.Semaphore | None = None,
     ) -> None:
-        """``admission``: shared by the fleet, bounds the *full* polls in flight at once --
-        the first one and the first after an offline period, which log in and read the
-        identity and the register metadata as well (about six requests instead of one)."""
         self.cfg = cfg
         self._phase_s = phase_s
-        self._admission = admission
         self.meter = cfg.id
         self.stats = PollStats()
         self._source = source
@@ -155,11 +144,7 @@ class Poller:
             delay = due - self._clock()
             if delay > 0:
                 await self._sleep(delay)
-            if self._need_identity and self._admission is not None:
-                async with self._admission:
-                    ok = await self.poll_once()
-            else:
-                ok = await self.poll_once()
+            ok = await self.poll_once()
             finished = self._clock()
             if ok:
                 due += interval

@@ -23,9 +23,6 @@ from gateway.runtime.reload import ReloadPlan
 log = structlog.get_logger(__name__)
 
 ClientFactory = Callable[[MeterConfig], MeterClient]
-# full polls (login, identity, register metadata: about six requests) in flight at once
-# across the fleet: a large fleet starts, and comes back after a network outage, in waves
-FULL_POLLS = 64
 Switch = Callable[[], None]
 
 
@@ -50,7 +47,6 @@ class Fleet:
         self.pollers: dict[str, Poller] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
-        self._admission = asyncio.Semaphore(FULL_POLLS)
 
     def build(self, meters: Sequence[MeterConfig]) -> None:
         """A client and poller per meter, their first polls spread over the interval."""
@@ -64,8 +60,7 @@ class Fleet:
         client = inverted(client, m.invert)
         self.clients[m.id] = client
         lane = self.lanes.setdefault(m.id, asyncio.Lock())
-        self.pollers[m.id] = Poller(m, client, self.hub, lane, phase_s=phase_s,
-                                    admission=self._admission)
+        self.pollers[m.id] = Poller(m, client, self.hub, lane, phase_s=phase_s)
 
     def lane_of(self, meter: str
                 ) -> tuple[MeterClient, asyncio.Lock, Callable[[], float | None]] | None:
