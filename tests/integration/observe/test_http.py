@@ -135,6 +135,28 @@ async def test_the_scrape_is_what_generate_latest_writes_of_the_same_families(
     assert exposition(frozen) == generate_latest(frozen)
 
 
+async def test_a_scrape_lets_the_event_loop_run_between_its_pieces(gateway: App) -> None:
+    app = gateway
+    assert app.http is not None
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick(), name="ticker")
+    await asyncio.sleep(0)
+    ticks = 0
+    body = await app.http.scrape()
+    during = ticks
+    ticker.cancel()
+    families = {f.name for f in text_string_to_metric_families(body.decode())}
+    assert families == {f.name for f in app.http.registry.collect()}
+    assert during >= len(families)  # a turn of the loop after each family at least
+
+
 async def test_name_parameters_pick_the_families_of_a_scrape(gateway: App) -> None:
     app = gateway
     await async_wait_until(lambda: app.pollers["main"].stats.polls_ok, what="a poll")
