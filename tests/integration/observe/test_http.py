@@ -28,7 +28,7 @@ from tests.support.lifecycle import registers_read
 from tests.support.mqtt import gateway_config, running_app
 from tests.support.prometheus import registry
 from tests.support.simulator import SIM_PASSWORD
-from tests.support.waiting import async_wait_until
+from tests.support.waiting import LoopTurns, async_wait_until
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -138,20 +138,9 @@ async def test_the_scrape_is_what_generate_latest_writes_of_the_same_families(
 async def test_a_scrape_lets_the_event_loop_run_between_its_pieces(gateway: App) -> None:
     app = gateway
     assert app.http is not None
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick(), name="ticker")
-    await asyncio.sleep(0)
-    ticks = 0
+    turns = await LoopTurns().start()
     body = await app.http.scrape()
-    during = ticks
-    ticker.cancel()
+    during = turns.stop()
     families = {f.name for f in text_string_to_metric_families(body.decode())}
     assert families == {f.name for f in app.http.registry.collect()}
     assert during >= len(families)  # a turn of the loop after each family at least

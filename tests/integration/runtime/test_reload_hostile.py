@@ -15,7 +15,7 @@ from gateway.config.bounds import MAX_FILE_BYTES
 from gateway.runtime import App
 from gateway.simulator import SimMeter, SimServer
 from tests.support.simulator import SIM_PASSWORD
-from tests.support.waiting import async_wait_until
+from tests.support.waiting import LoopTurns, async_wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -46,34 +46,26 @@ http: {{enabled: false}}
 """)
     app = App(load_config(path))
     task = asyncio.create_task(app.run(), name="app")
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick(), name="ticker")
+    turns = await LoopTurns(0.01).start()
     try:
         await async_wait_until(lambda: app.pollers and app.pollers["main"].stats.online,
                                what="the meter online")
         stats = app.pollers["main"].stats
         skipped = stats.polls_skipped
         path.write_text(HOSTILE[name], encoding="utf-8", errors="surrogatepass")
-        before = ticks
+        before = turns.count
         with structlog.testing.capture_logs() as logs:
             assert await app.reload() is False
         refused = [e for e in logs if e["event"] == "config_reload_refused"]
         assert len(refused) == 1
         assert refused[0]["problems"][0].startswith(f"{path}:")
         if name == "a_million_values":  # seconds of parsing: the loop turned meanwhile
-            assert ticks > before + 10
+            assert turns.count > before + 10
         assert app.config.meters[0].id == "main"  # the running configuration kept
         polls = stats.polls_ok
         await async_wait_until(lambda: stats.polls_ok > polls + 2, what="polls going on")
         assert stats.polls_skipped == skipped
     finally:
-        ticker.cancel()
+        turns.stop()
         app.request_stop()
         assert await asyncio.wait_for(task, 15) == 0
