@@ -3,10 +3,15 @@ worker, merged by family, with the supervisor's own families."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.observe import merged_exposition
+from gateway.config import HttpConfig
+from gateway.observe import SupervisorEndpoint, WorkerStatus, merged_exposition
+from gateway.support import Fetched, Request
+from tests.support.waiting import LoopTurns
 
 WORKER = """# HELP egauge_meter_polls_total Successful polls.
 # TYPE egauge_meter_polls_total counter
@@ -47,3 +52,34 @@ def test_a_worker_answering_no_prometheus_text_is_left_out() -> None:
     text = merged_exposition([("0", b"\xff\xfe not text"), ("1", (WORKER % (("b", 1) + ("b",) * 4)
                                                                     ).encode())])
     assert [s[0]["worker"] for s in samples(text)["egauge_meter_polls_total"]] == ["1"]
+
+
+class Workers:
+    """Just what the supervisor's /metrics reads of its view: two running workers."""
+
+    def __init__(self) -> None:
+        self.config = SimpleNamespace(gateway=SimpleNamespace(id="gw"))
+        self.mqtt = None
+        self.relay = None
+
+    def workers(self) -> list[WorkerStatus]:
+        return [WorkerStatus(i, "running", (), pid=1, http_port=9000 + i, ready=True)
+                for i in (0, 1)]
+
+
+async def test_the_supervisor_merges_in_a_thread_and_its_loop_goes_on_meanwhile() -> None:
+    big = "".join(WORKER % ((f"m{i}", i) + (f"m{i}",) * 4) for i in range(3000))
+
+    async def fetch(port: int, path: str) -> Fetched:
+        return Fetched(200, (), big.replace('meter="', f'meter="{port}-').encode())
+
+    endpoint = SupervisorEndpoint(HttpConfig(host="127.0.0.1", port=1), Workers(),  # type: ignore[arg-type]
+                                  fetcher=fetch)
+    turns = await LoopTurns().start()
+    answer = await endpoint.handle(Request("GET", "/metrics", (), {}, b""))  # type: ignore[misc]
+    during = turns.stop()
+    got = samples(answer.body)
+    assert len(got["egauge_meter_polls_total"]) == 2 * 3000
+    assert {s[0]["worker"] for s in got["egauge_meter_polls_total"]} == {"0", "1"}
+    assert got["egauge_worker_up"] == [({"worker": "0"}, 1.0), ({"worker": "1"}, 1.0)]
+    assert during > 10  # the loop turned while the text was merged
