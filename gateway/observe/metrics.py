@@ -38,12 +38,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _number = cast(Callable[[float], str], floatToGoString)  # the format's numbers (untyped there)
 
 
-def registry_for(view: GatewayView, clock: Callable[[], float] = time.time,
-                 names: Iterable[str] = ()) -> CollectorRegistry:
-    """A registry of its own holding the collector of ``view`` (only the families of
-    ``names``, when given: :func:`wanted_names`)."""
+def registry_for(view: GatewayView, clock: Callable[[], float] = time.time
+                 ) -> CollectorRegistry:
+    """A registry of its own holding the collector of ``view``."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(GatewayCollector(view, clock, names))
+    registry.register(GatewayCollector(view, clock))
     return registry
 
 
@@ -154,6 +153,17 @@ def merged_exposition(parts: Sequence[tuple[str, bytes]], own: Iterable[Metric] 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Fixed(families.values()))
     return exposition(registry)
+
+
+def _columns(families: Sequence[tuple[CounterMetricFamily | GaugeMetricFamily, str]],
+             rows: Iterable[object], label: str) -> list[Metric]:
+    """Families that each show one field of every row (a status dataclass), labelled with
+    the row's ``label`` field: ``(family, field)`` pairs."""
+    for row in rows:
+        value = [getattr(row, label)]
+        for family, key in families:
+            family.add_metric(value, getattr(row, key))
+    return [family for family, _ in families]
 
 
 Section = Callable[[], Iterable[Metric | None]]  # None: a good moment to let the loop run
@@ -381,10 +391,8 @@ class GatewayCollector(Collector):
             (GaugeMetricFamily("egauge_energy_lag_seconds", "How far the energy counters "
                                "stand behind the newest reading.", labels=["meter"]), "lag_s"),
         )
-        for status in sorted(energy, key=lambda s: s.meter):
-            for family, key in families:
-                family.add_metric([status.meter], getattr(status, key))
-        yield from (family for family, _ in families)
+        rows = sorted(energy, key=lambda status: status.meter)
+        yield from _columns(families, rows, "meter")
 
     def _budgets(self) -> Iterable[Metric]:
         budgets = self._view.budgets()
@@ -403,10 +411,7 @@ class GatewayCollector(Collector):
             (CounterMetricFamily("egauge_catchup_cuts", "Seconds that halved the budget.",
                                  labels=["service"]), "cuts"),
         )
-        for status in budgets:
-            for family, key in families:
-                family.add_metric([status.service], getattr(status, key))
-        yield from (family for family, _ in families)
+        yield from _columns(families, budgets, "service")
 
     def _sparkplug(self) -> Iterable[Metric]:
         spb = self._view.sparkplug
