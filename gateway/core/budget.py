@@ -11,7 +11,8 @@ come back (and read their identity again), and the recovery feeds on itself.
 So a :class:`Budget` works like TCP's congestion window (additive increase, multiplicative
 decrease). :class:`Pace` looks at live polling once a second. A second is *strained* when
 the polls of online meters lapsed (failed, or skipped because one ran late) more than once
-per :data:`LAPSES_PER` meters, or when the event loop woke more than :data:`LAG_S` late. A
+per :data:`LAPSES_PER` meters, or when the event loop woke more than :data:`LAG_S` late
+(the longest delay :class:`gateway.core.lag.LoopLag` saw in that second). A
 strained second halves every budget, down to one read at a time (a gap always closes, if
 slowly). A calm second adds one, up to the budget's limit.
 
@@ -22,12 +23,13 @@ used up (they try again after the next poll). They never wait for it.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Final
 
 import structlog
+
+from gateway.core.lag import LoopLag
 
 log = structlog.get_logger(__name__)
 
@@ -76,24 +78,24 @@ Lapses = Callable[[], tuple[int, int]]  # (lapsed polls so far, meters polled)
 
 class Pace:
     """Sets ``budgets`` once every ``period_s`` from ``lapses`` (the fleet's count of lapsed
-    polls of online meters so far, and how many meters it polls) and how late the loop
-    woke this task."""
+    polls of online meters so far, and how many meters it polls) and how late ``lag`` found
+    the loop meanwhile."""
 
-    def __init__(self, budgets: Sequence[Budget], lapses: Lapses, *,
+    def __init__(self, budgets: Sequence[Budget], lapses: Lapses, lag: LoopLag, *,
                  period_s: float = PERIOD_S, lag_s: float = LAG_S,
-                 clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.budgets = tuple(budgets)
         self._lapses = lapses
+        self._lag = lag
         self._period_s = period_s
         self._lag_s = lag_s
-        self._clock = clock
         self._sleep = sleep
         self._seen = lapses()[0]
         self.strained = False  # how the last turn judged its second
 
     def turn(self, lag_s: float) -> bool:
-        """Judge the second just past (the loop woke ``lag_s`` late); True: strained."""
+        """Judge the second just past (the loop woke at worst ``lag_s`` late); True:
+        strained."""
         total, meters = self._lapses()
         new = max(0, total - self._seen)  # a reload may start counters anew
         self._seen = total
@@ -112,6 +114,5 @@ class Pace:
     async def run(self) -> None:
         """Turn every period until cancelled."""
         while True:
-            started = self._clock()
             await self._sleep(self._period_s)
-            self.turn(max(0.0, self._clock() - started - self._period_s))
+            self.turn(self._lag.take_worst())

@@ -10,9 +10,20 @@ While polls fail, the next attempt waits ``poll_interval_s * 2**(failures-1)`` (
 interval, at most ``max(interval, min(30 s, 10 intervals))``, up to 20 % shorter by jitter);
 the first good poll returns to the interval grid. After ``offline_after`` failed polls in a
 row the meter is offline; the first good poll makes it online. Each transition is logged once
-(``meter_offline`` / ``meter_online``). The identity (``/sys``) is read at start and again
-after every offline period; the register metadata is read at start, after an offline period
-and whenever a reading shows another register set (then ``on_registers`` is published).
+(``meter_offline`` / ``meter_online``).
+
+A poll that timed out while the gateway's own event loop spent at least
+:data:`gateway.core.lag.EXCUSE_SHARE` of the poll's time late (a saturated core: the reply
+may have waited in the socket) is the gateway's failure, not the meter's: it counts in
+``polls_failed`` and ``late_timeouts`` but not towards ``offline_after``, and the next poll
+keeps the slot grid instead of backing off. Otherwise an overloaded gateway takes answering
+meters offline, and each comes back with a login, its identity and its gap to read: more
+load. At most :data:`EXCUSED_TIMEOUTS` timeouts are excused between two good polls, so a
+meter that stopped answering still goes offline behind a loop that stays late.
+
+The identity (``/sys``) is read at start and again after every offline period; the register
+metadata is read at start, after an offline period and whenever a reading shows another
+register set (then ``on_registers`` is published).
 
 Every poll holds the meter's *lane* (an ``asyncio.Lock`` shared with the command router and
 the history backfill), so a command never races a poll; ``next_due`` tells the backfill how
@@ -35,13 +46,15 @@ import structlog
 from gateway.config import MeterConfig
 from gateway.core.histogram import Histogram
 from gateway.core.hub import Hub
-from gateway.errors import MeterError
+from gateway.core.lag import EXCUSE_SHARE, LoopLag
+from gateway.errors import MeterError, MeterTimeout
 from gateway.model import Availability, Identity, LocalValue, Reading, RegisterInfo
 
 log = structlog.get_logger(__name__)
 
 BACKOFF_CAP_S = 30.0
 BACKOFF_CAP_INTERVALS = 10
+EXCUSED_TIMEOUTS = 10  # timeouts in a late loop not held against a meter, between good polls
 
 
 class MeterSource(Protocol):
@@ -64,7 +77,9 @@ class PollStats:
     polls_failed: int = 0
     polls_skipped: int = 0
     lapses: int = 0  # polls lost while the meter was not known offline: failed or skipped
-    consecutive_failures: int = 0
+    late_timeouts: int = 0  # failed polls that timed out in a late loop (the gateway's fault)
+    excused: int = 0  # of them since the last good poll
+    consecutive_failures: int = 0  # failed polls in a row held against the meter
     last_latency_s: float | None = None
     last_error: str = ""
     online: bool | None = None
@@ -118,9 +133,11 @@ class Poller:
         wall: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         phase_s: float = 0.0,
+        lag: LoopLag | None = None,
     ) -> None:
         self.cfg = cfg
         self._phase_s = phase_s
+        self._lag = lag  # None: every timeout is the meter's
         self.meter = cfg.id
         self.stats = PollStats()
         self._source = source
@@ -146,7 +163,7 @@ class Poller:
                 await self._sleep(delay)
             ok = await self.poll_once()
             finished = self._clock()
-            if ok:
+            if ok or self.stats.consecutive_failures == 0:  # succeeded, or failed excused
                 due += interval
                 if finished > due:
                     missed = math.ceil((finished - due) / interval)
@@ -168,13 +185,17 @@ class Poller:
     async def poll_once(self) -> bool:
         """One poll under the lane; publishes the outcome. True when it succeeded."""
         started = self._clock()
+        lag_before = self._lag.total_s if self._lag is not None else 0.0
         deadline = self.cfg.timeout_s * (self._planned_requests() + 2)
         self.stats.busy_since, self.stats.busy_deadline_s = started, deadline
         try:
             async with self._lane, asyncio.timeout(deadline):
                 result = await self._fetch()
         except TimeoutError:
-            self._failed(f"MeterTimeout: the poll took longer than {deadline:g} s")
+            self._failed(f"MeterTimeout: the poll took longer than {deadline:g} s",
+                         self._late(started, lag_before))
+        except MeterTimeout as exc:
+            self._failed(_reason(exc), self._late(started, lag_before))
         except MeterError as exc:
             self._failed(_reason(exc))
         except Exception as exc:  # a bug must not end this meter's polling for good
@@ -186,6 +207,13 @@ class Poller:
         finally:
             self.stats.busy_since = None
         return False
+
+    def _late(self, started: float, lag_before: float) -> bool:
+        """Whether a poll that began at ``started`` (the loop's lateness then
+        ``lag_before``) and timed out is excused: the loop was late long enough."""
+        lag = self._lag
+        return (lag is not None and self.stats.excused < EXCUSED_TIMEOUTS
+                and lag.late_share(lag_before, self._clock() - started) >= EXCUSE_SHARE)
 
     def _planned_requests(self) -> int:
         return (
@@ -212,6 +240,7 @@ class Poller:
         failed_before = stats.consecutive_failures
         stats.polls_ok += 1
         stats.consecutive_failures = 0
+        stats.excused = 0
         stats.last_latency_s = latency
         stats.latency.observe(latency)
         hub = self._hub
@@ -228,13 +257,18 @@ class Poller:
             log.info("meter_online", meter=self.meter, reason=reason, failed_polls=failed_before)
             hub.publish_availability(Availability(self.meter, True, self._wall(), reason))
 
-    def _failed(self, reason: str) -> None:
+    def _failed(self, reason: str, excused: bool = False) -> None:
         stats = self.stats
         stats.polls_failed += 1
         if stats.online is not False:
             stats.lapses += 1
-        stats.consecutive_failures += 1
         stats.last_error = reason
+        if excused:
+            stats.late_timeouts += 1
+            stats.excused += 1
+            log.debug("poll_failed", meter=self.meter, reason=reason, gateway_late=True)
+            return
+        stats.consecutive_failures += 1
         failed = stats.consecutive_failures
         log.debug("poll_failed", meter=self.meter, reason=reason, failed_polls=failed)
         if stats.online is not False and failed >= self.cfg.offline_after:

@@ -208,6 +208,7 @@ class GatewayCollector(Collector):
         names = self._names
         sections: tuple[tuple[tuple[str, ...], Section], ...] = (
             (("egauge_gateway_info",), self._info),
+            (("egauge_gateway_loop_",), self._loop),
             (("egauge_meter_", "egauge_register_"), self._meters),
             (("egauge_mqtt_",), self._mqtt),
             (("egauge_modbus_",), self._modbus),
@@ -230,6 +231,13 @@ class GatewayCollector(Collector):
         info.add_metric([self._view.config.gateway.id, __version__], 1)
         yield info
 
+    def _loop(self) -> Iterable[Metric]:
+        yield CounterMetricFamily(
+            "egauge_gateway_loop_late_seconds", "How late the event loop woke a task that "
+            "sleeps 0.1 s at a time, added up: its rate is the share of time the loop ran "
+            "late (past 0.1 a timed-out poll is not held against its meter).",
+            value=self._view.loop_late_s)
+
     def _meters(self) -> Iterable[Metric | None]:
         now = self._clock()
         polls = CounterMetricFamily("egauge_meter_polls", "Successful polls.", labels=["meter"])
@@ -238,6 +246,10 @@ class GatewayCollector(Collector):
         skipped = CounterMetricFamily("egauge_meter_polls_skipped",
                                       "Poll slots skipped because a poll overran.",
                                       labels=["meter"])
+        late = CounterMetricFamily("egauge_meter_poll_late_timeouts",
+                                   "Failed polls that timed out while the gateway's own event "
+                                   "loop ran late: not held against the meter.",
+                                   labels=["meter"])
         latency = HistogramMetricFamily("egauge_meter_poll_duration_seconds",
                                         "Duration of successful polls.", labels=["meter"])
         logins = CounterMetricFamily("egauge_meter_logins", "Successful logins to the meter.",
@@ -266,6 +278,7 @@ class GatewayCollector(Collector):
             polls.add_metric(label, stats.polls_ok)
             errors.add_metric(label, stats.polls_failed)
             skipped.add_metric(label, stats.polls_skipped)
+            late.add_metric(label, stats.late_timeouts)
             latency.add_metric(label, [(_le(b), n) for b, n in stats.latency.cumulative()],
                                stats.latency.sum)
             online.add_metric(label, 1 if stats.online else 0)
@@ -277,8 +290,8 @@ class GatewayCollector(Collector):
                 refused.add_metric(label, meter.login_failures or 0)
             if meter.channel_renewals is not None:
                 renewals.add_metric(label, meter.channel_renewals)
-        yield from (polls, errors, skipped, latency, logins, refused, renewals, online, age,
-                    changes)
+        yield from (polls, errors, skipped, late, latency, logins, refused, renewals, online,
+                    age, changes)
 
     def _mqtt(self) -> Iterable[Metric]:
         stats = self._view.mqtt

@@ -220,3 +220,8 @@ class GatewayView(Protocol):
     def budgets(self) -> Sequence[BudgetStatus]:
         """The catch-up budgets of the services reading the meters' databases."""
         ...
+
+    @property
+    def loop_late_s(self) -> float:
+        """How late the event loop ran so far, added up (:class:`gateway.core.LoopLag`)."""
+        ...

@@ -129,7 +129,7 @@ class App:
         self.pace: Pace | None = None  # set by start(): the catch-up budgets' pace
         self.stopping = False
         self._serve_tasks: list[asyncio.Task[None]] = []
-        self._own_tasks: list[asyncio.Task[None]] = []  # watchdog, reloads, pace
+        self._own_tasks: list[asyncio.Task[None]] = []  # loop lag, watchdog, reloads, pace
         self._started: list[Component] = []
         self._stop = asyncio.Event()
         self._reload_wanted = asyncio.Event()
@@ -232,10 +232,11 @@ class App:
         for c in self.components:
             if c.serve is not None:
                 self._serve_tasks.append(tg.create_task(c.serve(), name=f"{c.name}:serve"))
+        self._own_tasks.append(tg.create_task(self.fleet.lag.run(), name="loop-lag"))
         self.fleet.start(tg)
         budgets = [s.budget for s in (self.energy, self.history) if s is not None]
         if budgets:
-            self.pace = Pace(budgets, self.fleet.lapses)
+            self.pace = Pace(budgets, self.fleet.lapses, self.fleet.lag)
             self._own_tasks.append(tg.create_task(self.pace.run(), name="catch-up-pace"))
         self._own_tasks.append(tg.create_task(self._reloads(), name="config-reload"))
         interval = watchdog_interval()

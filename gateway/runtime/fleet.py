@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 import structlog
 
 from gateway.config import MeterConfig
-from gateway.core import Hub, Poller
+from gateway.core import Hub, LoopLag, Poller
 from gateway.meter import MeterClient, TlsContexts, WebApiClient, inverted
 from gateway.model import Availability
 from gateway.runtime.reload import ReloadPlan
@@ -47,6 +47,7 @@ class Fleet:
         self.pollers: dict[str, Poller] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
+        self.lag = LoopLag()  # how late the loop runs (the app runs it): excuses timeouts
 
     def build(self, meters: Sequence[MeterConfig]) -> None:
         """A client and poller per meter, their first polls spread over the interval."""
@@ -60,7 +61,7 @@ class Fleet:
         client = inverted(client, m.invert)
         self.clients[m.id] = client
         lane = self.lanes.setdefault(m.id, asyncio.Lock())
-        self.pollers[m.id] = Poller(m, client, self.hub, lane, phase_s=phase_s)
+        self.pollers[m.id] = Poller(m, client, self.hub, lane, phase_s=phase_s, lag=self.lag)
 
     def lane_of(self, meter: str
                 ) -> tuple[MeterClient, asyncio.Lock, Callable[[], float | None]] | None:

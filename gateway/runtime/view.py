@@ -194,6 +194,10 @@ class AppView:
                                     st.discontinuities, st.requests, st.failed_requests, lag))
         return out
 
+    @property
+    def loop_late_s(self) -> float:
+        return self._app.fleet.lag.total_s
+
     def budgets(self) -> Sequence[BudgetStatus]:
         app = self._app
         return [BudgetStatus(name, b.limit, b.allowed, b.in_use, b.cuts)

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 import structlog
 
-from gateway.core import Budget, Pace
+from gateway.core import Budget, LoopLag, Pace
 from gateway.core.budget import LAG_S, LAPSES_PER
 
 
@@ -80,7 +80,7 @@ def test_a_limit_of_zero_allows_nothing_and_a_negative_one_is_refused() -> None:
 def test_lapsed_polls_beyond_one_per_hundred_meters_strain_every_budget() -> None:
     lapses = Lapses(meters=250)
     history, energy = Budget(8), Budget(8)
-    pace = Pace([history, energy], lapses)
+    pace = Pace([history, energy], lapses, LoopLag())
     allowed = 250 // LAPSES_PER
     lapses.total += allowed  # as many as a fleet of this size may lose in a second: calm
     assert pace.turn(0.0) is False
@@ -95,7 +95,7 @@ def test_lapsed_polls_beyond_one_per_hundred_meters_strain_every_budget() -> Non
 def test_in_a_small_fleet_one_lapsed_poll_strains() -> None:
     lapses = Lapses(meters=3)
     budget = Budget(8)
-    pace = Pace([budget], lapses)
+    pace = Pace([budget], lapses, LoopLag())
     lapses.total += 1
     assert pace.turn(0.0) is True
     assert budget.allowed == 4
@@ -103,7 +103,7 @@ def test_in_a_small_fleet_one_lapsed_poll_strains() -> None:
 
 def test_a_late_loop_strains_and_a_punctual_one_does_not() -> None:
     budget = Budget(8)
-    pace = Pace([budget], Lapses(meters=10))
+    pace = Pace([budget], Lapses(meters=10), LoopLag())
     assert pace.turn(LAG_S * 0.9) is False
     assert pace.turn(LAG_S * 1.5) is True
     assert budget.allowed == 4
@@ -113,7 +113,7 @@ def test_counters_that_start_anew_after_a_reload_are_not_a_strain() -> None:
     lapses = Lapses(meters=10)
     lapses.total = 50
     budget = Budget(8)
-    pace = Pace([budget], lapses)  # counts from what the fleet shows at the start
+    pace = Pace([budget], lapses, LoopLag())  # counts from what the fleet shows at the start
     assert pace.turn(0.0) is False
     lapses.total = 0  # the pollers were replaced
     assert pace.turn(0.0) is False
@@ -123,7 +123,7 @@ def test_counters_that_start_anew_after_a_reload_are_not_a_strain() -> None:
 
 def test_a_change_of_judgement_is_logged_once() -> None:
     lapses = Lapses(meters=5)
-    pace = Pace([Budget(8)], lapses)
+    pace = Pace([Budget(8)], lapses, LoopLag())
     with structlog.testing.capture_logs() as logs:
         lapses.total += 3
         pace.turn(0.0)
@@ -136,16 +136,18 @@ def test_a_change_of_judgement_is_logged_once() -> None:
     assert logs[0]["allowed"] == [8]  # as the strained second found it
 
 
-async def test_run_measures_how_late_the_loop_woke_it() -> None:
-    now = [100.0]
+async def test_run_judges_each_second_by_the_worst_lateness_of_the_loop() -> None:
+    lag = LoopLag()
     turns: list[bool] = []
 
     async def sleep(seconds: float) -> None:
-        now[0] += seconds + (0.5 if len(turns) == 1 else 0.0)  # the second wake-up is late
+        if len(turns) == 1:
+            lag.note(LAG_S * 2)  # the loop ran late in the second second only
+        lag.note(LAG_S / 10)
         await asyncio.sleep(0)
 
     budget = Budget(8)
-    pace = Pace([budget], Lapses(meters=10), clock=lambda: now[0], sleep=sleep)
+    pace = Pace([budget], Lapses(meters=10), lag, sleep=sleep)
     original = pace.turn
 
     def turn(lag_s: float) -> bool:

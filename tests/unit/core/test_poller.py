@@ -11,9 +11,10 @@ import pytest
 import structlog
 
 from gateway.config import MeterConfig
-from gateway.core import Hub
-from gateway.core.poller import Poller, backoff_delay
-from gateway.errors import MeterUnavailable
+from gateway.core import Hub, LoopLag
+from gateway.core.lag import EXCUSE_SHARE
+from gateway.core.poller import EXCUSED_TIMEOUTS, Poller, backoff_delay
+from gateway.errors import MeterTimeout, MeterUnavailable
 from gateway.model import (
     Identity,
     LocalValue,
@@ -41,10 +42,20 @@ class FakeTime:
         await asyncio.sleep(0)
 
 
+class Stalled:
+    """A script step: the read takes ``seconds``, the loop runs ``late_s`` of them late
+    (noted in ``lag``), then ``error`` is raised."""
+
+    def __init__(self, lag: LoopLag, late_s: float, error: Exception | None = None,
+                 seconds: float = 0.5) -> None:
+        self.lag, self.late_s, self.seconds = lag, late_s, seconds
+        self.error = error or MeterTimeout("main", "no answer within 0.5 s (GET /register)")
+
+
 class FakeMeter:
     """Plays a script: each read takes ``latency`` seconds or raises; then it blocks."""
 
-    def __init__(self, time: FakeTime, script: Sequence[float | Exception],
+    def __init__(self, time: FakeTime, script: Sequence[float | Exception | Stalled],
                  names: Sequence[str] = ("Grid", "Solar+")) -> None:
         self.time = time
         self.script = list(script)
@@ -73,6 +84,10 @@ class FakeMeter:
         step = self.script.pop(0)
         if isinstance(step, Exception):
             raise step
+        if isinstance(step, Stalled):
+            self.time.now += step.seconds
+            step.lag.note(step.late_s)
+            raise step.error
         self.time.now += step
         values = tuple(RegisterValue(n, "P", "W", 1.0, 2.0, "kWh") for n in self.names)
         return Reading("main", self.time.now, values)
@@ -86,8 +101,9 @@ class ZeroJitter(random.Random):
         return 0.0
 
 
-def make(script: Sequence[float | Exception], *, interval: float = 1.0,
-         offline_after: int = 3) -> tuple[Poller, FakeMeter, FakeTime, Recorder]:
+def make(script: Sequence[float | Exception | Stalled], *, interval: float = 1.0,
+         offline_after: int = 3, lag: LoopLag | None = None
+         ) -> tuple[Poller, FakeMeter, FakeTime, Recorder]:
     time = FakeTime()
     meter = FakeMeter(time, script)
     hub = Hub(["main"])
@@ -99,7 +115,7 @@ def make(script: Sequence[float | Exception], *, interval: float = 1.0,
     lane = asyncio.Lock()
     meter.lane = lane
     poller = Poller(cfg, meter, hub, lane, clock=time.clock, sleep=time.sleep,
-                    wall=lambda: 1.7e9, rng=ZeroJitter())
+                    wall=lambda: 1.7e9, rng=ZeroJitter(), lag=lag)
     return poller, meter, time, rec
 
 
@@ -262,3 +278,64 @@ async def test_failures_of_a_meter_never_seen_count_until_it_is_offline() -> Non
     await run_script(poller, meter)
     assert poller.stats.polls_failed == 6
     assert poller.stats.lapses == 2
+
+
+LATE_S = 0.5 * EXCUSE_SHARE * 1.2  # of a 0.5 s read: a little more than the excused share
+
+
+async def test_timeouts_in_a_late_loop_keep_the_meter_online_and_on_the_grid() -> None:
+    lag = LoopLag()
+    script: list[float | Exception | Stalled] = [0.0, *[Stalled(lag, LATE_S)] * 5, 0.0]
+    poller, meter, _, rec = make(script, offline_after=3, lag=lag)
+    await run_script(poller, meter)
+    stats = poller.stats
+    assert [a.online for a in rec.availability] == [True]  # never offline
+    assert (stats.polls_failed, stats.late_timeouts, stats.lapses) == (5, 5, 5)
+    assert stats.consecutive_failures == 0  # the good poll reset both
+    assert stats.excused == 0
+    # no backoff: every poll kept its slot, and the meter was not read anew
+    assert meter.read_starts == [START + k for k in range(7)]
+    assert meter.identity_calls == 1
+    assert meter.info_calls == 1
+    assert len(rec.readings) == 2
+
+
+async def test_a_timeout_in_a_punctual_loop_is_the_meters() -> None:
+    lag = LoopLag()
+    punctual = 0.5 * EXCUSE_SHARE * 0.8
+    poller, meter, _, rec = make([0.0, *[Stalled(lag, punctual)] * 3], offline_after=3, lag=lag)
+    await run_script(poller, meter)
+    assert [a.online for a in rec.availability] == [True, False]
+    assert poller.stats.late_timeouts == 0
+    assert poller.stats.consecutive_failures == 3
+
+
+async def test_only_timeouts_are_excused() -> None:
+    lag = LoopLag()
+    refused = [Stalled(lag, 0.5, MeterUnavailable("main", "connection refused"))] * 3
+    poller, meter, _, rec = make([0.0, *refused], offline_after=3, lag=lag)
+    await run_script(poller, meter)
+    assert [a.online for a in rec.availability] == [True, False]
+    assert poller.stats.late_timeouts == 0
+
+
+async def test_a_meter_that_stays_silent_in_a_late_loop_still_goes_offline() -> None:
+    lag = LoopLag()
+    late = [Stalled(lag, LATE_S)] * (EXCUSED_TIMEOUTS + 3)
+    script: list[float | Exception | Stalled] = [0.0, *late, 0.0, Stalled(lag, LATE_S)]
+    poller, meter, _, rec = make(script, offline_after=3, lag=lag)
+    with structlog.testing.capture_logs() as logs:
+        await run_script(poller, meter)
+    assert [a.online for a in rec.availability] == [True, False, True]
+    offline = [e for e in logs if e["event"] == "meter_offline"]
+    assert [e["failed_polls"] for e in offline] == [3]
+    # the excuses were used up, and the good poll gave them back: the last timeout is one
+    assert poller.stats.late_timeouts == EXCUSED_TIMEOUTS + 1
+    assert poller.stats.consecutive_failures == 0
+
+
+async def test_without_a_loop_lag_every_timeout_is_the_meters() -> None:
+    lag = LoopLag()  # noted by the script, but not given to the poller
+    poller, meter, _, rec = make([0.0, *[Stalled(lag, 0.5)] * 3], offline_after=3)
+    await run_script(poller, meter)
+    assert [a.online for a in rec.availability] == [True, False]
