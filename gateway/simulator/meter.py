@@ -175,14 +175,16 @@ class SimMeter:
         return Database(default_levels(self.fine_history_s), self.created,
                         self._volatile_since, self.latest())
 
-    def time_context(self) -> TimeContext:
+    def time_context(self, now: int | None = None) -> TimeContext:
+        """How time expressions read at the newest stored second (``now``: at that second,
+        the one a reply was started for, though the clock moved on meanwhile)."""
         tz: dt.tzinfo
         try:
             tz = PosixTz(str(self.config.value("time", "zone")))
         except ValueError:
             tz = dt.UTC
         start_day = str(self.config.value("var", "global", "billing.start_day"))
-        return TimeContext(self.latest(), self.epoch, tz,
+        return TimeContext(self.latest() if now is None else now, self.epoch, tz,
                            int(start_day) if start_day.isdigit() else 1)
 
     @property

@@ -180,7 +180,7 @@ def _data(meter: SimMeter, service: str, req: Request) -> Reply:
         return cached
     ts = meter.ts_text(t)
     if service == "register":
-        value = register_reply(meter, meter.registers, req.query, ts, meter.time_context(),
+        value = register_reply(meter, meter.registers, req.query, ts, meter.time_context(t),
                                meter.database())
     else:
         value = meter.sensors.reply(req.query, t, ts, ctid)

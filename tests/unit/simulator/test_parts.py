@@ -4,17 +4,19 @@ value functions and fault switches."""
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
 
 import pytest
 
-from gateway.simulator import Faults, Mix, Signal, SimMeter, Wave, default_registers
+from gateway.simulator import Faults, Mix, Signal, SimMeter, Wave, default_registers, router
 from gateway.simulator.database import Database, Level
 from gateway.simulator.registers import check_register_set, physical, reordered, virtual
 from gateway.simulator.reply import QueryError
 from gateway.simulator.selection import select
 from gateway.simulator.tree import shape
+from gateway.support import Request
 
 REGS = default_registers()
 ALL_IDX = [0, 1, 3, 5, 6, 8, 9, 11, 12, 14, 15]
@@ -199,3 +201,19 @@ def test_fault_switches_count_down_and_validate() -> None:
     assert faults.fails_500(random.Random(1))
     faults.clear()
     assert faults.as_dict() == Faults().as_dict()
+
+
+def test_a_register_reply_reads_every_value_at_the_second_it_stamps() -> None:
+    # the clock crosses a second while the reply is built: the rates are still of the second
+    # that the reply's "ts" names (the gateway's state pairs them)
+    start = 1_700_000_000
+    reads = iter([start + 0.999] * 3)
+    meter = SimMeter("SIM0099", clock=lambda: next(reads, start + 1.001))
+    query = (("rate", ""), ("time", "now"), ("virtual", "value"))
+    request = Request("GET", "/api/register", query, {}, b"",
+                      raw_query="rate&time=now&virtual=value")
+    reply = json.loads(router._data(meter, "register", request).body)
+    second = int(float(reply["ts"]))
+    grid = next(r for r in reply["registers"] if r["name"] == "Grid")
+    assert grid["rate"] == meter.rate("Grid", second)
+    assert meter.rate("Grid", second) != meter.rate("Grid", second + 1)  # else no proof
