@@ -22,7 +22,7 @@ import structlog
 from gateway.commands import Outcome as CommandOutcome
 from gateway.config import EnergyConfig, MeterConfig, ModbusConfig
 from gateway.errors import ConfigError
-from gateway.modbus.image import UnitImage
+from gateway.modbus.image import Codecs, UnitImage
 from gateway.modbus.layout import Layout, export_csv, pin_new, polled_names, with_counters
 from gateway.modbus.loader import load_mapping
 from gateway.modbus.mapping import RegisterMap, counter_of
@@ -75,6 +75,7 @@ class ModbusOutput:
         self.config = config
         self._clock = clock
         self._store = PinStore(state_dir)
+        self._codecs = Codecs()  # shared by every unit's image
         self._units, self._by_meter = self._plan_units(meters, {})
         writes = None
         if config.writes and router is not None:
@@ -175,7 +176,8 @@ class ModbusOutput:
                 rmap = maps.get(spec) or maps.setdefault(spec, load_mapping(spec))
                 pins = unit.pins if unit is not None and unit.spec == spec \
                     else self._store.load(m.id)
-                image = UnitImage(m.modbus_unit_id, self._layout(m.id, rmap, pins), self._clock)
+                image = UnitImage(m.modbus_unit_id, self._layout(m.id, rmap, pins), self._clock,
+                                  self._codecs)
                 unit = _Unit(m.id, rmap, pins, image, m.registers, spec, m.energy)
             units[m.modbus_unit_id] = by_meter[m.id] = unit
         return units, by_meter
@@ -281,7 +283,7 @@ class ModbusOutput:
         if added:
             old = unit.image
             unit.image = UnitImage(old.unit_id, self._layout(unit.meter, unit.rmap, unit.pins),
-                                   self._clock)
+                                   self._clock, self._codecs)
             unit.image.replay(old)
             log.info("modbus_registers_pinned", meter=unit.meter, registers=added)
         self._dirty.add(unit.meter)

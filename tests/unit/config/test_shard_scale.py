@@ -10,6 +10,7 @@ from pathlib import Path
 import trustme
 
 from gateway.meter import TlsContexts
+from gateway.meter.channel import Channel
 from gateway.mqtt.ledger import RetainedLedger
 from tests.support.waiting import async_wait_until
 
@@ -61,3 +62,16 @@ def test_meters_with_the_same_verification_share_one_context(tmp_path: Path) -> 
     unverified = contexts.get("e", False)
     assert unverified.verify_mode == ssl.CERT_NONE
     assert contexts.get("f", False) is unverified
+
+
+async def test_plain_http_meters_share_one_context_for_their_transports() -> None:
+    contexts = TlsContexts()
+    channels = [Channel(f"m{i}", f"http://127.0.0.{i + 2}:80", timeout_s=0.5, tls=contexts)
+                for i in range(2)]
+    try:
+        given = [c._verify for c in channels]
+        assert isinstance(given[0], ssl.SSLContext)
+        assert given[0] is given[1] is contexts.get("any", False)
+    finally:
+        for c in channels:
+            await c.aclose()

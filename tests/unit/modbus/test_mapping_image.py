@@ -6,7 +6,7 @@ import struct
 from pathlib import Path
 
 from gateway.modbus import load_mapping
-from gateway.modbus.image import ILLEGAL_ADDRESS, TARGET_FAILED, UnitImage, unit_factor
+from gateway.modbus.image import ILLEGAL_ADDRESS, TARGET_FAILED, Codecs, UnitImage, unit_factor
 from gateway.modbus.layout import Layout
 from gateway.modbus.pins import Pins
 from gateway.model import Availability, Identity, Reading, RegisterValue
@@ -128,3 +128,25 @@ def test_unconvertible_unit_reads_not_available(tmp_path: Path) -> None:
                           " unit: W}\n")
     img.apply_reading(Reading("m", NOW, (RegisterValue("T", "T", "°C", 21.5, None, "°C·s"),)))
     assert words(img.read(0, 1)) == (0x8000,)
+
+
+def test_units_share_their_codecs_and_keep_their_own_values(tmp_path: Path) -> None:
+    path = tmp_path / "map.yaml"
+    path.write_text(MAP, encoding="utf-8")
+    codecs = Codecs()
+    one, two = (UnitImage(unit, Layout.build(load_mapping(str(path)), Pins("m")),
+                          lambda: NOW, codecs) for unit in (1, 2))
+    slots = [s for img in (one, two) for s in img._meter_slots]
+    floats = {id(s.codec) for s in slots if s.point.type == "float32"}
+    assert len(floats) == 1  # every float32 point of both units, one codec
+    scaled = {id(s.codec) for s in slots if s.point.type == "int16"}
+    assert scaled.isdisjoint(floats)
+    assert len(scaled) == 1
+    one.apply_reading(reading(NOW - 1, grid=-250.5, solar=12.34))
+    two.apply_reading(reading(NOW - 1, grid=99.0, solar=-3.0))
+    assert struct.unpack(">f", ok(one.read(10, 2))) == (-250.5,)
+    assert struct.unpack(">f", ok(two.read(10, 2))) == (99.0,)
+    assert struct.unpack(">h", ok(one.read(18, 1))) == (123,)
+    assert struct.unpack(">h", ok(two.read(18, 1))) == (-30,)
+    assert one.read(34, 1) == (1).to_bytes(2, "big")
+    assert two.read(34, 1) == (2).to_bytes(2, "big")
