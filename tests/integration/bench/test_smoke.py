@@ -104,3 +104,12 @@ def test_the_outage_benchmark_runs_and_finds_every_meter_second(tmp_path: Path) 
     page = results.read_text(encoding="utf-8")
     assert "\nold\n" not in page
     assert "meter-seconds missing from state plus history | 0 |" in page
+
+
+def test_the_merge_benchmark_runs_and_both_merges_agree() -> None:
+    done = subprocess.run(
+        [sys.executable, "bench/merge.py", "--meters", "5", "--workers", "3", "--repeat", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert "same bytes: yes" in done.stdout
+    assert "3 workers x 5 meters" in done.stdout

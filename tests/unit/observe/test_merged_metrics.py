@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import HttpConfig
-from gateway.observe import SupervisorEndpoint, WorkerStatus, merged_exposition
+from gateway.observe import SupervisorEndpoint, WorkerStatus, exposition, merged_exposition
 from gateway.support import Fetched, Request
+from tests.support.prometheus import registry
 from tests.support.waiting import LoopTurns
 
 WORKER = """# HELP egauge_meter_polls_total Successful polls.
@@ -83,3 +84,46 @@ async def test_the_supervisor_merges_in_a_thread_and_its_loop_goes_on_meanwhile(
     assert {s[0]["worker"] for s in got["egauge_meter_polls_total"]} == {"0", "1"}
     assert got["egauge_worker_up"] == [({"worker": "0"}, 1.0), ({"worker": "1"}, 1.0)]
     assert during > 10  # the loop turned while the text was merged
+
+
+def worker_exposition(meter: str) -> bytes:
+    """What a worker's /metrics holds: the gateway's own writer over counters, a histogram,
+    gauges with and without labels, label values that need escaping."""
+    polls = CounterMetricFamily("egauge_meter_polls", "Successful polls.", labels=["meter"])
+    polls.add_metric([meter], 7)
+    polls.add_metric(['odd "' + meter + '" \\ } {x}\nline'], 1)
+    latency = HistogramMetricFamily("egauge_meter_poll_duration_seconds", "Duration.",
+                                    labels=["meter"])
+    latency.add_metric([meter], [("0.1", 1), ("+Inf", 2)], 0.25)
+    queued = GaugeMetricFamily("egauge_mqtt_queued", "Messages waiting.", value=3)
+    outcomes = CounterMetricFamily("egauge_commands", "Outcomes.",
+                                   labels=["meter", "action", "outcome"])
+    outcomes.add_metric([meter, "reboot", "ok"], 2)
+    return exposition(registry(polls, latency, queued, outcomes))
+
+
+def test_the_merge_labels_every_sample_as_the_library_would_and_parses() -> None:
+    parts = [("0", worker_exposition("a")), ("1", worker_exposition("b"))]
+    own = GaugeMetricFamily("egauge_worker_up", "1 while the worker runs.", labels=["worker"])
+    own.add_metric(["0"], 1)
+    expected: dict[str, list[tuple[dict[str, str], float]]] = {
+        "egauge_worker_up": [({"worker": "0"}, 1.0)]}
+    for worker, text in parts:  # the library's own reading of each part, labelled by hand
+        for family in text_string_to_metric_families(text.decode()):
+            for s in family.samples:
+                expected.setdefault(s.name, []).append(({**s.labels, "worker": worker},
+                                                        s.value))
+    merged = merged_exposition(parts, [own])
+    assert samples(merged) == expected
+    assert merged.count(b"# TYPE egauge_meter_poll_duration_seconds histogram") == 1
+    assert merged.count(b"# HELP egauge_mqtt_queued ") == 1
+
+
+def test_a_worker_answering_other_text_is_left_out_whole() -> None:
+    good = ("1", worker_exposition("b"))
+    for bad in (b"# HELP x y\n# TYPE x gauge\nnot a sample\n",  # not a sample line
+                b"x 1.0\n",  # a sample outside any family
+                b"# HELP x y\n# TYPE z gauge\nz 1.0\n"):  # a TYPE of another family
+        got = samples(merged_exposition([("0", bad + worker_exposition("a")), good]))
+        assert {s[0]["worker"] for s in got["egauge_meter_polls_total"]} == {"1"}
+        assert "x" not in got
