@@ -3,22 +3,57 @@ Mosquitto brokers."""
 
 from __future__ import annotations
 
+import itertools
+import os
 import shutil
 import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import pytest
 
 from tests.support.waiting import wait_until
 
+PORT_STRIDE: Final = 4  # ports a call keeps clear: an instance of a shard listens on port + index
+_PORTS_FROM: Final = 10000
+_handed_out = itertools.count()  # how many ports this process handed out
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port that nothing listens on right now, and that nothing else is about to take.
+
+    A port from ``bind(port 0)`` lies in the kernel's ephemeral range, from which every
+    ``connect()`` of every process also takes its local port: between this call and the
+    server's bind, a connection elsewhere can take it (a gateway that then failed to start
+    was seen once in a full run). These ports lie below that range, in a block of each
+    xdist worker's own; one process hands out every :data:`PORT_STRIDE`-th port of its block
+    in turn, and passes over a port still bound (or in TIME_WAIT) from earlier."""
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    block = (_ephemeral_low() - _PORTS_FROM) // workers // PORT_STRIDE * PORT_STRIDE
+    if block < 64 * PORT_STRIDE:  # an ephemeral range that starts low: the kernel's choice
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            return int(s.getsockname()[1])
+    start = _PORTS_FROM + (int(worker) % workers if worker.isdigit() else 0) * block
+    for _ in range(block // PORT_STRIDE):
+        port = start + next(_handed_out) * PORT_STRIDE % block
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {start}..{start + block - 1} on {host}")
 
 
 def require_binary(name: str) -> str:

@@ -136,6 +136,9 @@ def gateway_process(tmp_path: Path, text: Callable[[int, int], str],
     gw = GatewayProcess(proc, config, log, notify, modbus_port, http_port)
     try:
         yield gw
+    except BaseException:
+        _print_tail(log)  # pytest shows it with the failure
+        raise
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -145,6 +148,14 @@ def gateway_process(tmp_path: Path, text: Callable[[int, int], str],
                 proc.kill()
                 proc.wait(5)
         notify.close()
+
+
+def _print_tail(log: Path, lines: int = 60) -> None:
+    try:
+        tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    except OSError as exc:
+        tail = [f"(the gateway's log is unreadable: {exc!r})"]
+    print(f"-- the last {len(tail)} lines of {log}", *tail, sep="\n")
 
 
 def registers_read(app: App, meter: str) -> set[str]:
