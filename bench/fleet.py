@@ -22,7 +22,9 @@ measured for ``--duration`` seconds: CPU (user + system from /proc/<pid>/stat, e
 peak RSS (VmHWM), polls the meters answered (the simulator records each request's arrival),
 state messages at a subscriber process (matched to the poll that fetched them: on schedule
 when they arrive within one interval; latency = arrival at the subscriber - the poll's arrival
-at the meter), the gateway's own counters (``/metrics``, read just outside the window) and
+at the meter), the gateway's own counters (``/metrics``, read just outside the window), the
+requests besides the polls that the meters answered in the window (listed under the table: a
+steady state has none, and catch-up reads or logins there are part of the CPU measured) and
 what the rest of the machine used meanwhile. Results go to ``--results`` (between the markers
 ``<!-- fleet:begin -->`` and ``<!-- fleet:end -->``; the rest of the page is kept).
 """
@@ -40,6 +42,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -181,7 +184,7 @@ class Bench:
             after = scrape(metrics_url)
             peak = (procstat.tree_status_mb(proc.pid, "VmHWM") if self.is_tree(subject)
                     else procstat.status_mb(proc.pid, "VmHWM"))
-            arrivals = self.dump(sim, f"polls-{subject}-{n}")
+            arrivals, requests = self.dump(sim, f"polls-{subject}-{n}")
         finally:
             code = proc.terminate() if self.is_gateway(subject) else proc.close_input()
             if sub is not None:
@@ -194,6 +197,7 @@ class Bench:
         if code != 0:
             note = "; ".join(filter(None, (note, f"exit code {code}" + (
                 " (killed: no stop within 60 s)" if code == -9 else ""))))
+        phase.other_requests = dict(Counter(kind for t, kind in requests if t in window))
         phase.note = note
         if before is not None and after is not None:
             phase.counters = {k: after[k] - before[k] for k in after}
@@ -276,11 +280,13 @@ class Bench:
              *(["--subprocesses"] if self.is_tree(proc.name.rsplit("-", 1)[0]) else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def dump(self, sim: Child, name: str) -> list[list[float]]:
+    def dump(self, sim: Child, name: str) -> tuple[list[list[float]], list[list[Any]]]:
+        """The poll arrivals per meter since the last dump, and the other requests."""
         path = self.work / f"{name}.json"
         sim.send(f"dump {path}")
         sim.expect("dumped", 60)
-        return list(json.loads(path.read_text())["meters"])
+        data = json.loads(path.read_text())
+        return list(data["meters"]), list(data["others"])
 
 
 def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,9 @@ class Phase:
     broker_cores: float = 0.0
     other_cores: float = 0.0  # the rest of the machine (other work on a shared machine)
     unmatched: int = 0
+    # requests other than polls that the meters answered in the window, by kind (logins,
+    # history reads, ...): a steady state has none
+    other_requests: dict[str, int] = field(default_factory=dict)
     note: str = ""
 
     @property

@@ -41,6 +41,7 @@ from typing import Any
 
 import measures
 import procstat
+import report
 from fleet import free_port, gateway_config
 from processes import REPO, Child, python
 from simulator import PASSWORD
@@ -263,15 +264,6 @@ def section(r: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def write(path: Path, text: str) -> None:
-    page = path.read_text(encoding="utf-8") if path.exists() else ""
-    if BEGIN in page and END in page:
-        head, rest = page.split(BEGIN, 1)
-        page = head + text + rest.split(END, 1)[1]
-    else:
-        page = (page or "# Results\n\n") + "\n" + text + "\n"
-    path.write_text(page, encoding="utf-8")
-
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -309,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         result = run(args, work)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
-    write(Path(args.results), section(result))
+    report.write_between(Path(args.results), BEGIN, END, section(result),
+                         "# Results")
     print(section(result))
     return 0 if result["missing"] == 0 else 1
 

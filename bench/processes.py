@@ -15,16 +15,18 @@ REPO = BENCH.parent
 
 
 class Child:
-    """A child process whose stdout lines can be waited for (``expect``)."""
+    """A child process whose stdout lines can be waited for (``expect``); it runs in ``cwd``
+    (``python -m gateway`` there imports that directory's gateway)."""
 
     def __init__(self, name: str, argv: list[str], log_dir: Path, *,
-                 env: dict[str, str] | None = None, stdin: bool = True) -> None:
+                 env: dict[str, str] | None = None, stdin: bool = True,
+                 cwd: Path = REPO) -> None:
         self.name = name
         self.argv = argv
         self.log = log_dir / f"{name}.log"
         self._lines: queue.Queue[str | None] = queue.Queue()
         self.proc = subprocess.Popen(
-            argv, cwd=REPO, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            argv, cwd=cwd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=self.log.open("wb"), text=True, bufsize=1,
             env={**os.environ, **(env or {}),
                  "PYTHONPATH": os.pathsep.join(filter(None, (str(BENCH),

@@ -35,6 +35,15 @@ def one_line(p: Phase) -> str:
             f"(to publish {_pair(p.inside_ms)})  {p.note}")
 
 
+def _other_requests(phases: list[Phase]) -> list[str]:
+    """What the meters answered in the windows besides the polls (logins, catch-up reads)."""
+    rows = [f"- {p.meters} meters, {p.subject}: " + ", ".join(
+        f"{n} × `{kind}`" for kind, n in sorted(p.other_requests.items()))
+        for p in phases if p.other_requests]
+    return ["Requests besides the polls in the measured windows:", "", *rows, ""] if rows \
+        else ["Requests besides the polls in the measured windows: none.", ""]
+
+
 def _table(phases: list[Phase]) -> list[str]:
     rows = [
         "| meters | subject | on schedule | by own counters | polls/s | CPU ms / meter-poll "
@@ -145,6 +154,7 @@ def section(args: argparse.Namespace, machine: dict[str, str], phases: list[Phas
         "",
         *_table(phases),
         "",
+        *_other_requests(phases),
         "CPU per meter-poll against the floor and the peer (same run, side by side):",
         "",
         *_ratios(phases),
@@ -158,11 +168,16 @@ def section(args: argparse.Namespace, machine: dict[str, str], phases: list[Phas
 def write(path: Path, args: argparse.Namespace, machine: dict[str, str],
           phases: list[Phase]) -> None:
     """Replace the generated part of ``path`` (create the page when it does not exist)."""
-    generated = section(args, machine, phases)
+    write_between(path, BEGIN, END, section(args, machine, phases), "# Fleet benchmark results")
+
+
+def write_between(path: Path, begin: str, end: str, generated: str, title: str) -> None:
+    """Put ``generated`` (which starts with ``begin`` and ends with ``end``) in place of the
+    page's part between those markers, or at its end (a new page starts with ``title``)."""
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + generated + rest.split(END, 1)[1]
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + generated + rest.split(end, 1)[1]
     else:
-        text = (text or "# Fleet benchmark results\n\n") + generated + "\n"
+        text = (text or f"{title}\n\n") + generated + "\n"
     path.write_text(text, encoding="utf-8")

@@ -7,7 +7,8 @@ prints ``ready`` and then one ``<index> <url>`` line per meter. Commands on stdi
 
 - ``dump PATH``: write, per meter, the arrival times of its polls (``/api/register?...`` with
   ``time=now`` or ``time=now-1:1:now``; history reads ``time=FROM:STEP:TO`` are not polls)
-  since the last dump to PATH as JSON; then print ``dumped PATH``;
+  since the last dump to PATH as JSON (``meters``), and the time and kind of every other
+  request (``others``: logins, history reads, ...); then print ``dumped PATH``;
 - end of input: stop.
 """
 
@@ -33,10 +34,17 @@ USERNAME = "owner"
 POLL_TIMES = frozenset({"now", "now-1:1:now"})
 
 
-def poll_arrivals(meter: SimMeter) -> list[float]:
-    """Arrival times of the polls (``time=now`` reads of ``/register``) since the last call."""
-    times = [r.time for r in meter.recorder.records("GET", "/api/register")
-             if dict(r.query).get("time") in POLL_TIMES]
+def poll_arrivals(meter: SimMeter, others: list[tuple[float, str]]) -> list[float]:
+    """Arrival times of the polls (``time=now`` reads of ``/register``) since the last call;
+    the other requests go to ``others`` as (time, ``"GET /api/register?time=FROM:STEP:TO"``)."""
+    times = []
+    for r in meter.recorder.records():
+        when = dict(r.query).get("time")
+        if r.method == "GET" and r.path == "/api/register" and when in POLL_TIMES:
+            times.append(r.time)
+        else:
+            kind = "" if when is None else "?time=" + ("FROM:STEP:TO" if ":" in when else when)
+            others.append((r.time, f"{r.method} {r.path}{kind}"))
     meter.recorder.clear()
     return times
 
@@ -70,7 +78,9 @@ async def serve(args: argparse.Namespace) -> None:
                 return
             command, _, path = line.strip().partition(" ")
             if command == "dump":
-                data = json.dumps({"meters": [poll_arrivals(m) for m in meters]})
+                others: list[tuple[float, str]] = []
+                polls = [poll_arrivals(m, others) for m in meters]
+                data = json.dumps({"meters": polls, "others": others})
                 await asyncio.to_thread(Path(path).write_text, data)
                 print(f"dumped {path}", flush=True)
 

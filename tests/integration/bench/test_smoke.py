@@ -65,6 +65,16 @@ def test_the_benchmark_runs_every_subject_and_keeps_the_page_around_its_results(
     assert "Machine: cpu " in page
     for subject in ("gateway", "floor", "peer", "workers"):
         assert f"| {METERS} | {subject} |" in page
+    # every request besides the polls is a kind of request, and the page lists them
+    others = {s: p["other_requests"] for s, p in phases.items() if p["other_requests"]}
+    for subject, kinds in others.items():
+        assert all(k.split(" ", 1)[0] in ("GET", "POST", "PUT", "DELETE") for k in kinds)
+        assert all(isinstance(n, int) and n > 0 for n in kinds.values())
+        assert not {"GET /api/register?time=now", "GET /api/register?time=now-1:1:now"} & set(
+            kinds), f"{subject}: a poll is not a request besides the polls"
+        assert f"- {METERS} meters, {subject}: " in page
+    if not others:
+        assert "Requests besides the polls in the measured windows: none." in page
     assert f"| {METERS} | workers | " in page.split("against the floor and the peer")[1]
 
     # the workers subject is a supervisor with worker processes, measured as a whole
@@ -113,3 +123,37 @@ def test_the_merge_benchmark_runs_and_both_merges_agree() -> None:
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert "same bytes: yes" in done.stdout
     assert "3 workers x 5 meters" in done.stdout
+
+
+def test_the_side_by_side_benchmark_runs_two_revisions_over_the_same_windows(
+        tmp_path: Path) -> None:
+    require_binary("mosquitto")
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Results\n\n<!-- pair:begin -->\nold\n<!-- pair:end -->\n\nKept.\n",
+                       encoding="utf-8")
+    out, work = tmp_path / "pair.json", tmp_path / "work"
+    done = subprocess.run(
+        [sys.executable, "bench/pair.py", "--a", "HEAD", "--b", ".", "--smoke", "--json",
+         str(out), "--results", str(results), "--work", str(work)],
+        cwd=REPO, capture_output=True, text=True, timeout=170, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    figures = json.loads(out.read_text())
+    assert figures["meters"] == METERS
+    assert len(figures["windows"]) == 2
+    for window in figures["windows"]:
+        assert set(window) == {"a", "b"}
+        assert all(math.isfinite(v) and v >= 0 for v in window.values())
+        assert window["a"] > 0, "every window counted polls and CPU"
+    ratios = sorted(w["b"] / w["a"] for w in figures["windows"])
+    assert (figures["min_ratio"], figures["max_ratio"]) == (ratios[0], ratios[-1])
+    assert figures["median_ratio"] == sum(ratios) / 2
+    # a ran in the tree git exported, b in this checkout: each its own gateway, both polling
+    assert (work / "tree-a" / "gateway" / "__main__.py").is_file()
+    for side in ("a", "b"):
+        assert '"gateway_started"' in (work / f"{side}.log").read_text(), side
+    page = results.read_text(encoding="utf-8")
+    assert "\nold\n" not in page
+    assert page.rstrip().endswith("Kept.")
+    assert "python bench/pair.py --a HEAD --b . --smoke" in page
+    assert "| 2 |" in page, "one row per window"
