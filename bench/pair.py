@@ -20,6 +20,9 @@ successive runs moved by 10-15 % (bench/RESULTS.md, run D), as much as the diffe
 for. Two gateways in the same windows meet the same machine, so the ratio keeps only what
 differs between them. Both gateways together need about twice the CPU of one: keep the
 fleet small enough that the machine is not saturated (160 meters at 1 s on 2 cores).
+``--pin CPU`` runs both gateways on that one CPU and the simulator and the broker on the
+others, so that the two gateways also share a core and its caches (together they must then
+fit in one core: about 90 meters at 1 s on the benchmark machine).
 The figures are written to ``--results`` (between ``<!-- pair:begin -->`` and
 ``<!-- pair:end -->``) and ``--json``.
 """
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import statistics
 import subprocess
@@ -68,9 +72,14 @@ def polls(url: str) -> float:
 def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
     trees = {side: checkout(getattr(args, side), work, side) for side in SIDES}
     broker, broker_port = fleet.start_broker(work)
+    pin = (["taskset", "--cpu-list", str(args.pin)] if args.pin is not None else [])
     sim = Child(f"simulator-{args.meters}", python(
         "simulator.py", "--meters", str(args.meters), "--host", args.host, "--port",
         str(args.port)), work)
+    if args.pin is not None:  # the rest of the machine's CPUs for the simulator and broker
+        others = os.sched_getaffinity(0) - {args.pin} or {args.pin}
+        for pid in (sim.pid, broker.pid):
+            os.sched_setaffinity(pid, others)
     gateways: dict[str, tuple[Child, str]] = {}
     windows: list[dict[str, float]] = []
     try:
@@ -80,8 +89,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
             http_port = fleet.free_port()
             cfg = fleet.gateway_config(work, side, urls, broker_port, f"pair/{side}",
                                        args.interval, http_port, {})
-            child = Child(side, [sys.executable, "-m", "gateway", "run", "-c", str(cfg)], work,
-                          env={"BENCH_PW": PASSWORD}, stdin=False, cwd=trees[side])
+            argv = [*pin, sys.executable, "-m", "gateway", "run", "-c", str(cfg)]
+            child = Child(side, argv, work, env={"BENCH_PW": PASSWORD}, stdin=False,
+                          cwd=trees[side])
             gateways[side] = (child, f"http://127.0.0.1:{http_port}/metrics")
         wait_polled(gateways, args.meters, 30 + args.meters / 20)
         time.sleep(args.settle)
@@ -160,6 +170,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--host", default="127.0.0.2")
     parser.add_argument("--port", type=int, default=80)
+    parser.add_argument("--pin", type=int, default=None, metavar="CPU",
+                        help="run both gateways on this CPU only (taskset): the same core, "
+                             "the same caches; the simulator and the broker use the others")
     parser.add_argument("--results", default=None, help="write the figures into this page")
     parser.add_argument("--json", default=None, help="also write the figures as JSON here")
     parser.add_argument("--work", default=None, help="keep configs, trees and logs here")

@@ -55,18 +55,22 @@ class GoodClient:
     async def run(self) -> None:
         client = AsyncModbusTcpClient("127.0.0.1", port=self.port, timeout=3, retries=0)
         assert await client.connect()
+        task = asyncio.current_task()
+        assert task is not None
         try:
             while True:
                 try:
                     rr = await client.read_input_registers(0, count=8, device_id=UNIT)
                 except Exception as exc:  # a timeout or a lost connection: the failure named
-                    task = asyncio.current_task()
-                    if task is not None and task.cancelling():  # pymodbus may turn the
-                        raise asyncio.CancelledError from exc  # cancellation into an error
+                    if task.cancelling():  # pymodbus may turn the cancellation into an error
+                        raise asyncio.CancelledError from exc
                     self.failures.append(repr(exc))
                     if not client.connected:
                         assert await client.connect()
                     continue
+                if task.cancelling():  # Python 3.11: a reply that came with the cancellation
+                    # is returned by wait_for (in pymodbus) and the cancellation dropped
+                    raise asyncio.CancelledError
                 if rr.isError() or rr.registers[0] != 1:
                     self.failures.append(repr(rr))
                 self.answers += 1
