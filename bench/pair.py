@@ -19,7 +19,10 @@ Why side by side: on a shared virtual machine the cost of the same code measured
 successive runs moved by 10-15 % (bench/RESULTS.md, run D), as much as the differences looked
 for. Two gateways in the same windows meet the same machine, so the ratio keeps only what
 differs between them. Both gateways together need about twice the CPU of one: keep the
-fleet small enough that the machine is not saturated (160 meters at 1 s on 2 cores).
+fleet small enough that the machine is not saturated (160 meters at 1 s on 2 cores). From
+run to run the same pair still moved by up to ±6 % there (within a run the windows agreed
+within ±1.5 %): run a comparison both ways round (``--a X --b Y``, then ``--a Y --b X``),
+and one revision against itself to see what the second start costs.
 ``--pin CPU`` runs both gateways on that one CPU and the simulator and the broker on the
 others, so that the two gateways also share a core and its caches (together they must then
 fit in one core: about 90 meters at 1 s on the benchmark machine).
