@@ -97,6 +97,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
                           cwd=trees[side])
             gateways[side] = (child, f"http://127.0.0.1:{http_port}/metrics")
         wait_polled(gateways, args.meters, 30 + args.meters / 20)
+        cpus = {s: allowed_cpus(c.pid) for s, (c, _) in gateways.items()}
         time.sleep(args.settle)
         for _ in range(args.windows):
             before = {s: (procstat.cpu_seconds(c.pid), polls(u)) for s, (c, u) in
@@ -119,9 +120,17 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
     if bad:
         raise RuntimeError(f"a gateway did not stop cleanly: {bad} (logs in {work})")
     ratios = [w["b"] / w["a"] for w in windows]
-    return {"a": args.a, "b": args.b, "meters": args.meters, "windows": windows,
+    return {"a": args.a, "b": args.b, "meters": args.meters, "cpus": cpus, "windows": windows,
             "median_ratio": statistics.median(ratios), "min_ratio": min(ratios),
             "max_ratio": max(ratios)}
+
+
+def allowed_cpus(pid: int) -> str:
+    """The CPUs ``pid`` may run on (``Cpus_allowed_list`` of /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Cpus_allowed_list:"):
+            return line.split(":", 1)[1].strip()
+    return ""
 
 
 def wait_polled(gateways: dict[str, tuple[Child, str]], meters: int, timeout: float) -> None:

@@ -133,13 +133,14 @@ def test_the_side_by_side_benchmark_runs_two_revisions_over_the_same_windows(
                        encoding="utf-8")
     out, work = tmp_path / "pair.json", tmp_path / "work"
     done = subprocess.run(
-        [sys.executable, "bench/pair.py", "--a", "HEAD", "--b", ".", "--smoke", "--json",
-         str(out), "--results", str(results), "--work", str(work)],
+        [sys.executable, "bench/pair.py", "--a", "HEAD", "--b", ".", "--smoke", "--pin", "0",
+         "--json", str(out), "--results", str(results), "--work", str(work)],
         cwd=REPO, capture_output=True, text=True, timeout=170, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
 
     figures = json.loads(out.read_text())
     assert figures["meters"] == METERS
+    assert figures["cpus"] == {"a": "0", "b": "0"}, "both gateways pinned to CPU 0"
     assert len(figures["windows"]) == 2
     for window in figures["windows"]:
         assert set(window) == {"a", "b"}
@@ -155,5 +156,5 @@ def test_the_side_by_side_benchmark_runs_two_revisions_over_the_same_windows(
     page = results.read_text(encoding="utf-8")
     assert "\nold\n" not in page
     assert page.rstrip().endswith("Kept.")
-    assert "python bench/pair.py --a HEAD --b . --smoke" in page
+    assert "python bench/pair.py --a HEAD --b . --smoke --pin 0" in page
     assert "| 2 |" in page, "one row per window"
