@@ -41,11 +41,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import fleet
-import measures
 import procstat
 import report
 from processes import REPO, Child, python
@@ -68,8 +66,10 @@ def checkout(spec: str, work: Path, side: str) -> Path:
 
 
 def polls(url: str) -> float:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return measures.gateway_counters(response.read().decode())["egauge_meter_polls"]
+    """The polls the gateway's own ``/metrics`` counted so far."""
+    counters = fleet.scrape(url)
+    assert counters is not None
+    return counters["egauge_meter_polls"]
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
