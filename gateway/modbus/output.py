@@ -23,7 +23,14 @@ from gateway.commands import Outcome as CommandOutcome
 from gateway.config import EnergyConfig, MeterConfig, ModbusConfig
 from gateway.errors import ConfigError
 from gateway.modbus.image import Codecs, UnitImage
-from gateway.modbus.layout import Layout, export_csv, pin_new, polled_names, with_counters
+from gateway.modbus.layout import (
+    Layout,
+    SlotPoints,
+    export_csv,
+    pin_new,
+    polled_names,
+    with_counters,
+)
 from gateway.modbus.loader import load_mapping
 from gateway.modbus.mapping import RegisterMap, counter_of
 from gateway.modbus.pins import Pins, PinStore
@@ -76,6 +83,7 @@ class ModbusOutput:
         self._clock = clock
         self._store = PinStore(state_dir)
         self._codecs = Codecs()  # shared by every unit's image
+        self._slot_points = SlotPoints()  # and the auto slots' points, by every layout
         self._units, self._by_meter = self._plan_units(meters, {})
         writes = None
         if config.writes and router is not None:
@@ -244,7 +252,7 @@ class ModbusOutput:
     # -- pinning ------------------------------------------------------------------------------
 
     def _layout(self, meter: str, rmap: RegisterMap, pins: Pins) -> Layout:
-        layout = Layout.build(rmap, pins)
+        layout = Layout.build(rmap, pins, self._slot_points)
         for name in layout.dropped:
             pin = pins.get(name)
             log.warning("modbus_pin_conflict", meter=meter, register=name,

@@ -35,8 +35,9 @@ class RetainedLedger:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._topics: dict[str, frozenset[str]] = {}
-        self._net: dict[str, frozenset[str]] = {}
+        # sorted tuples, not sets: a tuple of a meter's 60 topics takes a fifth of the memory
+        self._topics: dict[str, tuple[str, ...]] = {}
+        self._net: dict[str, tuple[str, ...]] = {}
         self._pending: asyncio.TimerHandle | None = None
 
     def load(self) -> None:
@@ -45,8 +46,8 @@ class RetainedLedger:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             meters = data["meters"]
             for meter, entry in meters.items():
-                self._topics[str(meter)] = frozenset(str(t) for t in entry.get("topics", ()))
-                self._net[str(meter)] = frozenset(str(n) for n in entry.get("net", ()))
+                self._topics[str(meter)] = _sorted(str(t) for t in entry.get("topics", ()))
+                self._net[str(meter)] = _sorted(str(n) for n in entry.get("net", ()))
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -58,19 +59,21 @@ class RetainedLedger:
         return tuple(self._topics)
 
     def topics(self, meter: str) -> frozenset[str]:
-        return self._topics.get(meter, frozenset())
+        return frozenset(self._topics.get(meter, ()))
 
     def net(self, meter: str) -> frozenset[str]:
-        return self._net.get(meter, frozenset())
+        return frozenset(self._net.get(meter, ()))
 
     def record(self, meter: str, topics: Iterable[str], net: Iterable[str] = ()) -> None:
-        """Remember ``meter``'s retained topics and net registers (written only on change)."""
-        new_topics, new_net = frozenset(topics), frozenset(net)
-        if self._topics.get(meter) == new_topics and self._net.get(meter) == new_net:
-            return
+        """Remember ``meter``'s retained topics and net registers (written only on change).
+        The ledger keeps the strings it is given (those of the meter's plan), not equal
+        copies read from the file."""
+        new_topics, new_net = _sorted(topics), _sorted(net)
+        changed = self._topics.get(meter) != new_topics or self._net.get(meter) != new_net
         self._topics[meter] = new_topics
         self._net[meter] = new_net
-        self._save_soon()
+        if changed:
+            self._save_soon()
 
     def forget(self, meter: str) -> None:
         if self._topics.pop(meter, None) is not None or self._net.pop(meter, None) is not None:
@@ -100,7 +103,7 @@ class RetainedLedger:
         data = {
             "version": 1,
             "meters": {
-                m: {"topics": sorted(self._topics[m]), "net": sorted(self._net.get(m, ()))}
+                m: {"topics": list(self._topics[m]), "net": list(self._net.get(m, ()))}
                 for m in sorted(self._topics)
             },
         }
@@ -108,3 +111,7 @@ class RetainedLedger:
             write_json(self.path, data, compact=True)  # 1.6 kB a meter: encoded in C
         except OSError as exc:
             log.warning("ledger_write_failed", path=str(self.path), error=repr(exc))
+
+
+def _sorted(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(items)))

@@ -9,6 +9,7 @@ a poll on a small embedded meter. A configuration reload is applied here
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -48,6 +49,8 @@ class Fleet:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
         self.lag = LoopLag()  # how late the loop runs (the app runs it): excuses timeouts
+        # the pollers' backoff jitter: one generator for all (its state is 2.5 kB)
+        self._jitter = random.Random()  # noqa: S311  (jitter, not cryptography)
 
     def build(self, meters: Sequence[MeterConfig]) -> None:
         """A client and poller per meter, their first polls spread over the interval."""
@@ -61,7 +64,8 @@ class Fleet:
         client = inverted(client, m.invert)
         self.clients[m.id] = client
         lane = self.lanes.setdefault(m.id, asyncio.Lock())
-        self.pollers[m.id] = Poller(m, client, self.hub, lane, phase_s=phase_s, lag=self.lag)
+        self.pollers[m.id] = Poller(m, client, self.hub, lane, rng=self._jitter,
+                                   phase_s=phase_s, lag=self.lag)
 
     def lane_of(self, meter: str
                 ) -> tuple[MeterClient, asyncio.Lock, Callable[[], float | None]] | None:

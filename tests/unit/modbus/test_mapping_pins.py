@@ -181,3 +181,29 @@ def test_only_polled_registers_get_slots(tmp_path: Path) -> None:
     output.on_registers("main", infos("use", "Grid", "gen", "Solar+"))
     assert addresses(output) == {("Grid", "rate"): 100, ("Grid", "cumulative"): 102,
                                  ("Solar+", "rate"): 106, ("Solar+", "cumulative"): 108}
+
+
+def test_units_with_the_same_slots_share_their_points_and_keep_their_addresses(
+        tmp_path: Path) -> None:
+    output = ModbusOutput(ModbusConfig(), [meter("a", 1), meter("b", 2), meter("c", 3)],
+                          tmp_path)
+    output.on_registers("a", infos("use", "Grid"))
+    output.on_registers("b", infos("use", "Grid"))
+    output.on_registers("c", infos("Grid", "use"))  # the other order: other slots
+    a, b, c = (output.layout(m).points for m in ("a", "b", "c"))
+    assert addresses(output, "a") == addresses(output, "b")
+    assert all(p is q for p, q in zip(a, b, strict=True))  # one set of points for both
+    alone = Layout.build(load_mapping("default"), output_pins(output, "a"))
+    assert alone.points == a  # equal to the points a unit would make on its own
+    assert addresses(output, "c")[("Grid", "rate")] == expected(0)["rate"]
+    assert addresses(output, "a")[("Grid", "rate")] == expected(1)["rate"]
+    shared = {id(p) for p in a} & {id(p) for p in c}
+    assert all(p.register is None for p in a if id(p) in shared)  # the map's own points only
+
+
+def output_pins(output: ModbusOutput, meter_id: str) -> Pins:
+    pins = Pins(meter_id)
+    for p in output.layout(meter_id).points:
+        if p.register is not None and p.source == "rate":
+            pins.assign([(p.register, "P")], [(p.address - 100) // 6])
+    return pins
