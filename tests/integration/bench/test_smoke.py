@@ -11,6 +11,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from gateway.simulator import default_registers
 from tests.support.broker import require_binary
@@ -127,18 +128,8 @@ def test_the_merge_benchmark_runs_and_both_merges_agree() -> None:
 
 def test_the_side_by_side_benchmark_runs_two_revisions_over_the_same_windows(
         tmp_path: Path) -> None:
-    require_binary("mosquitto")
-    results = tmp_path / "RESULTS.md"
-    results.write_text("# Results\n\n<!-- pair:begin -->\nold\n<!-- pair:end -->\n\nKept.\n",
-                       encoding="utf-8")
-    out, work = tmp_path / "pair.json", tmp_path / "work"
-    done = subprocess.run(
-        [sys.executable, "bench/pair.py", "--a", "HEAD", "--b", ".", "--smoke", "--pin", "0",
-         "--json", str(out), "--results", str(results), "--work", str(work)],
-        cwd=REPO, capture_output=True, text=True, timeout=170, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-    figures = json.loads(out.read_text())
+    figures, results, work = marked_run(tmp_path, "pair", "--a", "HEAD", "--b", ".",
+                                        "--smoke", "--pin", "0")
     assert figures["meters"] == METERS
     assert figures["cpus"] == {"a": "0", "b": "0"}, "both gateways pinned to CPU 0"
     assert len(figures["windows"]) == 2
@@ -154,7 +145,48 @@ def test_the_side_by_side_benchmark_runs_two_revisions_over_the_same_windows(
     for side in ("a", "b"):
         assert '"gateway_started"' in (work / f"{side}.log").read_text(), side
     page = results.read_text(encoding="utf-8")
-    assert "\nold\n" not in page
-    assert page.rstrip().endswith("Kept.")
     assert "python bench/pair.py --a HEAD --b . --smoke --pin 0" in page
     assert "| 2 |" in page, "one row per window"
+
+
+def test_the_heap_benchmark_measures_every_size_and_finds_the_gateways_own_objects(
+        tmp_path: Path) -> None:
+    figures, results, work = marked_run(tmp_path, "heap", "--smoke")
+    sizes = figures["sizes"]
+    assert [s["meters"] for s in sizes] == [2, 4]
+    for s in sizes:
+        assert s["polled"] == s["meters"], "every meter polled before the measurement"
+        assert 0 < s["VmRSS"] <= s["VmHWM"]
+    assert math.isfinite(figures["rss_kib_per_meter"])
+    heap = figures["heap"]
+    assert (heap["from"], heap["to"]) == (2, 4)
+    assert heap["bytes_per_meter"] > 0, "two more meters hold more objects"
+    # the objects per meter are the gateway's: its pollers, plans and images among them
+    files = {r["where"] for r in heap["by_file"]}
+    assert any(f.startswith("gateway/") for f in files), files
+    assert all(r["code"] for r in heap["by_line"]), "each line's source shown"
+    for kind in ("rss", "trace"):  # each size in a child of its own, untraced and traced
+        assert (work / f"{kind}-4.json").is_file(), kind
+    page = results.read_text(encoding="utf-8")
+    assert "python bench/heap.py --smoke" in page
+    assert "| 4 | 4 |" in page, "one row per size"
+
+
+def marked_run(tmp_path: Path, bench: str, *args: str) -> tuple[dict[str, Any], Path, Path]:
+    """Run ``bench/<bench>.py`` with ``args`` on a page whose ``<bench>`` markers hold an old
+    section between text written by hand; check that only the section was replaced. The
+    figures it wrote, the page and its work directory."""
+    require_binary("mosquitto")
+    results = tmp_path / "RESULTS.md"
+    results.write_text(f"# Results\n\n<!-- {bench}:begin -->\nold\n<!-- {bench}:end -->\n\n"
+                       "Kept.\n", encoding="utf-8")
+    out, work = tmp_path / f"{bench}.json", tmp_path / "work"
+    done = subprocess.run(
+        [sys.executable, f"bench/{bench}.py", *args, "--json", str(out), "--results",
+         str(results), "--work", str(work)],
+        cwd=REPO, capture_output=True, text=True, timeout=170, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    page = results.read_text(encoding="utf-8")
+    assert "\nold\n" not in page
+    assert page.rstrip().endswith("Kept.")
+    return json.loads(out.read_text()), results, work
