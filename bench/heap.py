@@ -76,7 +76,7 @@ def child(args: argparse.Namespace) -> int:
         lines = sim.expect(f"{n - 1} ", 120)
         urls = [line.split()[1] for line in lines[lines.index("ready") + 1:]]
         os.environ["BENCH_PW"] = PASSWORD
-        path = fleet.gateway_config(work, "gateway", urls, broker_port, "heap", 1.0,
+        path = fleet.gateway_config(work, "gateway", urls, broker_port, "heap", args.interval,
                                     fleet.free_port(), {})
         config = load_or_report(path)
         if config is None:
@@ -148,7 +148,7 @@ def slope(points: list[tuple[int, float]]) -> float:
 
 def section(command: str, machine: dict[str, str], figures: dict[str, Any]) -> str:
     out = [BEGIN, f"Command: `{command}` ({figures['date']}; {figures['wait']:g} s after the "
-           "start of each size)", "",
+           f"start of each size; poll interval {figures['interval']:g} s)", "",
            "Machine: " + "; ".join(f"{k} {v}" for k, v in machine.items()), "",
            "| meters | meters polled | RSS MiB | peak RSS MiB |", "|---:|---:|---:|---:|"]
     out += [f"| {s['meters']} | {s['polled']} | {s['VmRSS']:.1f} | {s['VmHWM']:.1f} |"
@@ -178,7 +178,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         for trace in passes:
             argv = [sys.executable, str(Path(__file__).resolve()), "--child", str(n),
                     "--out", str(work), "--wait", str(args.wait), "--host", args.host,
-                    "--port", str(args.port), *(["--traced"] if trace else [])]
+                    "--port", str(args.port), "--interval", str(args.interval),
+                    *(["--traced"] if trace else [])]
             done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False)
             (work / f"child-{n}-{'trace' if trace else 'rss'}.log").write_text(
                 done.stdout + done.stderr)
@@ -191,7 +192,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         if s["polled"] < s["meters"]:
             raise RuntimeError(f"only {s['polled']} of {s['meters']} meters were polled")
     figures: dict[str, Any] = {
-        "sizes": sizes, "wait": args.wait,
+        "sizes": sizes, "wait": args.wait, "interval": args.interval,
         "rss_kib_per_meter": 1024 * slope([(s["meters"], s["VmRSS"]) for s in sizes]),
         "peak_kib_per_meter": 1024 * slope([(s["meters"], s["VmHWM"]) for s in sizes]),
     }
@@ -213,6 +214,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--meters", default="50,200", help="fleet sizes, comma-separated")
     parser.add_argument("--wait", type=float, default=45.0,
                         help="seconds from the start to the measurement")
+    parser.add_argument("--interval", type=float, default=1.0,
+                        help="poll interval (s); a longer one keeps a traced large fleet "
+                        "from saturating the loop (tracemalloc slows Python down)")
     parser.add_argument("--host", default="127.0.0.2", help="the first meter's address")
     parser.add_argument("--port", type=int, default=80, help="the meters' port (0: any)")
     parser.add_argument("--top", type=int, default=25, help="rows of each heap table")
