@@ -10,8 +10,10 @@ loop (``gateway.runtime.App``, the fleet benchmark's configuration: MQTT with pe
 topics and discovery, history, the HTTP endpoint, Modbus up to 247 meters), waits
 ``--wait`` seconds, runs a full collection and reads its own ``VmRSS`` and ``VmHWM``. That
 run traces nothing, so its memory is the gateway's own (plus the child's imports of the
-benchmark, the same at every size). Unless ``--no-trace``, a second child per size does the
-same under ``tracemalloc`` (one frame) and keeps a snapshot of the heap.
+benchmark, the same at every size); it also reads what CPython's small-object allocator
+holds (in live objects, and free in its pools: memory that bursts left behind). Unless
+``--no-trace``, a second child per size does the same under ``tracemalloc`` (one frame) and
+keeps a snapshot of the heap.
 
 The page then gives, per size, the resident memory; the least-squares growth per meter over
 the sizes (the fleet benchmark's target: under 0.1 MB); and, between the smallest and the
@@ -59,6 +61,31 @@ def memory() -> dict[str, float]:
     return out
 
 
+def allocator(work: Path) -> dict[str, float]:
+    """What CPython's small-object allocator holds, in MiB (``sys._debugmallocstats``, which
+    writes to the C stderr): in live blocks, in free blocks of pools in use (fragmentation)
+    and in all."""
+    path = work / "mallocstats.txt"
+    saved = os.dup(2)
+    with path.open("wb") as out:
+        os.dup2(out.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    wanted = {"# bytes in allocated blocks": "live", "# bytes in available blocks": "free"}
+    figures = {}
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition("=")
+        key = key.strip()
+        if key in wanted:
+            figures[wanted[key]] = int(value.strip().replace(",", "")) / MIB
+        elif key == "Total" and "total" not in figures:  # the first Total: the arenas
+            figures["total"] = int(value.strip().replace(",", "")) / MIB
+    return figures
+
+
 def child(args: argparse.Namespace) -> int:
     """One fleet size in this process: the gateway run for ``--wait`` seconds, then its
     memory (and heap snapshot) written to ``--out``."""
@@ -83,7 +110,7 @@ def child(args: argparse.Namespace) -> int:
             raise RuntimeError(f"the benchmark's configuration did not load: {path}")
         configure_logging("warning", "json")
         figures = asyncio.run(measured(config, args.wait, args.traced,
-                                       out / f"heap-{n}.snapshot"))
+                                       out / f"heap-{n}.snapshot", work))
     finally:
         sim.close_input()
         broker.terminate()
@@ -91,7 +118,8 @@ def child(args: argparse.Namespace) -> int:
     return 0
 
 
-async def measured(config: Any, wait: float, trace: bool, snapshot: Path) -> dict[str, Any]:
+async def measured(config: Any, wait: float, trace: bool, snapshot: Path, work: Path
+                   ) -> dict[str, Any]:
     from gateway.runtime.app import App
 
     if trace:
@@ -104,7 +132,8 @@ async def measured(config: Any, wait: float, trace: bool, snapshot: Path) -> dic
             raise RuntimeError(f"the gateway stopped early: {task.result()}")
         gc.collect()
         figures: dict[str, Any] = {"polled": sum(1 for p in app.pollers.values()
-                                                 if p.stats.polls_ok), **memory()}
+                                                 if p.stats.polls_ok), **memory(),
+                                   "pymalloc": allocator(work)}
         if trace:
             tracemalloc.take_snapshot().dump(str(snapshot))
             figures["traced_bytes"] = tracemalloc.get_traced_memory()[0]
@@ -150,9 +179,11 @@ def section(command: str, machine: dict[str, str], figures: dict[str, Any]) -> s
     out = [BEGIN, f"Command: `{command}` ({figures['date']}; {figures['wait']:g} s after the "
            f"start of each size; poll interval {figures['interval']:g} s)", "",
            "Machine: " + "; ".join(f"{k} {v}" for k, v in machine.items()), "",
-           "| meters | meters polled | RSS MiB | peak RSS MiB |", "|---:|---:|---:|---:|"]
-    out += [f"| {s['meters']} | {s['polled']} | {s['VmRSS']:.1f} | {s['VmHWM']:.1f} |"
-            for s in figures["sizes"]]
+           "| meters | meters polled | RSS MiB | peak RSS MiB | small-object allocator MiB: "
+           "live / free in its pools / all |", "|---:|---:|---:|---:|---:|"]
+    out += [f"| {s['meters']} | {s['polled']} | {s['VmRSS']:.1f} | {s['VmHWM']:.1f} | "
+            f"{s['pymalloc']['live']:.1f} / {s['pymalloc']['free']:.1f} / "
+            f"{s['pymalloc']['total']:.1f} |" for s in figures["sizes"]]
     out += ["", f"Growth per meter (least squares over the sizes): RSS "
             f"{figures['rss_kib_per_meter']:.1f} KiB, peak RSS "
             f"{figures['peak_kib_per_meter']:.1f} KiB."]

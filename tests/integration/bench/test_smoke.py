@@ -157,6 +157,10 @@ def test_the_heap_benchmark_measures_every_size_and_finds_the_gateways_own_objec
     for s in sizes:
         assert s["polled"] == s["meters"], "every meter polled before the measurement"
         assert 0 < s["VmRSS"] <= s["VmHWM"]
+        small = s["pymalloc"]  # the small-object allocator's live and free blocks, in all
+        assert small["live"] > 0
+        assert small["free"] >= 0
+        assert small["live"] + small["free"] <= small["total"] <= s["VmRSS"]
     assert math.isfinite(figures["rss_kib_per_meter"])
     heap = figures["heap"]
     assert (heap["from"], heap["to"]) == (2, 4)
