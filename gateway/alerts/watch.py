@@ -33,7 +33,7 @@ from gateway.config import AlertsConfig, MeterConfig
 from gateway.errors import MeterError
 from gateway.meter import MeterAlert, parse_alerts
 from gateway.model import Availability, Identity, Reading, RegisterInfo
-from gateway.support import read_json, write_json
+from gateway.support import Wake, read_json, write_json
 
 log = structlog.get_logger(__name__)
 
@@ -79,7 +79,7 @@ class _Watched:
     cfg: AlertsConfig
     last_id: int  # the newest entry published (0: none)
     online: bool = False
-    polled: asyncio.Event = field(default_factory=asyncio.Event)  # a good poll happened
+    polled: Wake = field(default_factory=Wake)  # a good poll happened
     published: int = 0
     pending: tuple[int, asyncio.Future[None], float] | None = None  # id, ack, sent at
 

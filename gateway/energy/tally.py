@@ -36,6 +36,7 @@ from gateway.energy.selection import counted
 from gateway.errors import MeterReportedError, MeterTimeout
 from gateway.meter import type_code
 from gateway.model import Reading
+from gateway.support import Wake
 
 log = structlog.get_logger(__name__)
 
@@ -92,7 +93,7 @@ class MeterTally:
     broken: set[str] = field(default_factory=set)  # the next step of these is a discontinuity
     need_epoch: bool = True  # read /config/db/epoch before the next fill
     online: bool = False
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: Wake = field(default_factory=Wake)
     window: int = 0  # seconds per request
     rows: int = 0  # rows asked for per request (halved after a timeout)
     max_rows_ok: bool = True  # False: the meter refuses max-rows (firmware before 4.7)

@@ -34,6 +34,7 @@ from gateway.core import Budget
 from gateway.errors import MeterReplyTooLarge, MeterReportedError, MeterTimeout
 from gateway.history.coverage import Coverage
 from gateway.history.rows import HistoryRow, history_rows
+from gateway.support import Wake
 
 log = structlog.get_logger(__name__)
 
@@ -98,7 +99,7 @@ class Backfill:
     coverage: Coverage
     columns: tuple[tuple[str, str], ...] = ()  # (name, type code) of the latest reading
     online: bool = False
-    polled: asyncio.Event = field(default_factory=asyncio.Event)  # set after a good poll
+    polled: Wake = field(default_factory=Wake)  # set after a good poll
     # while a gap is open
     rows: int = 0  # rows asked for per request (halved after a timeout)
     max_rows_ok: bool = True  # False: the meter refuses max-rows (firmware before 4.7)

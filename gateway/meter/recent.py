@@ -12,7 +12,9 @@ otherwise the busier the loop, the more seconds it skips, and the more it asks t
 
 Only dense runs are kept, so an answer is never missing a row the meter holds; stored rows
 do not change once written, except over a reboot or a database reset -- a new login (the
-client logs in again after either) forgets them.
+client logs in again after either) forgets them. Each row is kept as a tuple of its values
+and its names, the names one tuple for all the rows of a register set (a dict of a row's
+11-22 values cost 500-900 bytes more); an answer's dicts are rebuilt from them.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 Row = tuple[float, dict[str, int]]
+_Packed = tuple[float, tuple[str, ...], tuple[int, ...]]  # time, names, values
 
 KEEP_S: Final = 5.0
-MAX_ROWS: Final = 8  # a few seconds of rows: some 6 kB a meter
+MAX_ROWS: Final = 8  # a few seconds of rows: some 3 kB a meter
 
 
 class RecentRows:
@@ -37,7 +40,7 @@ class RecentRows:
         self._keep_s = keep_s
         self._max_rows = max_rows
         self._clock = clock
-        self._rows: list[Row] = []
+        self._rows: list[_Packed] = []
         self._at = -math.inf
         self._generation = -1
         self.hits = 0
@@ -48,13 +51,14 @@ class RecentRows:
         if not _dense(rows):
             return
         kept = self._rows
+        packed = self._packed(rows)
         fresh = (generation == self._generation and self._clock() - self._at <= self._keep_s)
         if fresh and kept and rows[0][0] <= kept[-1][0] + 1 and rows[-1][0] >= kept[0][0] - 1:
-            by_ts = dict(kept)  # touching or overlapping: one dense run
-            by_ts.update(rows)
-            run = sorted(by_ts.items())
+            by_ts = {row[0]: row for row in kept}  # touching or overlapping: one dense run
+            by_ts.update((row[0], row) for row in packed)
+            run = [by_ts[ts] for ts in sorted(by_ts)]
         else:
-            run = list(rows)
+            run = packed
         self._rows = run[-self._max_rows:]
         self._at = self._clock()
         self._generation = generation
@@ -72,7 +76,18 @@ class RecentRows:
         if max_rows is not None:
             found = found[-max_rows:] if max_rows > 0 else []
         self.hits += 1
-        return found
+        return [(ts, dict(zip(names, values, strict=True))) for ts, names, values in found]
+
+    def _packed(self, rows: Sequence[Row]) -> list[_Packed]:
+        """``rows`` as tuples; equal names share the tuple of the newest row kept."""
+        names = self._rows[-1][1] if self._rows else ()
+        out = []
+        for ts, raws in rows:
+            keys = tuple(raws)
+            if keys != names:
+                names = keys
+            out.append((ts, names, tuple(raws.values())))
+        return out
 
 
 def _dense(rows: Sequence[Row]) -> bool:

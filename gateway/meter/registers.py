@@ -9,6 +9,7 @@ checks that name, type and idx are unchanged and converts the numbers.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,8 +36,9 @@ def parse_infos(f: Fields, entries: Sequence[Any]) -> tuple[RegisterInfo, ...]:
         formula = e.get("formula")
         infos.append(
             RegisterInfo(
-                name=f.text(e.get("name"), where + ".name"),
-                type_code=f.text(e.get("type"), where + ".type"),
+                # interned: the meters of a fleet share the strings of their register names
+                name=sys.intern(f.text(e.get("name"), where + ".name")),
+                type_code=sys.intern(f.text(e.get("type"), where + ".type")),
                 idx=idx,
                 did=None if did is None else f.integer(did, where + ".did"),
                 formula=None if formula is None else f.text(formula, where + ".formula"),

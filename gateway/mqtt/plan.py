@@ -145,12 +145,14 @@ class MeterPlan:
         for r in registers:
             parts = (("energy",) if has_energy(r) else ()) + (
                 ROLES if r.name in self.counted else ())
+            entries = []
             for part in parts:
-                self.part_topics[(r.name, part)] = self.topics.register_part(
+                key = (r.name, part)  # one tuple for the topic's key and the register's entry
+                topic = self.part_topics[key] = self.topics.register_part(
                     meter, self.slugs[r.name], part)
-            if parts:
-                self.parts_of[r.name] = tuple(
-                    (part, (r.name, part), self.part_topics[(r.name, part)]) for part in parts)
+                entries.append((part, key, topic))
+            if entries:
+                self.parts_of[r.name] = tuple(entries)
         self._columns.clear()
         self._energy.clear()
         self.last_rate.clear()

@@ -90,3 +90,15 @@ def test_only_the_newest_max_rows_are_kept() -> None:
     memo.remember(run(1, 20), generation=1)
     assert memo.lookup(12, 20, None, generation=1) is None
     assert memo.lookup(13, 20, None, generation=1) == run(13, 20)
+
+
+def test_rows_of_two_register_sets_come_back_as_they_were_given() -> None:
+    memo = RecentRows(max_rows=64)
+    first = run(10, 12)
+    second = [(float(ts), {"use": -ts, "Grid": 1000 * ts, "Solar": 5}) for ts in (13, 14)]
+    memo.remember(first, generation=1)
+    memo.remember(second, generation=1)  # a register added, the order changed
+    answer = memo.lookup(10, 14, None, generation=1)
+    assert answer == first + second
+    assert answer is not None
+    assert [list(raws) for _, raws in answer] == [list(raws) for _, raws in first + second]
