@@ -51,16 +51,6 @@ BEGIN, END = "<!-- heap:begin -->", "<!-- heap:end -->"
 MIB = 1024 * 1024
 
 
-def memory() -> dict[str, float]:
-    """This process's ``VmRSS`` and ``VmHWM`` in MiB."""
-    out = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(value.split()[0]) / 1024
-    return out
-
-
 def allocator(work: Path) -> dict[str, float]:
     """What CPython's small-object allocator holds, in MiB (``sys._debugmallocstats``, which
     writes to the C stderr): in live blocks, in free blocks of pools in use (fragmentation)
@@ -132,7 +122,9 @@ async def measured(config: Any, wait: float, trace: bool, snapshot: Path, work: 
             raise RuntimeError(f"the gateway stopped early: {task.result()}")
         gc.collect()
         figures: dict[str, Any] = {"polled": sum(1 for p in app.pollers.values()
-                                                 if p.stats.polls_ok), **memory(),
+                                                 if p.stats.polls_ok),
+                                   **{key: procstat.status_mb(os.getpid(), key)
+                                      for key in ("VmRSS", "VmHWM")},
                                    "pymalloc": allocator(work)}
         if trace:
             tracemalloc.take_snapshot().dump(str(snapshot))
@@ -167,12 +159,10 @@ def growth(small: tracemalloc.Snapshot, large: tracemalloc.Snapshot, meters: int
     return rows
 
 
-def slope(points: list[tuple[int, float]]) -> float:
-    """The least-squares growth of y per x."""
-    mx = sum(x for x, _ in points) / len(points)
-    my = sum(y for _, y in points) / len(points)
-    sxx = sum((x - mx) ** 2 for x, _ in points)
-    return sum((x - mx) * (y - my) for x, y in points) / sxx
+def growth_of(points: list[tuple[int, float]]) -> float:
+    per_meter = report.slope(points)
+    assert per_meter is not None, "--meters: at least two fleet sizes"
+    return per_meter
 
 
 def section(command: str, machine: dict[str, str], figures: dict[str, Any]) -> str:
@@ -224,8 +214,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             raise RuntimeError(f"only {s['polled']} of {s['meters']} meters were polled")
     figures: dict[str, Any] = {
         "sizes": sizes, "wait": args.wait, "interval": args.interval,
-        "rss_kib_per_meter": 1024 * slope([(s["meters"], s["VmRSS"]) for s in sizes]),
-        "peak_kib_per_meter": 1024 * slope([(s["meters"], s["VmHWM"]) for s in sizes]),
+        "rss_kib_per_meter": 1024 * growth_of([(s["meters"], s["VmRSS"]) for s in sizes]),
+        "peak_kib_per_meter": 1024 * growth_of([(s["meters"], s["VmHWM"]) for s in sizes]),
     }
     if args.trace:
         lo, hi = min(args.meters), max(args.meters)

@@ -89,7 +89,11 @@ def _ratios(phases: list[Phase]) -> list[str]:
 
 def rss_slope(phases: list[Phase], subject: str = "gateway") -> float | None:
     """MB of peak RSS per meter: the least-squares slope over the fleet sizes measured."""
-    points = [(p.meters, p.peak_rss_mb) for p in phases if p.subject == subject]
+    return slope([(p.meters, p.peak_rss_mb) for p in phases if p.subject == subject])
+
+
+def slope(points: list[tuple[int, float]]) -> float | None:
+    """The least-squares growth of y per x (None for fewer than two distinct x)."""
     if len(points) < 2:
         return None
     mx = sum(x for x, _ in points) / len(points)
